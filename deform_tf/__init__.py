@@ -1,0 +1,20 @@
+"""deform-tf: deformation stability of CNNs in TensorFlow 2 / Keras 3.
+
+Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order):
+`dense_image_warp`, `sparse_image_warp`, `interpolate_spline`; the paper's random thin-plate-spline
+deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`, `tps_grid_operator`; and
+the Keras layer `RandomTPSDeformation`.
+"""
+
+from deform_tf.dense_warp import dense_image_warp
+from deform_tf.layers import RandomTPSDeformation
+from deform_tf.sparse_warp import sparse_image_warp
+from deform_tf.spline import interpolate_spline
+from deform_tf.tps import grid_points
+from deform_tf.tps import random_source_offsets
+from deform_tf.tps import random_tps_deformation
+from deform_tf.tps import tps_grid_flow
+from deform_tf.tps import tps_grid_operator
+from deform_tf.tps import tps_grid_warp
+
+__version__ = "0.1.0"

@@ -1,0 +1,97 @@
+"""Argument checks shared by the ops: clear errors that name the argument and the fix.
+
+Static facts (rank, known sizes, Python numbers) are checked when the op is built and raise
+`ValueError`; values only known at run time are checked with `tf.debugging` asserts, which raise
+`tf.errors.InvalidArgumentError` with the same kind of message.
+"""
+
+import math
+
+import tensorflow as tf
+
+FLOAT_DTYPES = (tf.float16, tf.bfloat16, tf.float32, tf.float64)
+
+
+def compute_dtype(*dtypes):
+    """The float dtype the ops compute in: float64 if any input is float64, else float32.
+
+    float16/bfloat16 and integer images are computed in float32 so that pixel coordinates keep
+    sub-pixel precision (float16 has a step of 0.125 px at 224 px).
+    """
+    return tf.float64 if any(d == tf.float64 for d in dtypes) else tf.float32
+
+
+def check_rank(tensor, rank, name, layout):
+    """Raises ValueError unless `tensor` has static rank `rank` (layout names the axes)."""
+    if tensor.shape.rank is None:
+        raise ValueError(f"`{name}` must have a known rank {rank} {layout}; its rank is unknown.")
+    if tensor.shape.rank != rank:
+        raise ValueError(
+            f"`{name}` must have rank {rank} {layout}, got shape {tensor.shape.as_list()}."
+        )
+
+
+def check_last_dim(tensor, size, name, meaning):
+    """Raises ValueError unless the last axis of `tensor` is statically `size` (or unknown)."""
+    last = tensor.shape[-1]
+    if last is not None and last != size:
+        raise ValueError(
+            f"The last axis of `{name}` must have size {size} ({meaning}), "
+            f"got shape {tensor.shape.as_list()}."
+        )
+
+
+def check_image_dtype(image, name="image"):
+    """Raises ValueError unless `image` is a float or uint8/uint16/int image."""
+    if not (image.dtype.is_floating or image.dtype.is_integer):
+        raise ValueError(f"`{name}` must be a float or integer image, got dtype {image.dtype.name}.")
+
+
+def check_float(tensor, name):
+    """Raises ValueError unless `tensor` has a floating dtype."""
+    if not tensor.dtype.is_floating:
+        raise ValueError(f"`{name}` must be a float tensor (pixels), got dtype {tensor.dtype.name}.")
+
+
+def assert_finite(tensor, name):
+    """Run-time check that `tensor` holds no NaN/Inf; returns `tensor` (identity otherwise)."""
+    return tf.debugging.assert_all_finite(
+        tensor, f"`{name}` must be finite (no NaN or Inf) pixel coordinates."
+    )
+
+
+def check_grid_size(grid_size):
+    """Returns (rows, cols) from an int or a pair; raises ValueError if any is < 2."""
+    if isinstance(grid_size, int):
+        rows = cols = grid_size
+    else:
+        try:
+            rows, cols = (int(g) for g in grid_size)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"`grid_size` must be an int or a pair of ints (rows, cols), got {grid_size!r}."
+            ) from None
+    if rows < 2 or cols < 2:
+        raise ValueError(
+            f"`grid_size` must be at least 2 per axis (a TPS needs points spanning the image), "
+            f"got {grid_size!r}."
+        )
+    return rows, cols
+
+
+def check_strength(strength):
+    """Validates a deformation strength in pixels; returns it (Python float or tensor)."""
+    if isinstance(strength, (int, float)):
+        if not math.isfinite(strength) or strength < 0:
+            raise ValueError(
+                f"`strength` is the maximal source offset in pixels and must be a finite "
+                f"number >= 0, got {strength!r}."
+            )
+        return float(strength)
+    strength = tf.convert_to_tensor(strength)
+    if strength.shape.rank not in (None, 0):
+        raise ValueError(f"`strength` must be a scalar, got shape {strength.shape.as_list()}.")
+    with tf.control_dependencies(
+        [tf.debugging.assert_non_negative(strength, "`strength` must be >= 0 pixels.")]
+    ):
+        return tf.identity(strength)

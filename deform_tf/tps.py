@@ -1,0 +1,206 @@
+"""The paper's random smooth deformation, on a fast path (Ruderman et al. 2018, Fig. 2).
+
+An evenly spaced grid of control points (rows x cols, border included: `linspace(0, size - 1, n)`
+per axis) is the *destination*; each grid point takes its value from a random *source* position,
+the grid point plus a uniform offset in [-strength, strength] pixels per axis. The displacement
+field is the thin-plate spline through the control displacements, located at the grid, and the
+image is resampled bilinearly, clamping at the edges. This equals
+
+    sparse_image_warp(image, grid + offsets, grid)
+
+but, because the spline is always fitted at the same grid, the dense field is a fixed linear map
+of the offsets. `tps_grid_operator` solves that map once per (height, width, grid) in float64 and
+caches it; per image only a [H*W, K] x [K, 2] matmul and the bilinear gather remain.
+"""
+
+import functools
+
+import numpy as np
+import tensorflow as tf
+
+from deform_tf import checks
+from deform_tf import dense_warp
+
+
+def grid_points(height, width, grid_size):
+    """The control grid: [rows * cols, 2] float64 (y, x) pixel positions, row-major."""
+    rows, cols = checks.check_grid_size(grid_size)
+    ys = np.linspace(0.0, height - 1.0, rows)
+    xs = np.linspace(0.0, width - 1.0, cols)
+    grid_y, grid_x = np.meshgrid(ys, xs, indexing="ij")
+    return np.stack([grid_y.ravel(), grid_x.ravel()], axis=1)
+
+
+def _thin_plate_kernel(squared_distance):
+    """phi(r) = r^2 log r = 0.5 r^2 log r^2, with phi(0) = 0."""
+    safe = np.where(squared_distance > 0, squared_distance, 1.0)
+    return 0.5 * squared_distance * np.log(safe)
+
+
+def _squared_distance(a, b):
+    return np.sum(np.square(a[:, None, :] - b[None, :, :]), axis=-1)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_operator(height, width, rows, cols):
+    centers = grid_points(height, width, (rows, cols))
+    k = len(centers)
+    affine = np.concatenate([centers, np.ones([k, 1])], axis=1)  # [K, 3]
+    system = np.zeros([k + 3, k + 3])
+    system[:k, :k] = _thin_plate_kernel(_squared_distance(centers, centers))
+    system[:k, k:] = affine
+    system[k:, :k] = affine.T
+    # Column j: the spline coefficients (w; v) for a unit value at control point j.
+    coefficients = np.linalg.solve(system, np.eye(k + 3)[:, :k])  # [K + 3, K]
+    ys, xs = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
+                         indexing="ij")
+    pixels = np.stack([ys.ravel(), xs.ravel()], axis=1)  # [H * W, 2]
+    operator = np.empty([height * width, k])
+    for start in range(0, len(pixels), 65536):  # bounds the [chunk, K] temporaries
+        chunk = pixels[start:start + 65536]
+        basis = np.concatenate(
+            [_thin_plate_kernel(_squared_distance(chunk, centers)), chunk,
+             np.ones([len(chunk), 1])], axis=1)
+        operator[start:start + len(chunk)] = basis @ coefficients
+    operator.setflags(write=False)
+    return operator
+
+
+def tps_grid_operator(height, width, grid_size):
+    """The linear map from control displacements to the dense thin-plate-spline field.
+
+    Args:
+      height, width: image size in pixels (ints >= 2).
+      grid_size: int n (an n x n grid) or (rows, cols), each >= 2.
+
+    Returns:
+      Read-only float64 array M of shape [height * width, rows * cols]: for displacements u
+      [K, 2] located at `grid_points(height, width, grid_size)`, the spline's value at pixel
+      p = y * width + x is M[p] @ u. Rows sum to 1 (constants are reproduced exactly).
+      Cached per (height, width, grid).
+    """
+    rows, cols = checks.check_grid_size(grid_size)
+    height, width = int(height), int(width)
+    if height < 2 or width < 2:
+        raise ValueError(f"The image must be at least 2x2 pixels, got {height}x{width}.")
+    return _cached_operator(height, width, rows, cols)
+
+
+def _static_size(images):
+    height, width = images.shape[1], images.shape[2]
+    if height is None or width is None:
+        raise ValueError(
+            "The fast TPS path needs the image height and width at graph-build time, got "
+            f"shape {images.shape.as_list()}. Resize or `ensure_shape` the images first, or use "
+            "`sparse_image_warp`, which accepts unknown sizes."
+        )
+    return height, width
+
+
+def tps_grid_flow(height, width, grid_size, source_offsets):
+    """The dense flow of the paper's deformation for given source offsets.
+
+    Args:
+      height, width: image size in pixels.
+      grid_size: int n or (rows, cols).
+      source_offsets: [batch, rows * cols, 2] float (dy, dx) offsets in pixels of the source
+        positions from the grid points (row-major, as `grid_points`).
+
+    Returns:
+      [batch, height, width, 2] flow in the dtype of `source_offsets`, in the
+      `dense_image_warp` convention out[y, x] = image[(y, x) - flow[y, x]]. At a grid point g the
+      flow is -offset, so the output there is the input at the source g + offset.
+    """
+    operator = tf.constant(tps_grid_operator(height, width, grid_size), source_offsets.dtype)
+    flat = tf.einsum("pk,bkc->bpc", operator, -source_offsets)
+    return tf.reshape(flat, [-1, height, width, 2])
+
+
+def tps_grid_warp(images, source_offsets, grid_size):
+    """Applies the paper's deformation with given source offsets (deterministic).
+
+    Args:
+      images: [batch, height, width, channels] images with static height and width (>= 2),
+        float or integer (integer images come back as float32, not rounded).
+      source_offsets: [batch, rows * cols, 2] (dy, dx) offsets in pixels of each grid point's
+        source position (row-major grid order).
+      grid_size: int n or (rows, cols).
+
+    Returns:
+      (warped, flow): the warped images and the [batch, height, width, 2] flow, in the compute
+      dtype (float64 for float64 inputs, else float32).
+    """
+    images = tf.convert_to_tensor(images, name="images")
+    checks.check_rank(images, 4, "images", "[batch, height, width, channels]")
+    checks.check_image_dtype(images, "images")
+    rows, cols = checks.check_grid_size(grid_size)
+    source_offsets = tf.convert_to_tensor(source_offsets, name="source_offsets")
+    checks.check_rank(source_offsets, 3, "source_offsets", "[batch, rows * cols, 2]")
+    checks.check_float(source_offsets, "source_offsets")
+    checks.check_last_dim(source_offsets, 2, "source_offsets", "(dy, dx) in pixels")
+    if source_offsets.shape[1] not in (None, rows * cols):
+        raise ValueError(
+            f"`source_offsets` must have rows * cols = {rows * cols} points for grid_size "
+            f"{grid_size!r}, got shape {source_offsets.shape.as_list()}."
+        )
+    height, width = _static_size(images)
+    out_dtype = dense_warp.output_dtype(images.dtype)
+    compute_images, dtype = dense_warp.to_compute_dtype(images, source_offsets)
+    flow = tps_grid_flow(height, width, (rows, cols), tf.cast(source_offsets, dtype))
+    warped = dense_warp.warp_with_flow(compute_images, flow)
+    warped = tf.ensure_shape(tf.cast(warped, out_dtype), images.shape)
+    return warped, tf.ensure_shape(flow, images.shape[:3].concatenate([2]))
+
+
+def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float32):
+    """Uniform source offsets in [-strength, strength] px: [batch, num_points, 2].
+
+    `seed` is a stateless seed: a shape [2] integer tensor for the whole batch, or [batch, 2]
+    for one seed per example (then each example's offsets depend only on its own seed, so a batch
+    can be split across devices or hosts without changing any example's deformation).
+    """
+    seed = tf.convert_to_tensor(seed)
+    if not seed.dtype.is_integer:
+        raise ValueError(f"`seed` must be an integer tensor of shape [2] or [batch, 2], got "
+                         f"dtype {seed.dtype.name}.")
+    if seed.shape.rank == 1:
+        checks.check_last_dim(seed, 2, "seed", "a stateless seed pair")
+        unit = tf.random.stateless_uniform([batch_size, num_points, 2], seed, dtype=dtype)
+    elif seed.shape.rank == 2:
+        checks.check_last_dim(seed, 2, "seed", "one stateless seed pair per example")
+        unit = tf.map_fn(
+            lambda s: tf.random.stateless_uniform([num_points, 2], s, dtype=dtype),
+            seed, fn_output_signature=tf.TensorSpec([num_points, 2], dtype))
+    else:
+        raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
+    strength = tf.cast(strength, dtype)
+    # 2u - 1 is exact in binary floating point, so strength 0 gives offsets of exactly 0.
+    return strength * (2.0 * unit - 1.0)
+
+
+def random_tps_deformation(images, grid_size, strength, seed, return_flow=False):
+    """Applies an independent random TPS deformation to each image (the paper's Fig. 2).
+
+    Args:
+      images: [batch, height, width, channels] images with static height and width (>= 2),
+        float or integer; the batch size may be unknown.
+      grid_size: int n (n x n control grid, border included) or (rows, cols), each >= 2.
+        Paper: 5 for ImageNet 224 px, 3 for CIFAR-10 32 px.
+      strength: C >= 0, the maximal source offset per axis in pixels (paper: 10 for ImageNet,
+        2 for CIFAR-10). A Python number or a scalar tensor.
+      seed: stateless seed, int tensor of shape [2] (one draw for the batch) or [batch, 2] (one
+        per example). Same seed, same deformation, on any device.
+      return_flow: also return the [batch, height, width, 2] flow.
+
+    Returns:
+      The deformed images (float images keep their dtype, integer images come back as float32),
+      or (images, flow) if `return_flow`.
+    """
+    images = tf.convert_to_tensor(images, name="images")
+    checks.check_rank(images, 4, "images", "[batch, height, width, channels]")
+    rows, cols = checks.check_grid_size(grid_size)
+    strength = checks.check_strength(strength)
+    dtype = checks.compute_dtype(images.dtype)
+    offsets = random_source_offsets(tf.shape(images)[0], rows * cols, strength, seed, dtype)
+    warped, flow = tps_grid_warp(images, offsets, (rows, cols))
+    return (warped, flow) if return_flow else warped

@@ -1,0 +1,137 @@
+"""Tests of `dense_image_warp` against scipy's bilinear `map_coordinates` and closed forms."""
+
+from absl.testing import parameterized
+import numpy as np
+from scipy import ndimage
+import tensorflow as tf
+
+from deform_tf import dense_warp
+from deform_tf import dense_image_warp
+
+
+def scipy_dense_warp(image, flow):
+    """Oracle: out[b, y, x] = image[b, y - flow_y, x - flow_x], bilinear, edges replicated."""
+    batch, height, width, channels = image.shape
+    grid_y, grid_x = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
+    out = np.empty(image.shape, np.float64)
+    for b in range(batch):
+        coords = np.stack([grid_y - flow[b, ..., 0], grid_x - flow[b, ..., 1]])
+        for c in range(channels):
+            out[b, ..., c] = ndimage.map_coordinates(
+                image[b, ..., c].astype(np.float64), coords, order=1, mode="nearest")
+    return out
+
+
+class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
+
+    @parameterized.parameters(
+        (1, 8, 8, 1), (2, 7, 11, 3), (3, 16, 5, 5), (1, 2, 2, 3), (2, 1, 6, 1))
+    def test_matches_scipy_map_coordinates(self, batch, height, width, channels):
+        rng = np.random.default_rng(height * 100 + width)
+        image = rng.uniform(size=(batch, height, width, channels)).astype(np.float32)
+        # Flows reach past every edge, so the clamping is exercised too.
+        flow = rng.uniform(-4, 4, size=(batch, height, width, 2)).astype(np.float32)
+        got = dense_image_warp(image, flow).numpy()
+        self.assertAllClose(got, scipy_dense_warp(image, flow), atol=1e-5, rtol=0)
+
+    def test_zero_flow_is_exact_identity(self):
+        image = np.random.default_rng(0).normal(size=(2, 9, 13, 3)).astype(np.float32)
+        got = dense_image_warp(image, np.zeros([2, 9, 13, 2], np.float32)).numpy()
+        np.testing.assert_array_equal(got, image)
+
+    @parameterized.parameters((2.0, -3.0), (-1.0, 0.0), (0.0, 5.0), (12.0, 12.0))
+    def test_whole_pixel_flow_is_exact_shift(self, dy, dx):
+        image = np.random.default_rng(1).normal(size=(1, 10, 12, 2)).astype(np.float32)
+        flow = np.broadcast_to(np.array([dy, dx], np.float32), (1, 10, 12, 2))
+        got = dense_image_warp(image, flow).numpy()
+        ys = np.clip(np.arange(10) - int(dy), 0, 9)
+        xs = np.clip(np.arange(12) - int(dx), 0, 11)
+        np.testing.assert_array_equal(got, image[:, ys][:, :, xs])
+
+    def test_flow_sign_convention(self):
+        # A bright pixel at (2, 3) and a flow of (+1, +2) moves it to (3, 5) (tfa's convention).
+        image = np.zeros([1, 8, 8, 1], np.float32)
+        image[0, 2, 3, 0] = 1.0
+        flow = np.broadcast_to(np.array([1.0, 2.0], np.float32), (1, 8, 8, 2))
+        got = dense_image_warp(image, flow).numpy()[0, ..., 0]
+        self.assertEqual(got[3, 5], 1.0)
+        self.assertEqual(got.sum(), 1.0)
+
+    @parameterized.parameters(
+        (np.float16, np.float16), (np.float32, np.float32), (np.float64, np.float64),
+        (np.uint8, np.float32))
+    def test_dtypes(self, image_dtype, expected_dtype):
+        rng = np.random.default_rng(2)
+        image = rng.integers(0, 255, size=(2, 6, 7, 3)).astype(image_dtype)
+        flow = rng.uniform(-2, 2, size=(2, 6, 7, 2)).astype(np.float32)
+        got = dense_image_warp(image, flow)
+        self.assertEqual(got.dtype, expected_dtype)
+        tolerance = 0.5 if image_dtype == np.float16 else 1e-3
+        self.assertAllClose(
+            got.numpy().astype(np.float64), scipy_dense_warp(image, flow), atol=tolerance, rtol=0)
+
+    def test_gradients_match_finite_differences(self):
+        rng = np.random.default_rng(3)
+        image = tf.constant(rng.uniform(size=(1, 5, 6, 2)))
+        # Fractional flows away from the kinks at integer positions.
+        flow = tf.constant(rng.uniform(-1.4, 1.4, size=(1, 5, 6, 2)) * 0.9 + 0.05)
+        for which in (0, 1):
+            def f(x, which=which):
+                args = [image, flow]
+                args[which] = x
+                return dense_image_warp(*args)
+            theoretical, numerical = tf.test.compute_gradient(f, [[image, flow][which]], delta=1e-4)
+            self.assertAllClose(theoretical, numerical, atol=1e-6)
+
+    def test_unknown_shapes_in_tf_function_and_tf_data(self):
+        spec = tf.TensorSpec([None, None, None, 3], tf.float32)
+        flow_spec = tf.TensorSpec([None, None, None, 2], tf.float32)
+        warp = tf.function(dense_image_warp, input_signature=[spec, flow_spec])
+        rng = np.random.default_rng(4)
+        for shape in ((1, 5, 7), (3, 9, 4)):
+            image = rng.uniform(size=shape + (3,)).astype(np.float32)
+            flow = rng.uniform(-2, 2, size=shape + (2,)).astype(np.float32)
+            self.assertAllClose(warp(image, flow), scipy_dense_warp(image, flow), atol=1e-5)
+        images = [rng.uniform(size=(6 + i, 4 + 2 * i, 3)).astype(np.float32) for i in range(3)]
+        dataset = tf.data.Dataset.from_generator(
+            lambda: iter(images), output_signature=tf.TensorSpec([None, None, 3], tf.float32))
+        dataset = dataset.map(
+            lambda x: dense_image_warp(x[None], tf.ones_like(x[None, ..., :2]) * 0.5)[0])
+        for got, image in zip(dataset, images):
+            flow = np.full(image.shape[:2] + (2,), 0.5, np.float32)
+            self.assertAllClose(got, scipy_dense_warp(image[None], flow[None])[0], atol=1e-5)
+
+    def test_xla_matches_eager(self):
+        rng = np.random.default_rng(5)
+        image = rng.uniform(size=(2, 12, 10, 3)).astype(np.float32)
+        flow = rng.uniform(-3, 3, size=(2, 12, 10, 2)).astype(np.float32)
+        compiled = tf.function(dense_image_warp, jit_compile=True)
+        self.assertAllClose(compiled(image, flow), dense_image_warp(image, flow), atol=1e-6)
+
+    @parameterized.named_parameters(
+        ("image_rank", np.zeros([4, 4, 3]), np.zeros([1, 4, 4, 2]), "image"),
+        ("flow_rank", np.zeros([1, 4, 4, 3]), np.zeros([4, 4, 2]), "flow"),
+        ("flow_last_axis", np.zeros([1, 4, 4, 3]), np.zeros([1, 4, 4, 3]), "flow"),
+        ("size_mismatch", np.zeros([1, 4, 4, 3]), np.zeros([1, 5, 4, 2]), "height"),
+        ("int_flow", np.zeros([1, 4, 4, 3]), np.zeros([1, 4, 4, 2], np.int32), "flow"),
+    )
+    def test_bad_input_names_the_argument(self, image, flow, word):
+        with self.assertRaisesRegex(ValueError, word):
+            dense_image_warp(image, flow)
+
+    def test_run_time_size_mismatch_is_clear(self):
+        spec = tf.TensorSpec([None, None, None, 1], tf.float32)
+        fspec = tf.TensorSpec([None, None, None, 2], tf.float32)
+        warp = tf.function(dense_image_warp, input_signature=[spec, fspec])
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "same batch, height"):
+            warp(np.zeros([1, 4, 4, 1], np.float32), np.zeros([1, 5, 4, 2], np.float32))
+
+    def test_resample_bilinear_weights_sum_to_one(self):
+        image = tf.ones([1, 4, 5, 1])
+        query = tf.constant(np.random.default_rng(6).uniform(-2, 7, size=(1, 30)), tf.float32)
+        got = dense_warp.resample_bilinear(image, query, query[:, ::-1])
+        self.assertAllClose(got, tf.ones([1, 30, 1]), atol=1e-6)
+
+
+if __name__ == "__main__":
+    tf.test.main()
