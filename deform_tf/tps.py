@@ -20,6 +20,7 @@ import tensorflow as tf
 
 from deform_tf import checks
 from deform_tf import dense_warp
+from deform_tf import stateless_random
 
 
 def grid_points(height, width, grid_size):
@@ -153,28 +154,28 @@ def tps_grid_warp(images, source_offsets, grid_size):
 
 
 def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float32):
-    """Uniform source offsets in [-strength, strength] px: [batch, num_points, 2].
+    """Uniform source offsets in [-strength, strength) px: [batch, num_points, 2] (dy, dx).
 
-    `seed` is a stateless seed: a shape [2] integer tensor for the whole batch, or [batch, 2]
-    for one seed per example (then each example's offsets depend only on its own seed, so a batch
-    can be split across devices or hosts without changing any example's deformation).
+    `seed` is a stateless seed: an integer tensor of shape [2] for the whole batch, or
+    [batch, 2] for one seed per example (then each example's offsets depend only on its own seed,
+    so a batch can be split across devices or hosts without changing any deformation). The
+    numbers come from `deform_tf.stateless_random`, identical in eager, graph, tf.data and XLA.
     """
     seed = tf.convert_to_tensor(seed)
     if not seed.dtype.is_integer:
         raise ValueError(f"`seed` must be an integer tensor of shape [2] or [batch, 2], got "
                          f"dtype {seed.dtype.name}.")
-    if seed.shape.rank == 1:
-        checks.check_last_dim(seed, 2, "seed", "a stateless seed pair")
-        unit = tf.random.stateless_uniform([batch_size, num_points, 2], seed, dtype=dtype)
-    elif seed.shape.rank == 2:
-        checks.check_last_dim(seed, 2, "seed", "one stateless seed pair per example")
-        unit = tf.map_fn(
-            lambda s: tf.random.stateless_uniform([num_points, 2], s, dtype=dtype),
-            seed, fn_output_signature=tf.TensorSpec([num_points, 2], dtype))
-    else:
+    if seed.shape.rank not in (1, 2):
         raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
+    checks.check_last_dim(seed, 2, "seed", "a stateless seed pair")
+    if seed.shape.rank == 2:
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(seed)[0], batch_size,
+                message="`seed` of shape [batch, 2] must have one row per image.")]):
+            seed = tf.identity(seed)
+    unit = stateless_random.uniform([batch_size, num_points, 2], seed, dtype)
     strength = tf.cast(strength, dtype)
-    # 2u - 1 is exact in binary floating point, so strength 0 gives offsets of exactly 0.
+    # 2u - 1 is exact for 24-bit u, so strength 0 gives offsets of exactly 0.
     return strength * (2.0 * unit - 1.0)
 
 

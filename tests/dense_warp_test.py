@@ -2,24 +2,11 @@
 
 from absl.testing import parameterized
 import numpy as np
-from scipy import ndimage
 import tensorflow as tf
 
 from deform_tf import dense_warp
 from deform_tf import dense_image_warp
-
-
-def scipy_dense_warp(image, flow):
-    """Oracle: out[b, y, x] = image[b, y - flow_y, x - flow_x], bilinear, edges replicated."""
-    batch, height, width, channels = image.shape
-    grid_y, grid_x = np.meshgrid(np.arange(height), np.arange(width), indexing="ij")
-    out = np.empty(image.shape, np.float64)
-    for b in range(batch):
-        coords = np.stack([grid_y - flow[b, ..., 0], grid_x - flow[b, ..., 1]])
-        for c in range(channels):
-            out[b, ..., c] = ndimage.map_coordinates(
-                image[b, ..., c].astype(np.float64), coords, order=1, mode="nearest")
-    return out
+from tests.oracles import scipy_dense_warp
 
 
 class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):

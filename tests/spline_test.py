@@ -6,12 +6,7 @@ from scipy import interpolate
 import tensorflow as tf
 
 from deform_tf import interpolate_spline
-
-
-def scipy_tps(points, values, queries):
-    """Oracle: scipy's thin-plate spline (phi = r^2 log r, affine tail), exact interpolation."""
-    return interpolate.RBFInterpolator(
-        points, values, kernel="thin_plate_spline", degree=1, smoothing=0.0)(queries)
+from tests.oracles import scipy_tps
 
 
 class InterpolateSplineTest(parameterized.TestCase, tf.test.TestCase):

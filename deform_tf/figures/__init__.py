@@ -1,0 +1,8 @@
+"""Plotting of the study's figures (the paper's Fig. 1-2 pictures, and later the result plots).
+
+Library code: every function takes numpy arrays (or small containers of them) and returns a
+`matplotlib.figure.Figure`; nothing here calls `pyplot`, `show()` or `print`. Figures are built
+directly on the non-interactive Agg canvas (`FigureCanvasAgg`), so importing this package never
+changes the user's matplotlib backend and works on headless machines; save them with
+`fig.savefig(path)`.
+"""
