@@ -1,8 +1,9 @@
 """Keras layer applying the paper's random thin-plate-spline deformation.
 
-Follows Keras' random preprocessing layers (e.g. `RandomFlip`): inside a model it deforms only
-when training (unless `apply_in_inference=True`); called directly, e.g. in `tf.data.Dataset.map`,
-`training` defaults to True so it deforms. Each call draws a fresh stateless seed from a Keras
+Follows Keras' random preprocessing layers (e.g. `RandomFlip`): inside a model it deforms during
+`fit` and not in `predict`/`evaluate` or `model(x, training=False)` (unless
+`apply_in_inference=True`); called directly, e.g. in `tf.data.Dataset.map`, `training` defaults
+to True so it deforms (as in Keras, so does a bare `model(x)` call). Each call draws a fresh stateless seed from a Keras
 `SeedGenerator`; pass `seed=` to the call to control the deformation exactly (per batch [2] or per
 example [batch, 2]), which is what deterministic input pipelines should do.
 """
@@ -46,7 +47,7 @@ class RandomTPSDeformation(keras.layers.Layer):
         if not (training or self.apply_in_inference):
             return tf.cast(images, dense_warp.output_dtype(images.dtype))
         if seed is None:
-            seed = tf.cast(self.seed_generator.next(), tf.int32)
+            seed = self.seed_generator.next()
         return tps.random_tps_deformation(images, self.grid_size, self.strength, seed)
 
     def compute_output_shape(self, input_shape):
