@@ -1,0 +1,83 @@
+"""Loading models for measurement: a Keras model, a saved `.keras` file, or a checkpoint.
+
+A checkpoint directory is what the launchers write: `tf.train.Checkpoint(model=...)` files
+(`checkpoint`, `ckpt-N.index`, `ckpt-N.data-*`) next to `model_config.json`, the keyword
+arguments of `deform_tf.models.vgg` that rebuild the architecture. A path may name the directory
+(the latest checkpoint is used) or one checkpoint prefix (`.../ckpt-N`).
+"""
+
+import json
+import os
+
+import keras
+import tensorflow as tf
+
+from deform_tf import models
+
+MODEL_CONFIG_FILE = "model_config.json"
+
+
+def save_model_config(directory, **vgg_kwargs):
+    """Writes the `vgg` keyword arguments to `directory/model_config.json`; returns the path."""
+    models.vgg(**vgg_kwargs)  # fails early on arguments that cannot build a model
+    tf.io.gfile.makedirs(directory)
+    path = os.path.join(directory, MODEL_CONFIG_FILE)
+    with tf.io.gfile.GFile(path, "w") as f:
+        json.dump(vgg_kwargs, f, indent=2, sort_keys=True)
+    return path
+
+
+def _load_checkpoint(path):
+    directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
+    config_path = os.path.join(directory, MODEL_CONFIG_FILE)
+    if not tf.io.gfile.exists(config_path):
+        raise ValueError(
+            f"{path!r} is not a .keras file and has no {MODEL_CONFIG_FILE} beside it, so the "
+            "architecture is unknown. Pass a model, a .keras file, or a launcher output "
+            "checkpoint directory.")
+    try:
+        with tf.io.gfile.GFile(config_path) as f:
+            config = json.load(f)
+        model = models.vgg(**config)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"Cannot rebuild the model from {config_path}: {e}") from None
+    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    if prefix is None:
+        raise ValueError(f"No checkpoint found in directory {path!r}.")
+    try:
+        tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as e:
+        raise ValueError(f"Cannot restore the model from checkpoint {prefix!r}: {e}") from None
+    return model
+
+
+def load_model(source):
+    """Returns a Keras model from a model, a `.keras`/`.h5` file or a checkpoint path.
+
+    Raises:
+      FileNotFoundError: the path does not exist.
+      ValueError: the file cannot be read as a model (named in the message).
+    """
+    if isinstance(source, keras.Model):
+        return source
+    path = os.fspath(source)
+    if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
+        raise FileNotFoundError(f"No model at {path!r}: expected a .keras file or a checkpoint.")
+    if path.endswith((".keras", ".h5")):
+        try:
+            return keras.models.load_model(path)
+        except Exception as e:  # Keras raises many types for corrupt files.
+            raise ValueError(f"Cannot load the Keras model file {path!r}: {e}") from None
+    return _load_checkpoint(path)
+
+
+def as_representation_model(model):
+    """(rep_model, names) from a `(rep_model, names)` pair, a vgg model or a path."""
+    if isinstance(model, tuple):
+        rep_model, names = model
+        if len(rep_model.outputs) != len(names):
+            raise ValueError(
+                f"The representation model has {len(rep_model.outputs)} outputs but "
+                f"{len(names)} names were given.")
+        return rep_model, list(names)
+    return models.representation_model(load_model(model))

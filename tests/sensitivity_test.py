@@ -1,0 +1,177 @@
+"""Tests of deformation sensitivity and relative stability against numpy brute force."""
+
+import itertools
+import json
+import os
+
+from absl.testing import parameterized
+import keras
+import numpy as np
+import tensorflow as tf
+
+import deform_tf
+from deform_tf import models
+from deform_tf import sensitivity
+
+
+def _brute_distance(a, b, distance):
+    a, b = a.ravel().astype(np.float64), b.ravel().astype(np.float64)
+    if distance == "cosine":
+        return 1.0 - a @ b / (np.linalg.norm(a) * np.linalg.norm(b))
+    return np.linalg.norm(a - b)
+
+
+def _tiny_model(downsampling="max_pool", seed=0):
+    return models.vgg("cifar10", downsampling, width=0.0625, input_shape=(16, 16, 3), seed=seed)
+
+
+def _images(n=10, seed=0):
+    return np.random.default_rng(seed).uniform(size=(n, 16, 16, 3)).astype(np.float32)
+
+
+def _deform(images):
+    return deform_tf.random_tps_deformation(images, 3, 1.5, [1, 2])
+
+
+class DeformationSensitivityTest(parameterized.TestCase, tf.test.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.model = _tiny_model()
+        cls.runner = sensitivity.RepresentationRunner(cls.model)
+
+    @parameterized.parameters("cosine", "euclidean")
+    def test_matches_numpy_brute_force(self, distance):
+        images = _images()
+        result = sensitivity.deformation_sensitivity(
+            self.model, images, _deform, distance=distance, runner=self.runner)
+        rep_model, names = models.representation_model(self.model)
+        clean = [r.numpy() for r in rep_model(images, training=False)]
+        moved = [r.numpy() for r in rep_model(_deform(images), training=False)]
+        self.assertEqual(result["layers"], names)
+        self.assertLen(result["sensitivity"], 13)
+        for layer in range(13):
+            numerator = np.mean([_brute_distance(clean[layer][i], moved[layer][i], distance)
+                                 for i in range(len(images))])
+            denominator = np.median([
+                _brute_distance(clean[layer][i], clean[layer][j], distance)
+                for i, j in itertools.combinations(range(len(images)), 2)])
+            self.assertAllClose(result["numerator"][layer], numerator, rtol=1e-4, atol=1e-7)
+            self.assertAllClose(result["denominator"][layer], denominator, rtol=1e-4)
+            self.assertAllClose(result["sensitivity"][layer], numerator / denominator,
+                                rtol=1e-3)
+
+    @parameterized.parameters("cosine", "euclidean")
+    def test_identity_deformation_gives_zero(self, distance):
+        result = sensitivity.deformation_sensitivity(
+            self.model, _images(), lambda x: x, distance=distance, runner=self.runner)
+        # The input is exactly 0. Deeper layers are 0 up to float32 rounding: a convolution
+        # over a batch need not round identical images in different batch slots identically.
+        self.assertEqual(result["sensitivity"][0], 0.0)
+        self.assertAllClose(result["sensitivity"], np.zeros(13), atol=1e-6)
+
+    def test_strength_zero_tps_gives_zero(self):
+        result = sensitivity.deformation_sensitivity(
+            self.model, _images(), lambda x: deform_tf.random_tps_deformation(x, 3, 0.0, [0, 1]),
+            runner=self.runner)
+        self.assertEqual(result["sensitivity"][0], 0.0)
+        self.assertAllClose(result["sensitivity"], np.zeros(13), atol=1e-6)
+
+    @parameterized.parameters("cosine", "euclidean")
+    def test_chunked_equals_unchunked(self, distance):
+        images = _images(11)
+        whole = sensitivity.deformation_sensitivity(
+            self.model, images, _deform, distance=distance, runner=self.runner)
+        for batch_size in (1, 4):
+            chunked = sensitivity.deformation_sensitivity(
+                self.model, images, _deform, distance=distance, batch_size=batch_size,
+                runner=self.runner)
+            self.assertAllClose(chunked["sensitivity"], whole["sensitivity"], rtol=1e-5)
+
+    def test_cosine_is_invariant_to_scaling_each_representation(self):
+        inputs = keras.Input([4, 4, 2])
+        flat = keras.layers.Flatten()(inputs)
+        # Each image's representation scaled by its own positive factor.
+        scaled = keras.layers.Lambda(
+            lambda v: v * (1.0 + 10.0 * tf.reduce_mean(v, axis=1, keepdims=True)))(flat)
+        pair = (keras.Model(inputs, [flat, scaled]), ["flat", "scaled"])
+        images = np.random.default_rng(1).uniform(size=(8, 4, 4, 2)).astype(np.float32)
+        noise = lambda x: x + 0.05 * tf.sin(10.0 * x)
+        cosine = sensitivity.deformation_sensitivity(pair, images, noise, "cosine")
+        euclid = sensitivity.deformation_sensitivity(pair, images, noise, "euclidean")
+        self.assertAllClose(cosine["sensitivity"][0], cosine["sensitivity"][1], rtol=1e-5)
+        self.assertNotAllClose(euclid["sensitivity"][0], euclid["sensitivity"][1], rtol=1e-2)
+
+    def test_accepts_a_saved_model_file_and_serializes_to_json(self):
+        path = os.path.join(self.get_temp_dir(), "model.keras")
+        self.model.save(path)
+        images = _images(6)
+        from_file = sensitivity.deformation_sensitivity(path, images, _deform)
+        direct = sensitivity.deformation_sensitivity(self.model, images, _deform,
+                                                     runner=self.runner)
+        self.assertAllClose(from_file["sensitivity"], direct["sensitivity"], rtol=1e-5)
+        self.assertEqual(json.loads(json.dumps(from_file))["layers"], from_file["layers"])
+
+    @parameterized.named_parameters(
+        ("one_image", _images(1), _deform, "cosine", "At least 2"),
+        ("wrong_size", np.zeros([4, 8, 8, 3], np.float32), _deform, "cosine", "shape"),
+        ("wrong_rank", np.zeros([4, 16, 16], np.float32), _deform, "cosine", "shape"),
+        ("distance", _images(4), _deform, "manhattan", "distance"),
+        ("deform_shape", _images(4), lambda x: x[:, :8], "cosine", "deform_fn"),
+    )
+    def test_bad_input(self, images, deform_fn, distance, word):
+        with self.assertRaisesRegex(ValueError, word):
+            sensitivity.deformation_sensitivity(self.model, images, deform_fn, distance,
+                                                runner=self.runner)
+
+    def test_model_without_measured_layers(self):
+        inputs = keras.Input([16, 16, 3])
+        model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs))
+        with self.assertRaisesRegex(ValueError, "block"):
+            sensitivity.deformation_sensitivity(model, _images(4), _deform)
+
+
+class RelativeStabilityTest(parameterized.TestCase, tf.test.TestCase):
+
+    def test_identity_map_matches_closed_form(self):
+        inputs = keras.Input([16, 16, 3])
+        pair = (keras.Model(inputs, [inputs, keras.layers.Rescaling(3.0)(inputs)]),
+                ["input", "scaled"])
+        images = _images(9)
+        result = sensitivity.relative_stability(pair, images, _deform, noise_seed=(4, 2))
+        x = images.reshape(9, -1).astype(np.float64)
+        delta = _deform(images).numpy().reshape(9, -1) - x
+        pairs = np.mean([np.sum((x[i] - x[j]) ** 2)
+                         for i, j in itertools.combinations(range(9), 2)])
+        expected_d = np.mean(np.sum(delta ** 2, axis=1)) / pairs
+        for layer in range(2):
+            self.assertAllClose(result["deformation_stability"][layer], expected_d, rtol=1e-4)
+            # |eta_i| = |tau x_i - x_i|, so G = D and R = 1 for any linear isotropic map.
+            self.assertAllClose(result["noise_stability"][layer], expected_d, rtol=1e-4)
+            self.assertAllClose(result["relative_stability"][layer], 1.0, rtol=1e-4)
+        self.assertAllClose(result["pair_mean"][1], 9.0 * pairs, rtol=1e-5)
+
+    def test_noise_has_the_deformation_norm(self):
+        images = tf.constant(_images(5))
+        deformed = _deform(images)
+        noise = sensitivity.matched_gaussian_noise(images, deformed, (1, 1))
+        self.assertAllClose(tf.norm(tf.reshape(noise, [5, -1]), axis=1),
+                            tf.norm(tf.reshape(deformed - images, [5, -1]), axis=1), rtol=1e-5)
+
+    def test_vgg_chunked_equals_unchunked_and_pooling_is_stabler(self):
+        model = _tiny_model("avg_pool")
+        images = _images(8)
+        runner = sensitivity.RepresentationRunner(model)
+        whole = sensitivity.relative_stability(model, images, _deform, runner=runner)
+        chunked = sensitivity.relative_stability(model, images, _deform, batch_size=3,
+                                                 runner=runner)
+        self.assertAllClose(whole["relative_stability"], chunked["relative_stability"],
+                            rtol=1e-4)
+        self.assertLen(whole["layers"], 13)
+        self.assertAllClose(whole["relative_stability"][0], 1.0, rtol=1e-4)
+        json.dumps(whole)
+
+
+if __name__ == "__main__":
+    tf.test.main()
