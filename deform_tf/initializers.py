@@ -1,4 +1,4 @@
-"""Weight initializers of the paper: fan-in truncated normal and Gaussian-smoothed filters (SPEC §4).
+"""Weight init of the paper: fan-in truncated normal and Gaussian-smoothed filters (SPEC §4).
 
 `FanInTruncatedNormal` is Sonnet's default, which DeepMind used: a normal with stddev
 1 / sqrt(fan_in), redrawn outside 2 std (as `keras.initializers.TruncatedNormal`). The truncation

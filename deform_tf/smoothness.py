@@ -132,7 +132,8 @@ def conv_layers(model):
       ValueError: `model` has no `layers` or is not built yet.
     """
     if not hasattr(model, "layers"):
-        raise ValueError(f"`model` must be a Keras model with `layers`, got {type(model).__name__}.")
+        raise ValueError(
+            f"`model` must be a Keras model with `layers`, got {type(model).__name__}.")
     if not getattr(model, "built", True):
         raise ValueError(
             f"`model` {model.name!r} is not built: call it on data or `build(input_shape)` first "
