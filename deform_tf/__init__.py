@@ -7,6 +7,15 @@ the Keras layer `RandomTPSDeformation`.
 """
 
 from deform_tf.dense_warp import dense_image_warp
+from deform_tf.diffeo import exact_rms_displacement
+from deform_tf.diffeo import max_entropy_coefficients
+from deform_tf.diffeo import max_entropy_flow
+from deform_tf.diffeo import random_diffeo
+from deform_tf.diffeo import temperature_for_displacement
+from deform_tf.diffeo import temperature_matching_tps
+from deform_tf.diffeo import temperature_range
+from deform_tf.diffeo import tps_rms_displacement
+from deform_tf.diffeo import typical_displacement
 from deform_tf.layers import RandomTPSDeformation
 from deform_tf.sparse_warp import sparse_image_warp
 from deform_tf.spline import interpolate_spline

@@ -1,4 +1,4 @@
-"""Tests of the device- and XLA-independent stateless uniform numbers."""
+"""Tests of the device- and XLA-independent stateless uniform and normal numbers."""
 
 from absl.testing import parameterized
 import numpy as np
@@ -52,6 +52,68 @@ class StatelessUniformTest(parameterized.TestCase, tf.test.TestCase):
     @parameterized.parameters(tf.float32, tf.float64)
     def test_dtype(self, dtype):
         self.assertEqual(stateless_random.uniform([3], [0, 0], dtype).dtype, dtype)
+
+
+class StatelessNormalTest(parameterized.TestCase, tf.test.TestCase):
+
+    def test_normal_distribution(self):
+        values = stateless_random.normal([200000], [1, 2], tf.float64).numpy()
+        n = len(values)
+        self.assertAllClose(values.mean(), 0.0, atol=4 / np.sqrt(n))
+        self.assertAllClose(values.var(), 1.0, atol=4 * np.sqrt(2 / n))
+        self.assertGreater(stats.kstest(values, "norm").pvalue, 1e-3)
+        self.assertLess(np.abs(values).max(), 5.78)  # sqrt(2 * 24 ln 2): the 24-bit tail cut
+
+    def test_per_row_normality_and_independence(self):
+        seeds = np.stack([np.full(4000, 7), np.arange(4000)], axis=1).astype(np.int64)
+        values = stateless_random.normal([4000, 32], seeds).numpy()
+        self.assertGreater(stats.kstest(values[:, 0], "norm").pvalue, 1e-3)
+        self.assertLess(abs(np.corrcoef(values[:-1].ravel(), values[1:].ravel())[0, 1]), 0.01)
+        self.assertLess(abs(np.corrcoef(values[:, :-1].ravel(), values[:, 1:].ravel())[0, 1]),
+                        0.01)
+        # Independent of `uniform` with the same seeds (its streams are not the normal's).
+        uniforms = stateless_random.uniform([4000, 32], seeds).numpy()
+        self.assertLess(abs(np.corrcoef(values.ravel(), uniforms.ravel())[0, 1]), 0.01)
+        self.assertLess(abs(np.corrcoef(np.abs(values).ravel(), uniforms.ravel())[0, 1]), 0.01)
+
+    def test_xla_and_graph_are_bit_identical_to_eager(self):
+        seed = tf.constant([[3, 4], [5, 6]], tf.int64)
+        for dtype in (tf.float32, tf.float64):
+            eager = stateless_random.normal([2, 5000], seed, dtype).numpy()
+            for jit in (False, True):
+                got = tf.function(lambda s, dtype=dtype: stateless_random.normal(
+                    [2, 5000], s, dtype), jit_compile=jit)(seed).numpy()
+                np.testing.assert_array_equal(got, eager)
+
+    def test_log_and_cos_are_accurate_and_bit_identical_under_xla(self):
+        # A strided sweep of the 2^24 lattice plus its ends and quadrant boundaries.
+        k = np.concatenate([np.arange(0, 1 << 24, 97), [1, 2, 1 << 21, 1 << 22, 1 << 23,
+                                                          3 << 22, (1 << 24) - 1]])
+        k = tf.constant(k, tf.int32)
+        fn = lambda k: (stateless_random.log_of_lattice(k + 1),  # noqa: E731
+                        stateless_random.cos_of_lattice(k))
+        eager = fn(k)
+        xla = tf.function(fn, jit_compile=True)(k)
+        for a, b in zip(eager, xla):
+            np.testing.assert_array_equal(a.numpy(), b.numpy())
+        lattice = k.numpy().astype(np.float64)
+        self.assertAllClose(eager[0], np.log((lattice + 1) / (1 << 24)), atol=1e-8, rtol=0)
+        self.assertAllClose(eager[1], np.cos(2 * np.pi * lattice / (1 << 24)), atol=1e-8, rtol=0)
+        self.assertEqual(stateless_random.log_of_lattice(tf.constant([1 << 24])).numpy()[0], 0.0)
+        self.assertEqual(stateless_random.cos_of_lattice(tf.constant([0])).numpy()[0], 1.0)
+
+    def test_rows_and_prefixes_do_not_depend_on_the_shape(self):
+        seeds = tf.constant([[1, 1], [1, 2]])
+        whole = stateless_random.normal([2, 6, 2], seeds).numpy()
+        np.testing.assert_array_equal(stateless_random.normal([6, 2], seeds[1]).numpy(), whole[1])
+        np.testing.assert_array_equal(stateless_random.normal([4], [1, 2]).numpy(),
+                                      stateless_random.normal([10], [1, 2]).numpy()[:4])
+
+    @parameterized.parameters(tf.float32, tf.float64)
+    def test_dtype(self, dtype):
+        values = stateless_random.normal([3], [0, 0], dtype)
+        self.assertEqual(values.dtype, dtype)
+        self.assertAllClose(values, stateless_random.normal([3], [0, 0], tf.float64), atol=1e-6)
 
 
 if __name__ == "__main__":
