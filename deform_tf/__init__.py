@@ -3,7 +3,13 @@
 Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order):
 `dense_image_warp`, `sparse_image_warp`, `interpolate_spline`; the paper's random thin-plate-spline
 deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`, `tps_grid_operator`; and
-the Keras layer `RandomTPSDeformation`.
+the Keras layer `RandomTPSDeformation`; Petrini et al.'s max-entropy diffeomorphisms
+(`random_diffeo`, ...).
+
+The measurement stack lives in submodules: `deform_tf.models` (the VGG family and
+`representation_model`), `deform_tf.sensitivity` (deformation sensitivity, relative stability),
+`deform_tf.smoothness` (filter smoothness), `deform_tf.initializers` (fan-in and smooth init),
+`deform_tf.model_io` (loading models, files and checkpoints) and `deform_tf.figures`.
 """
 
 from deform_tf.dense_warp import dense_image_warp

@@ -17,6 +17,8 @@ import math
 import keras
 import numpy as np
 
+from deform_tf import model_io
+
 
 def _kernel_numpy(kernel, name="kernel"):
     """`kernel` (numpy, tensor or Keras variable) as a float64 numpy array of rank 4."""
@@ -173,7 +175,8 @@ def model_smoothness(model):
     """The smoothness measure of every spatial conv kernel of a built Keras model.
 
     Args:
-      model: a built Keras model.
+      model: a built Keras model, a saved `.keras` file or a checkpoint directory (see
+        `deform_tf.model_io.load_model`).
 
     Returns:
       List of JSON-serializable dicts, one per conv layer in model order:
@@ -184,7 +187,7 @@ def model_smoothness(model):
       ValueError: a conv kernel is all zeros or not finite (see `filter_smoothness`).
     """
     rows = []
-    for index, (name, kernel) in enumerate(conv_kernels(model), start=1):
+    for index, (name, kernel) in enumerate(conv_kernels(model_io.load_model(model)), start=1):
         rows.append({
             "layer": str(name),
             "index": index,

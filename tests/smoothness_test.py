@@ -1,6 +1,7 @@
 """Tests of the normalized filter smoothness: hand-computed kernels, random-init values, models."""
 
 import json
+import os
 
 from absl.testing import parameterized
 import keras
@@ -161,6 +162,21 @@ class ModelSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(json.loads(json.dumps(rows)), rows)
         self.assertAllClose(smoothness.mean_smoothness(rows),
                             (rows[0]["smoothness"] + rows[1]["smoothness"]) / 2)
+
+    def test_accepts_keras_file_and_checkpoint_directory(self):
+        from deform_tf import model_io, models  # pylint: disable=g-import-not-at-top
+        kwargs = dict(config="cifar10", downsampling="max_pool", width=0.125, seed=2)
+        model = models.vgg(**kwargs)
+        expected = smoothness.model_smoothness(model)
+        self.assertEqual([r["layer"] for r in expected],
+                         [f"block{i}_conv{j}" for i in range(1, 5) for j in (1, 2)])
+        path = os.path.join(self.get_temp_dir(), "vgg.keras")
+        model.save(path)
+        self.assertEqual(smoothness.model_smoothness(path), expected)
+        directory = os.path.join(self.get_temp_dir(), "run")
+        model_io.save_model_config(directory, **kwargs)
+        tf.train.Checkpoint(model=model).save(os.path.join(directory, "ckpt"))
+        self.assertEqual(smoothness.model_smoothness(directory), expected)
 
     def test_conv_kernels_are_numpy_copies(self):
         model = _tiny_model()
