@@ -26,6 +26,7 @@ setuptools.setup(
         "numpy>=1.26",
         "absl-py>=2.0",
         "matplotlib>=3.8",
+        "tensorboard>=2.19",
     ],
     extras_require={
         "cpu": ["tensorflow-cpu" + TF_VERSION],

@@ -1,0 +1,493 @@
+"""The training loop shared by the launchers: strategy, checkpoints and resume, measurements.
+
+No flags here: launchers build a `TrainConfig` and a `Data` and call `train`. What a run writes
+into its output directory:
+
+  config.json          the resolved configuration (a different config refuses the directory)
+  checkpoints/         tf.train checkpoints (model, optimizer, input iterator, step) and
+                       model_config.json, so `deform_tf.model_io.load_model` can read them
+  summaries/           TensorBoard: train/*, eval/*, sensitivity/*, relative_stability/*,
+                       smoothness/*, kernel histograms, a clean-vs-deformed image grid
+  metrics.csv          one row per log interval: step, loss, accuracy, learning rate, ex/s
+  measurements.json    per-layer sensitivity (cosine, Euclidean), relative stability and
+                       smoothness at init, every `measure_every` steps and at the end
+  final.json           final evaluation; its presence marks a finished run
+
+Data parallelism: one host `tf.data` iterator per worker yields the worker's share of the global
+batch and each replica takes its slice inside `strategy.run`. The iterator is a plain tf.data
+iterator, so it is saved in the checkpoint with the model on every strategy: killing the process
+at any time and restarting the same command resumes from the last checkpoint, input position
+included (with `deterministic`, bit-for-bit as if never interrupted).
+"""
+
+import csv
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Callable, Optional
+
+from absl import logging
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deform_tf import model_io
+from deform_tf import models
+from deform_tf import sensitivity
+from deform_tf import smoothness
+from deform_tf import tps
+from deform_tf import initializers
+
+STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
+SCHEDULES = ("cosine", "step", "constant")
+OPTIMIZERS = ("sgd", "adam")
+
+
+class RunError(Exception):
+    """A problem with the run's inputs or output directory; the message says what to do."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a training run (written to config.json)."""
+
+    experiment: str
+    model_config: str  # deform_tf.models.STAGES key
+    downsampling: str
+    width: float
+    input_shape: tuple
+    num_classes: int
+    seed: int
+    batch_size: int  # global
+    train_steps: int
+    optimizer: str = "sgd"
+    learning_rate: float = 0.1  # peak, for `batch_size`
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0
+    smooth_init_sigma: float = 0.0
+    eval_grid_size: int = 3
+    eval_strength: float = 2.0
+    measure_every: int = 0  # 0: only at init and at the end
+    num_measure_images: int = 128
+    checkpoint_every: int = 500
+    log_every: int = 50
+    mixed_precision: bool = False
+    jit_compile: bool = False
+    deterministic: bool = False
+    data: dict = dataclasses.field(default_factory=dict)  # data settings, for the record
+
+    def vgg_kwargs(self):
+        return dict(config=self.model_config, downsampling=self.downsampling, width=self.width,
+                    input_shape=list(self.input_shape), num_classes=self.num_classes,
+                    seed=self.seed)
+
+    def to_json(self):
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+@dataclasses.dataclass
+class Data:
+    """The data of a run.
+
+    train: fn(input_context) -> dataset of per-worker batches (images, labels) of size
+      batch_size / num_workers, repeating forever, deterministic given the config's seed.
+    evaluate: fn() -> finite dataset of batches for accuracy, or None.
+    measure_images: [N, H, W, C] float32 images for the sensitivity measurements.
+    """
+
+    train: Callable
+    evaluate: Optional[Callable]
+    measure_images: np.ndarray
+
+
+def make_strategy(name, tpu=""):
+    """The tf.distribute strategy named by `name` (one of STRATEGIES)."""
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker_mirrored":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if name == "tpu":
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        return tf.distribute.TPUStrategy(resolver)
+    raise RunError(f"Unknown strategy {name!r}; choose one of {STRATEGIES}.")
+
+
+def worker_info(strategy):
+    """(num_workers, worker_index, is_chief) for the current process."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) and resolver:
+        spec = resolver.cluster_spec()
+        num_workers = max(1, len(spec.as_dict().get("worker", [])))
+        task_type, task_id = resolver.task_type, resolver.task_id or 0
+        is_chief = task_type in (None, "chief") or (task_type == "worker" and task_id == 0)
+        return num_workers, task_id, is_chief
+    return 1, 0, True
+
+
+class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear warmup to `peak`, then cosine decay to 0, step decay (x0.1 at 1/2 and 3/4), or
+    constant, over `total_steps`."""
+
+    def __init__(self, peak, total_steps, warmup_steps, kind):
+        self.peak, self.total, self.warmup, self.kind = peak, total_steps, warmup_steps, kind
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        warmup = tf.cast(self.warmup, tf.float32)
+        progress = tf.clip_by_value(
+            (step - warmup) / tf.maximum(float(self.total - self.warmup), 1.0), 0.0, 1.0)
+        if self.kind == "cosine":
+            rate = 0.5 * self.peak * (1.0 + tf.cos(math.pi * progress))
+        elif self.kind == "step":
+            rate = self.peak * tf.where(progress < 0.5, 1.0, tf.where(progress < 0.75, 0.1, 0.01))
+        else:
+            rate = tf.constant(self.peak, tf.float32)
+        if self.warmup > 0:
+            rate = tf.where(step < warmup, self.peak * (step + 1.0) / warmup, rate)
+        return rate
+
+    def get_config(self):
+        return dict(peak=self.peak, total_steps=self.total, warmup_steps=self.warmup,
+                    kind=self.kind)
+
+
+def _make_optimizer(config):
+    schedule = WarmupSchedule(config.learning_rate, config.train_steps, config.warmup_steps,
+                              config.schedule)
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(schedule, momentum=config.momentum,
+                                         weight_decay=config.weight_decay or None)
+    else:
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    if config.mixed_precision:
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer, schedule
+
+
+def prepare_output_dir(output_dir, config, resume=True, overwrite=False):
+    """Checks that `output_dir` is new or holds this same run; writes config.json.
+
+    Returns True when a previous run with the same config is found (to be resumed).
+    Raises RunError if the directory holds another run's config and neither `overwrite` (move the
+    old run aside to `<output_dir>.replaced-<time>`, nothing is deleted) is set, or if it holds the
+    same run and `resume` is False.
+    """
+    config_path = os.path.join(output_dir, "config.json")
+    wanted = config.to_json()
+    if tf.io.gfile.exists(config_path):
+        try:
+            with tf.io.gfile.GFile(config_path) as f:
+                existing = json.load(f)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            existing = None
+        if existing == wanted and resume and not overwrite:
+            return True
+        if not overwrite:
+            what = ("the same run (pass --resume to continue it)" if existing == wanted
+                    else "another run's config.json")
+            raise RunError(
+                f"{output_dir} holds {what}; choose a new --output_dir or pass --overwrite "
+                "(which moves the old run aside, it deletes nothing).")
+        aside = f"{output_dir.rstrip('/')}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
+        tf.io.gfile.rename(output_dir, aside)
+        logging.info("Moved the previous run in %s to %s.", output_dir, aside)
+    tf.io.gfile.makedirs(output_dir)
+    with tf.io.gfile.GFile(config_path, "w") as f:
+        json.dump(wanted, f, indent=2, sort_keys=True)
+    return False
+
+
+def _truncate_logs(output_dir, step):
+    """Drops metrics rows and measurements after `step` (re-done after a resume)."""
+    path = os.path.join(output_dir, "metrics.csv")
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
+            rows = list(csv.DictReader(f))
+        _write_csv(path, [r for r in rows if int(r["step"]) <= step])
+    measurements = _read_measurements(output_dir)
+    _write_json(os.path.join(output_dir, "measurements.json"),
+                [m for m in measurements if m["step"] <= step])
+
+
+def _write_csv(path, rows):
+    fields = ["step", "loss", "accuracy", "learning_rate", "examples_per_sec"]
+    with tf.io.gfile.GFile(path, "w") as f:
+        writer = csv.DictWriter(f, fields)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _append_csv(path, row):
+    if not tf.io.gfile.exists(path):
+        _write_csv(path, [])
+    with tf.io.gfile.GFile(path, "a") as f:
+        csv.DictWriter(f, list(row)).writerow(row)
+
+
+def _write_json(path, value):
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        json.dump(value, f, indent=1)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def _read_measurements(output_dir):
+    path = os.path.join(output_dir, "measurements.json")
+    if not tf.io.gfile.exists(path):
+        return []
+    with tf.io.gfile.GFile(path) as f:
+        return json.load(f)
+
+
+def measure(model, runner, images, config, step):
+    """Per-layer sensitivity (cosine, Euclidean), relative stability and smoothness."""
+    seed = tf.constant([config.seed, 1_000_003], tf.int64)  # fixed: same deformations each time
+    deform = lambda x: tps.random_tps_deformation(
+        x, config.eval_grid_size, config.eval_strength, seed)
+    result = {"step": int(step)}
+    for distance in sensitivity.DISTANCES:
+        result[f"sensitivity_{distance}"] = sensitivity.deformation_sensitivity(
+            None, images, deform, distance, batch_size=64, runner=runner)
+    result["relative_stability"] = sensitivity.relative_stability(
+        None, images, deform, noise_seed=(config.seed, 7), batch_size=64, runner=runner)
+    result["smoothness"] = smoothness.model_smoothness(model)
+    return result
+
+
+def _write_measurement_summaries(result, model, step):
+    for distance in sensitivity.DISTANCES:
+        res = result[f"sensitivity_{distance}"]
+        for i, (name, value) in enumerate(zip(res["layers"], res["sensitivity"])):
+            tf.summary.scalar(f"sensitivity_{distance}/{i:02d}_{name}", value, step=step)
+    res = result["relative_stability"]
+    for i, (name, value) in enumerate(zip(res["layers"], res["relative_stability"])):
+        tf.summary.scalar(f"relative_stability/{i:02d}_{name}", value, step=step)
+    rows = result["smoothness"]
+    for row in rows:
+        tf.summary.scalar(f"smoothness/{row['index']:02d}_{row['layer']}", row["smoothness"],
+                          step=step)
+    tf.summary.scalar("smoothness/mean", smoothness.mean_smoothness(rows), step=step)
+    for layer in smoothness.conv_layers(model):
+        tf.summary.histogram(f"kernels/{layer.name}", layer.kernel, step=step)
+
+
+def _image_grid(images, deformed):
+    """[1, rows*H, 2*W, C] grid: clean | deformed, scaled per image to [0, 1]."""
+    pairs = tf.concat([images, deformed], axis=2)
+    lo = tf.reduce_min(pairs, axis=[1, 2, 3], keepdims=True)
+    hi = tf.reduce_max(pairs, axis=[1, 2, 3], keepdims=True)
+    pairs = (pairs - lo) / tf.maximum(hi - lo, 1e-6)
+    return tf.reshape(pairs, [1, -1, pairs.shape[2], pairs.shape[3]])
+
+
+def train(config, data, output_dir, strategy=None, resume=True, overwrite=False):
+    """Trains (or resumes) one run; returns the final evaluation dict.
+
+    Raises RunError on a conflicting output directory or an unreadable checkpoint.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    num_workers, worker_index, is_chief = worker_info(strategy)
+    if is_chief:
+        resuming = prepare_output_dir(output_dir, config, resume, overwrite)
+    else:
+        resuming = True
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise RunError(f"--batch_size {config.batch_size} must be divisible by the "
+                       f"{replicas} replicas.")
+
+    input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
+    iterator = iter(data.train(input_context))
+    with strategy.scope():
+        model = models.vgg(**config.vgg_kwargs())
+        if config.smooth_init_sigma > 0:
+            initializers.smooth_model_kernels(model, config.smooth_init_sigma)
+        optimizer, schedule = _make_optimizer(config)
+        optimizer.build(model.trainable_variables)
+        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, iterator=iterator,
+                                     step=step_var)
+    checkpoint_dir = os.path.join(output_dir, "checkpoints")
+    if not is_chief:
+        checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
+    manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
+    if is_chief:
+        model_io.save_model_config(checkpoint_dir, **config.vgg_kwargs())
+    if manager.latest_checkpoint:
+        try:
+            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as e:
+            raise RunError(
+                f"Cannot restore checkpoint {manager.latest_checkpoint} ({type(e).__name__}: "
+                f"{str(e).splitlines()[0][:300]}). Move the damaged checkpoint files away to "
+                "resume from an earlier one, or use a new --output_dir.") from None
+        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var))
+    elif resuming and is_chief:
+        logging.info("No checkpoint in %s yet; starting from step 0.", checkpoint_dir)
+    start_step = int(step_var)
+    if is_chief:
+        _truncate_logs(output_dir, start_step)
+
+    writer = (tf.summary.create_file_writer(os.path.join(output_dir, "summaries"))
+              if is_chief else tf.summary.create_noop_writer())
+    loss_fn = keras.losses.CategoricalCrossentropy(
+        from_logits=True, label_smoothing=config.label_smoothing,
+        reduction="none")
+    local_replicas = replicas // num_workers
+
+    @tf.function(jit_compile=config.jit_compile)
+    def gradients(images, labels):
+        with tf.GradientTape() as tape:
+            logits = tf.cast(model(images, training=True), tf.float32)
+            per_example = loss_fn(tf.one_hot(labels, config.num_classes), logits)
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=config.batch_size)
+            scaled = optimizer.scale_loss(loss) if config.mixed_precision else loss
+        grads = tape.gradient(scaled, model.trainable_variables)
+        correct = tf.reduce_sum(tf.cast(
+            tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
+        return loss, correct, grads
+
+    def replica_step(images, labels):
+        # Each replica takes its slice of the worker's batch.
+        local = tf.distribute.get_replica_context().replica_id_in_sync_group % local_replicas
+        size = tf.shape(images)[0] // local_replicas
+        images = images[local * size:(local + 1) * size]
+        labels = labels[local * size:(local + 1) * size]
+        loss, correct, grads = gradients(images, tf.cast(labels, tf.int32))
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss, correct
+
+    @tf.function
+    def run_steps(num_steps):
+        loss_sum = tf.constant(0.0)
+        correct_sum = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            images, labels = next(iterator)
+            loss, correct = strategy.run(replica_step, args=(images, labels))
+            loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+            correct_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
+        step_var.assign_add(tf.cast(num_steps, tf.int64))
+        return loss_sum, correct_sum
+
+    runner = sensitivity.RepresentationRunner(model)
+    measure_images = tf.constant(data.measure_images, tf.float32)
+    measurements = _read_measurements(output_dir) if is_chief else []
+
+    def do_measure(step):
+        if not is_chief:
+            return
+        result = measure(model, runner, measure_images, config, step)
+        measurements.append(result)
+        _write_json(os.path.join(output_dir, "measurements.json"), measurements)
+        with writer.as_default():
+            _write_measurement_summaries(result, model, step)
+
+    if start_step == 0:
+        do_measure(0)
+        with writer.as_default():
+            seed = tf.constant([config.seed, 1_000_003], tf.int64)
+            shown = measure_images[:8]
+            deformed = tps.random_tps_deformation(
+                shown, config.eval_grid_size, config.eval_strength, seed)
+            tf.summary.image("data/clean_vs_deformed", _image_grid(shown, deformed), step=0)
+
+    step = start_step
+    started = time.time()
+    examples_per_sec = 0.0
+    while step < config.train_steps:
+        boundaries = [config.train_steps, _next_multiple(step, config.log_every),
+                      _next_multiple(step, config.checkpoint_every)]
+        if config.measure_every:
+            boundaries.append(_next_multiple(step, config.measure_every))
+        num_steps = min(b for b in boundaries if b > step) - step
+        tick = time.time()
+        loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+        elapsed = time.time() - tick
+        step += num_steps
+        examples = num_steps * config.batch_size
+        examples_per_sec = examples / max(elapsed, 1e-9)
+        loss = float(loss_sum) / num_steps
+        accuracy = float(correct_sum) / examples
+        lr = float(schedule(step))
+        if not math.isfinite(loss):
+            raise RunError(f"The training loss became {loss} at step {step}; lower "
+                           "--learning_rate or check the data.")
+        if is_chief:
+            _append_csv(os.path.join(output_dir, "metrics.csv"), dict(
+                step=step, loss=loss, accuracy=accuracy, learning_rate=lr,
+                examples_per_sec=examples_per_sec))
+            with writer.as_default():
+                tf.summary.scalar("train/loss", loss, step=step)
+                tf.summary.scalar("train/accuracy", accuracy, step=step)
+                tf.summary.scalar("train/learning_rate", lr, step=step)
+                tf.summary.scalar("train/examples_per_sec", examples_per_sec, step=step)
+            done = step - start_step
+            eta = (time.time() - started) / done * (config.train_steps - step)
+            logging.info("step %d/%d  loss %.4f  acc %.3f  lr %.4g  %.0f ex/s  ETA %s",
+                         step, config.train_steps, loss, accuracy, lr, examples_per_sec,
+                         _format_seconds(eta))
+        if config.measure_every and step % config.measure_every == 0 and \
+                step < config.train_steps:
+            do_measure(step)
+        if step % config.checkpoint_every == 0 or step == config.train_steps:
+            manager.save(checkpoint_number=step)
+
+    final = {"step": step, "examples_per_sec": examples_per_sec}
+    if data.evaluate is not None:
+        final.update(evaluate(model, data.evaluate(), config.num_classes))
+    if is_chief:
+        if not measurements or measurements[-1]["step"] != step:
+            do_measure(step)
+        with writer.as_default():
+            for key in ("loss", "accuracy"):
+                if key in final:
+                    tf.summary.scalar(f"eval/{key}", final[key], step=step)
+        writer.flush()
+        _write_json(os.path.join(output_dir, "final.json"), final)
+    return final
+
+
+def evaluate(model, dataset, num_classes):
+    """Mean loss and accuracy of `model` (inference mode) over a finite dataset."""
+
+    @tf.function
+    def batch_stats(images, labels):
+        logits = tf.cast(model(images, training=False), tf.float32)
+        labels = tf.cast(labels, tf.int32)
+        loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+        correct = tf.cast(tf.equal(tf.argmax(logits, 1, output_type=tf.int32), labels),
+                          tf.float32)
+        return tf.reduce_sum(loss), tf.reduce_sum(correct), tf.cast(tf.shape(labels)[0],
+                                                                     tf.float32)
+
+    totals = np.zeros(3)
+    for images, labels in dataset:
+        totals += [float(v) for v in batch_stats(images, labels)]
+    if totals[2] == 0:
+        raise RunError("The evaluation data set is empty.")
+    del num_classes
+    return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
+            "num_examples": int(totals[2])}
+
+
+def _next_multiple(step, every):
+    return (step // every + 1) * every if every else step + 10**12
+
+
+def _format_seconds(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds // 60 % 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s"
