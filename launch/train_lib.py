@@ -4,6 +4,7 @@ No flags here: launchers build a `TrainConfig` and a `Data` and call `train`. Wh
 into its output directory:
 
   config.json          the resolved configuration (a different config refuses the directory)
+  flags.txt            the launcher's resolved flags, as a flagfile
   checkpoints/         tf.train checkpoints (model, optimizer, input iterator, step) and
                        model_config.json, so `deform_tf.model_io.load_model` can read them
   summaries/           TensorBoard: train/*, eval/*, sensitivity/*, relative_stability/*,
@@ -175,7 +176,7 @@ def _make_optimizer(config):
     return optimizer, schedule
 
 
-def prepare_output_dir(output_dir, config, resume=True, overwrite=False):
+def prepare_output_dir(output_dir, config, resume=True, overwrite=False, flags_text=None):
     """Checks that `output_dir` is new or holds this same run; writes config.json.
 
     Returns True when a previous run with the same config is found (to be resumed).
@@ -205,6 +206,9 @@ def prepare_output_dir(output_dir, config, resume=True, overwrite=False):
     tf.io.gfile.makedirs(output_dir)
     with tf.io.gfile.GFile(config_path, "w") as f:
         json.dump(wanted, f, indent=2, sort_keys=True)
+    if flags_text is not None:
+        with tf.io.gfile.GFile(os.path.join(output_dir, "flags.txt"), "w") as f:
+            f.write(flags_text)
     return False
 
 
@@ -291,7 +295,8 @@ def _image_grid(images, deformed):
     return tf.reshape(pairs, [1, -1, pairs.shape[2], pairs.shape[3]])
 
 
-def train(config, data, output_dir, strategy=None, resume=True, overwrite=False):
+def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
+          flags_text=None):
     """Trains (or resumes) one run; returns the final evaluation dict.
 
     Raises RunError on a conflicting output directory or an unreadable checkpoint.
@@ -299,7 +304,7 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False)
     strategy = strategy or tf.distribute.get_strategy()
     num_workers, worker_index, is_chief = worker_info(strategy)
     if is_chief:
-        resuming = prepare_output_dir(output_dir, config, resume, overwrite)
+        resuming = prepare_output_dir(output_dir, config, resume, overwrite, flags_text)
     else:
         resuming = True
     if config.mixed_precision:

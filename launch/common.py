@@ -1,0 +1,215 @@
+"""Flags shared by the training launchers, and turning them into a `train_lib.TrainConfig`.
+
+Every training launcher (`launch.cifar10`, `launch.imagenet`, `launch.synthetic_mnist`) defines
+these flags by importing this module; flags whose sensible value depends on the experiment
+default to None here and take the launcher's `DEFAULTS` unless given on the command line or in a
+flagfile. `run(main)` is `absl.app.run` with one difference: any bad flag, missing flagfile or
+contradictory setting exits with status 2 and one clear message.
+"""
+
+import dataclasses
+import math
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import tensorflow as tf
+
+from deform_tf import models
+from launch import data_lib
+from launch import train_lib
+
+flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
+                    "summaries and metrics. Required.")
+flags.DEFINE_bool("resume", True, "Continue the run found in --output_dir if it has the same "
+                  "config (the default: rerunning a killed command resumes it).")
+flags.DEFINE_bool("overwrite", False, "If --output_dir holds another run, move it aside to "
+                  "<output_dir>.replaced-<time> (nothing is deleted) and start afresh.")
+flags.DEFINE_enum("dataset", None, ["cifar10", "fashion_mnist", "mnist", "imagenet",
+                                    "synthetic"], "Training data (default: the launcher's).")
+flags.DEFINE_string("data_dir", None, "Directory of the data set; default: the standard "
+                    "locations, then the embedded Fashion-MNIST subset where that applies.")
+flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
+flags.DEFINE_enum("architecture", None, list(models.STAGES), "Stage layout of the VGG net; "
+                  "default: the data set's (cifar10 for CIFAR-10, imagenet for ImageNet, mnist "
+                  "for (Fashion-)MNIST and the synthetic task).")
+flags.DEFINE_enum("downsampling", "max_pool", list(models.DOWNSAMPLING),
+                  "Downsampling layer after each stage.")
+flags.DEFINE_float("width", 1.0, "Channel width multiplier (e.g. 0.25 for quick runs).")
+flags.DEFINE_integer("seed", 0, "Seed of init, data order, augmentation and deformations.")
+flags.DEFINE_integer("batch_size", None, "Global batch size.")
+flags.DEFINE_enum("optimizer", "sgd", list(train_lib.OPTIMIZERS),
+                  "sgd: SGD with momentum; adam: AdamW.")
+flags.DEFINE_float("learning_rate", None, "Peak learning rate (after warmup).")
+flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
+flags.DEFINE_enum("schedule", "cosine", list(train_lib.SCHEDULES),
+                  "Learning-rate decay after warmup.")
+flags.DEFINE_float("warmup_epochs", None, "Linear warmup length in epochs.")
+flags.DEFINE_float("epochs", None, "Training length in epochs (or give --train_steps).")
+flags.DEFINE_integer("train_steps", None, "Training length in steps (instead of --epochs); 0 "
+                     "measures the initialization only.")
+flags.DEFINE_float("weight_decay", None, "Decoupled weight decay (not on BN or biases).")
+flags.DEFINE_float("label_smoothing", 0.0, "Label smoothing (off by default).")
+flags.DEFINE_bool("random_labels", False, "Replace the labels once by uniform random labels "
+                  "(fixed by --seed; paper Fig. 6c, 7).")
+flags.DEFINE_integer("train_grid_size", 3, "Control grid of the training-time deformation.")
+flags.DEFINE_float("train_strength", 0.0, "Training-time TPS deformation strength in pixels "
+                   "(0: no deformation of training images).")
+flags.DEFINE_integer("eval_grid_size", None, "Control grid of the measured deformation.")
+flags.DEFINE_float("eval_strength", None, "Strength (px) of the measured deformation.")
+flags.DEFINE_float("smooth_init_sigma", 0.0, "Gaussian smoothing (px) of the initial conv "
+                   "filters (paper Fig. 4); 0 = plain init.")
+flags.DEFINE_integer("measure_every", 0, "Measure sensitivity and smoothness every N steps "
+                     "(besides init and end); 0 = only at init and end.")
+flags.DEFINE_integer("num_measure_images", 128, "Images N of the sensitivity measurement.")
+flags.DEFINE_integer("checkpoint_every", 500, "Checkpoint every N steps.")
+flags.DEFINE_integer("log_every", 50, "Log and write scalars every N steps.")
+flags.DEFINE_bool("mixed_precision", False, "Train in mixed_float16.")
+flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
+flags.DEFINE_bool("deterministic", False, "Deterministic ops and input order (a killed and "
+                  "resumed run then ends with the same weights as an uninterrupted one).")
+flags.DEFINE_enum("strategy", "default", list(train_lib.STRATEGIES),
+                  "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
+flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu.")
+flags.DEFINE_integer("num_logical_devices", 0, "Split the CPU into N logical devices (to try "
+                     "--strategy=mirrored on one machine); 0 = leave as is.")
+
+flags.register_validator("train_steps", lambda v: v is None or v >= 0,
+                         message="--train_steps must be >= 0.")
+for _name in ("batch_size", "max_train_examples", "num_measure_images",
+              "checkpoint_every", "log_every", "train_grid_size", "eval_grid_size"):
+    flags.register_validator(_name, lambda v: v is None or v >= 1,
+                             message=f"--{_name} must be a positive integer.")
+for _name in ("learning_rate", "epochs", "width"):
+    flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
+                             message=f"--{_name} must be a positive number.")
+for _name in ("weight_decay", "label_smoothing", "train_strength", "eval_strength",
+              "smooth_init_sigma", "warmup_epochs", "momentum"):
+    flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v >= 0),
+                             message=f"--{_name} must be a finite number >= 0.")
+flags.register_validator("label_smoothing", lambda v: v < 1,
+                         message="--label_smoothing must be < 1.")
+flags.register_validator("measure_every", lambda v: v >= 0,
+                         message="--measure_every must be >= 0.")
+flags.register_validator("num_logical_devices", lambda v: v >= 0,
+                         message="--num_logical_devices must be >= 0.")
+flags.register_validator("num_measure_images", lambda v: v is None or v >= 2,
+                         message="--num_measure_images must be >= 2 (pairwise distances).")
+flags.mark_flag_as_required("output_dir")
+
+FLAGS = flags.FLAGS
+
+
+def value(name, defaults):
+    """The flag's value if given (command line or flagfile), else the launcher's default."""
+    if FLAGS[name].present or name not in defaults:
+        return FLAGS[name].value
+    return defaults[name]
+
+
+def usage_error(message):
+    """Raised inside main: absl prints the message and exits with status 2."""
+    return app.UsageError(message, exitcode=2)
+
+
+def _parse(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.stderr.write(f"{argv[0]}: {e}\nPass --help to see the flags.\n")
+        sys.exit(2)
+
+
+def run(main):
+    """absl.app.run(main) with flag errors exiting with status 2."""
+    app.run(main, flags_parser=_parse)
+
+
+def split_cpu(num_devices):
+    """Splits the first CPU into `num_devices` logical devices (before TF initializes)."""
+    if num_devices:
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * num_devices)
+
+
+def setup_runtime():
+    """Process-wide settings from flags: logical devices, determinism, logging."""
+    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    split_cpu(FLAGS.num_logical_devices)
+    if FLAGS.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    logging.set_verbosity(logging.INFO)
+
+
+def _resolve_steps(defaults, num_train, batch_size):
+    """(train_steps, warmup_steps) from --train_steps or --epochs and --warmup_epochs."""
+    if FLAGS["train_steps"].present and FLAGS["epochs"].present:
+        raise usage_error("Give either --train_steps or --epochs, not both.")
+    epochs = value("epochs", defaults)
+    steps = value("train_steps", defaults)
+    if steps is None or (FLAGS["epochs"].present and not FLAGS["train_steps"].present):
+        if num_train is None:
+            raise usage_error("This data set is an infinite stream: give --train_steps.")
+        if epochs is None:
+            raise usage_error("Give --epochs or --train_steps.")
+        steps = math.ceil(epochs * num_train / batch_size)
+    warmup_epochs = value("warmup_epochs", defaults) or 0.0
+    warmup = round(warmup_epochs * num_train / batch_size) if num_train else round(
+        warmup_epochs * steps / (epochs or 1.0))
+    return steps, min(warmup, steps)
+
+
+def build_run(experiment, defaults, spec_fields=None):
+    """Resolves the flags into (TrainConfig, train_lib.Data) for `experiment`."""
+    spec = data_lib.DataSpec(
+        dataset=value("dataset", defaults), data_dir=FLAGS.data_dir,
+        max_train_examples=FLAGS.max_train_examples, random_labels=FLAGS.random_labels,
+        train_grid_size=FLAGS.train_grid_size, train_strength=FLAGS.train_strength,
+        **(spec_fields or {}))
+    architecture, input_shape, num_classes = data_lib.model_config(spec)
+    architecture = value("architecture", defaults) or architecture
+    batch_size = value("batch_size", defaults)
+    data, num_train = data_lib.build(spec, batch_size, FLAGS.seed, FLAGS.num_measure_images)
+    steps, warmup = _resolve_steps(defaults, num_train, batch_size)
+    config = train_lib.TrainConfig(
+        experiment=experiment, model_config=architecture, downsampling=FLAGS.downsampling,
+        width=FLAGS.width, input_shape=tuple(input_shape), num_classes=num_classes,
+        seed=FLAGS.seed, batch_size=batch_size, train_steps=steps,
+        optimizer=FLAGS.optimizer, learning_rate=value("learning_rate", defaults),
+        momentum=FLAGS.momentum, schedule=FLAGS.schedule, warmup_steps=warmup,
+        weight_decay=value("weight_decay", defaults), label_smoothing=FLAGS.label_smoothing,
+        smooth_init_sigma=FLAGS.smooth_init_sigma,
+        eval_grid_size=value("eval_grid_size", defaults),
+        eval_strength=value("eval_strength", defaults),
+        measure_every=FLAGS.measure_every, num_measure_images=len(data.measure_images),
+        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
+        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.xla,
+        deterministic=FLAGS.deterministic, data=dataclasses.asdict(spec))
+    return config, data
+
+
+def train_main(experiment, defaults, spec_fields=None):
+    """The `main` of a training launcher: flags -> config -> `train_lib.train`."""
+
+    def main(argv):
+        if len(argv) > 1:
+            raise usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+        setup_runtime()
+        try:
+            config, data = build_run(experiment, defaults,
+                                     spec_fields() if spec_fields else None)
+            strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
+            final = train_lib.train(config, data, FLAGS.output_dir, strategy,
+                                    resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                                    flags_text=FLAGS.flags_into_string())
+        except (train_lib.RunError, FileNotFoundError, ValueError) as e:
+            raise usage_error(str(e)) from None
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
+                tf.errors.NotFoundError) as e:
+            raise usage_error(f"Bad input data: {e.message.splitlines()[0]}") from None
+        logging.info("Finished: %s", final)
+
+    return main
