@@ -108,9 +108,17 @@ def value(name, defaults):
     return defaults[name]
 
 
+class LaunchError(SystemExit):
+    """Raised inside main for bad input: `run` prints the message alone and exits with 2."""
+
+    def __init__(self, message):
+        super().__init__(2)
+        self.message = message
+
+
 def usage_error(message):
-    """Raised inside main: absl prints the message and exits with status 2."""
-    return app.UsageError(message, exitcode=2)
+    """The exception to raise for bad flags, data or output directories (exit status 2)."""
+    return LaunchError(message)
 
 
 def _parse(argv):
@@ -122,8 +130,12 @@ def _parse(argv):
 
 
 def run(main):
-    """absl.app.run(main) with flag errors exiting with status 2."""
-    app.run(main, flags_parser=_parse)
+    """absl.app.run(main); bad flags and `LaunchError`s print one message and exit with 2."""
+    try:
+        app.run(main, flags_parser=_parse)
+    except LaunchError as e:
+        sys.stderr.write(f"{sys.argv[0]}: error: {e.message}\n")
+        sys.exit(2)
 
 
 def split_cpu(num_devices):

@@ -73,6 +73,17 @@ def _examples(spec, split, training, seed, input_context):
                          max_examples=spec.max_train_examples if split == "train" else None)
 
 
+def measure_images(spec, count, seed=0):
+    """The first `count` images of the evaluation split: [count, H, W, C] float32."""
+    if spec.dataset == "synthetic":
+        prototypes, _ = mnist.prototypes(spec.synthetic_source, spec.data_dir)
+        return np.concatenate([images for images, _ in synthetic.test(
+            prototypes, spec.synthetic_strength, max(count, 2), EVAL_BATCH_SIZE, seed,
+            grid_size=spec.train_grid_size, dataset=spec.synthetic_source).as_numpy_iterator()])
+    split = "validation" if spec.dataset == "imagenet" else "test"
+    return _take_images(_examples(spec, split, False, seed, None), count)
+
+
 def build(spec, batch_size, seed, num_measure_images):
     """Returns (train_lib.Data, number of training examples or None if infinite)."""
     deformation = (core.Deformation(spec.train_grid_size, spec.train_strength)
@@ -96,7 +107,7 @@ def build(spec, batch_size, seed, num_measure_images):
         return core.finish(_examples(spec, eval_split, False, seed, None), EVAL_BATCH_SIZE,
                            training=False)
 
-    measure = _take_images(_examples(spec, eval_split, False, seed, None), num_measure_images)
+    measure = measure_images(spec, num_measure_images, seed)
     num_train = _examples(spec, "train", False, seed, None).cardinality()
     num_train = int(num_train) if num_train >= 0 else None
     return train_lib.Data(train, evaluate, measure), num_train
@@ -121,5 +132,5 @@ def _build_synthetic(spec, batch_size, seed, num_measure_images, deformation):
                               EVAL_BATCH_SIZE, seed, grid_size=spec.train_grid_size,
                               dataset=spec.synthetic_source)
 
-    measure = np.concatenate([images for images, _ in evaluate().as_numpy_iterator()])
-    return train_lib.Data(train, evaluate, measure[:num_measure_images]), None
+    measure = measure_images(spec, num_measure_images, seed)[:num_measure_images]
+    return train_lib.Data(train, evaluate, measure), None
