@@ -1,0 +1,361 @@
+"""Throughput of the paper's random TPS deformation against one bilinear resize pass.
+
+Run as `python -m bench.deformation` (`--quick` for a smoke run of a few seconds). For each
+workload of the paper (CIFAR-10: 256 x 32x32x3 float32, 3x3 grid, C = 2 px; ImageNet:
+32 x 224x224x3 float32, 5x5 grid, C = 10 px), in graph mode (`tf.function`) and with XLA
+(`tf.function(jit_compile=True)`), it measures images per second of:
+
+  fast path   `random_tps_deformation(images, grid_size, strength, seed)`: offsets drawn from the
+              seed, a cached [H*W, K] operator maps them to the dense flow, one bilinear gather.
+  sparse      `sparse_image_warp(images, grid + offsets, grid)` with the same points
+              (`grid_points`, `random_source_offsets`): fits the spline per batch (float64).
+  dense only  `dense_image_warp(images, flow)` with a precomputed (smooth, TPS) flow: the cost of
+              the bilinear gather alone.
+  resize proxy `tf.image.resize(images, [h + 1, w + 1], 'bilinear')`: one bilinear pass. Not
+              [h, w]: TF's CPU ResizeBilinear kernel only copies the input when the size is
+              unchanged, so a same-size resize measures a copy, not an interpolation. The
+              same-size resize is kept as a check row ("resize same size"), to show it.
+
+Each call gets a fresh seed passed as a tensor argument (nothing is constant-folded; the resize
+and dense rows get the same arguments and ignore the seed). Every function is called twice
+before timing (tracing, XLA compilation, warm caches). Then `--reps` rounds time one sample of
+every (workload, mode, method) in turn, round-robin, so machine noise hits all methods alike; a
+sample is as many back-to-back calls as fill `--min_sample_time`. The table gives the median
+img/s over samples, the spread (interquartile range / median), and the ratio to the resize proxy
+in the same mode and in graph mode (XLA's resize lowering is itself much slower than TF's kernel,
+so the same-mode ratio flatters XLA).
+"""
+
+import argparse
+import dataclasses
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported: quiet C++ logs
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+import deform_tf  # pylint: disable=wrong-import-position
+
+FAST = "fast path"
+SPARSE = "sparse_image_warp"
+DENSE = "dense_image_warp only"
+PROXY = "resize (h+1,w+1) proxy"
+SAME = "resize same size (check)"
+METHODS = (FAST, SPARSE, DENSE, PROXY, SAME)
+MODES = ("graph", "xla")
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    batch: int
+    height: int
+    width: int
+    channels: int
+    grid_size: int
+    strength: float
+
+    def describe(self):
+        return (f"{self.batch}x{self.height}x{self.width}x{self.channels} float32, "
+                f"{self.grid_size}x{self.grid_size} grid, C={self.strength:g}")
+
+
+PAPER_WORKLOADS = (
+    Workload("CIFAR", 256, 32, 32, 3, 3, 2.0),
+    Workload("ImageNet", 32, 224, 224, 3, 5, 10.0),
+)
+# --quick: the paper's image sizes and grids, small batches.
+QUICK_WORKLOADS = (
+    Workload("CIFAR", 16, 32, 32, 3, 3, 2.0),
+    Workload("ImageNet", 2, 224, 224, 3, 5, 10.0),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    workload: str
+    mode: str
+    method: str
+    ms_per_batch: float
+    img_per_s: float
+    spread: float  # interquartile range of img/s over samples, relative to the median
+    vs_proxy: float  # img/s relative to the resize proxy in the same mode
+    vs_graph_proxy: float  # img/s relative to the resize proxy in graph mode
+
+
+def _method_fn(method, workload):
+    """The Python function timed for `method`: (images, flow, seed) -> images."""
+    w = workload
+    k = w.grid_size * w.grid_size
+    grid = tf.constant(deform_tf.grid_points(w.height, w.width, w.grid_size), tf.float32)
+
+    def fast(images, flow, seed):
+        del flow
+        return deform_tf.random_tps_deformation(images, w.grid_size, w.strength, seed)
+
+    def sparse(images, flow, seed):
+        del flow
+        batch = tf.shape(images)[0]
+        offsets = deform_tf.random_source_offsets(batch, k, w.strength, seed)
+        dest = tf.broadcast_to(grid[None], [batch, k, 2])
+        return deform_tf.sparse_image_warp(images, dest + offsets, dest)[0]
+
+    def dense(images, flow, seed):
+        del seed
+        return deform_tf.dense_image_warp(images, flow)
+
+    def proxy(images, flow, seed):
+        del flow, seed
+        return tf.image.resize(images, [w.height + 1, w.width + 1], "bilinear")
+
+    def same(images, flow, seed):
+        del flow, seed
+        return tf.image.resize(images, [w.height, w.width], "bilinear")
+
+    return {FAST: fast, SPARSE: sparse, DENSE: dense, PROXY: proxy, SAME: same}[method]
+
+
+def _inputs(workload):
+    """Images and a smooth precomputed flow (the TPS flow of one draw) for the workload."""
+    w = workload
+    images = tf.random.stateless_uniform([w.batch, w.height, w.width, w.channels], [1, 2])
+    offsets = deform_tf.random_source_offsets(w.batch, w.grid_size ** 2, w.strength, [3, 4])
+    flow = deform_tf.tps_grid_flow(w.height, w.width, w.grid_size, offsets)
+    return images, flow
+
+
+class _Seeds:
+    """A fresh stateless seed per call: [2] int32 tensors, made outside the timed region."""
+
+    def __init__(self):
+        self._count = 0
+
+    def take(self, n):
+        start = self._count
+        self._count += n
+        return [tf.constant([start + i, 12345], tf.int32) for i in range(n)]
+
+
+def run_benchmark(workloads, modes=MODES, methods=METHODS, reps=20, min_sample_time=0.05,
+                  log=None):
+    """Times every (workload, mode, method), round-robin; returns (rows, checks).
+
+    Args:
+      workloads: sequence of `Workload`.
+      modes: subset of ("graph", "xla").
+      methods: subset of METHODS (must include PROXY for the ratios).
+      reps: number of round-robin rounds (samples per entry).
+      min_sample_time: seconds; a sample is ceil(min_sample_time / warm call time) calls.
+      log: optional callable(str) for progress messages.
+
+    Returns:
+      rows: list of `Row` in (workload, mode, method) order.
+      checks: dict workload name -> max |fast path - sparse_image_warp| in graph mode (if both
+        were run), the two paths given the same seed.
+    """
+    if PROXY not in methods:
+        raise ValueError(f"`methods` must include {PROXY!r} (the reference of the ratios).")
+    log = log or (lambda message: None)
+    seeds = _Seeds()
+    entries = []  # (workload, mode, method, fn, args, calls)
+    checks = {}
+    for w in workloads:
+        images, flow = _inputs(w)
+        for mode in modes:
+            outputs = {}
+            for method in methods:
+                fn = tf.function(_method_fn(method, w), jit_compile=(mode == "xla"),
+                                 autograph=False)
+                start = time.perf_counter()
+                result = fn(images, flow, tf.constant([0, 0], tf.int32)).numpy()
+                first = time.perf_counter() - start
+                if method in (FAST, SPARSE):
+                    outputs[method] = result
+                start = time.perf_counter()
+                fn(images, flow, seeds.take(1)[0])
+                warm = time.perf_counter() - start
+                calls = max(1, int(np.ceil(min_sample_time / max(warm, 1e-6))))
+                log(f"  warm-up {w.name:9s} {mode:5s} {method:26s} first call {first:7.2f} s, "
+                    f"then {warm * 1e3:8.2f} ms; {calls} call(s) per sample")
+                entries.append((w, mode, method, fn, (images, flow), calls))
+            if mode == "graph" and FAST in outputs and SPARSE in outputs:
+                checks[w.name] = float(np.max(np.abs(outputs[FAST] - outputs[SPARSE])))
+
+    samples = {i: [] for i in range(len(entries))}
+    for rep in range(reps):
+        # Rotate the starting entry so that no method always runs right after the same one.
+        order = list(range(len(entries)))
+        shift = rep % len(order)
+        for i in order[shift:] + order[:shift]:
+            w, _, _, fn, args, calls = entries[i]
+            call_seeds = seeds.take(calls)
+            start = time.perf_counter()
+            for seed in call_seeds:
+                out = fn(*args, seed)
+            elapsed = time.perf_counter() - start
+            del out
+            samples[i].append(w.batch * calls / elapsed)
+        log(f"  round {rep + 1}/{reps} done")
+
+    medians = {}
+    rows = []
+    for i, (w, mode, method, _, _, _) in enumerate(entries):
+        medians[(w.name, mode, method)] = float(np.median(samples[i]))
+    for i, (w, mode, method, _, _, _) in enumerate(entries):
+        values = np.asarray(samples[i])
+        median = medians[(w.name, mode, method)]
+        q25, q75 = np.percentile(values, [25, 75])
+        graph_proxy = medians.get((w.name, "graph", PROXY), float("nan"))
+        rows.append(Row(
+            workload=w.name, mode=mode, method=method,
+            ms_per_batch=1e3 * w.batch / median, img_per_s=median,
+            spread=float((q75 - q25) / median),
+            vs_proxy=median / medians[(w.name, mode, PROXY)],
+            vs_graph_proxy=median / graph_proxy))
+    return rows, checks
+
+
+def format_table(rows):
+    """A markdown table of the rows."""
+    lines = ["| workload | mode | method | ms/batch | img/s (median) | IQR | x proxy (same mode) "
+             "| x proxy (graph) |",
+             "|---|---|---|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        lines.append(
+            f"| {r.workload} | {r.mode} | {r.method} | {r.ms_per_batch:.2f} | "
+            f"{r.img_per_s:,.0f} | {100 * r.spread:.0f}% | {r.vs_proxy:.3f} | "
+            f"{_ratio(r.vs_graph_proxy)} |")
+    return "\n".join(lines)
+
+
+def _ratio(value):
+    return f"{value:.3f}" if np.isfinite(value) else "-"
+
+
+def machine_info():
+    try:
+        affinity = len(os.sched_getaffinity(0))
+    except AttributeError:
+        affinity = os.cpu_count()
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    threads = tf.config.threading
+    return (f"TF {tf.__version__} (Keras {_keras_version()}), Python {platform.python_version()}, "
+            f"{platform.system()} {platform.machine()}; CPU: {cpu}; os.cpu_count()={os.cpu_count()}, "
+            f"usable cores={affinity}; TF intra/inter-op threads="
+            f"{threads.get_intra_op_parallelism_threads()}/"
+            f"{threads.get_inter_op_parallelism_threads()} (0 = TF default); "
+            f"GPUs visible={len(tf.config.list_physical_devices('GPU'))}")
+
+
+def _keras_version():
+    try:
+        import keras  # pylint: disable=import-outside-toplevel
+        return keras.__version__
+    except ImportError:
+        return "?"
+
+
+def _notes(rows, checks, workloads):
+    lines = []
+    by_key = {(r.workload, r.mode, r.method): r for r in rows}
+    for w in workloads:
+        parts = []
+        for mode in MODES:
+            same = by_key.get((w.name, mode, SAME))
+            if same is not None:
+                parts.append(f"{same.vs_proxy:.2f}x the proxy in {mode} mode")
+        if parts:
+            lines.append(f"- {w.name}: a same-size resize runs at " + ", ".join(parts) + ".")
+        if w.name in checks:
+            lines.append(f"- {w.name}: fast path vs sparse_image_warp, same seed: max |diff| = "
+                         f"{checks[w.name]:.2e} (graph mode).")
+    lines.append(
+        f"- The resize proxy is tf.image.resize(images, [h+1, w+1], 'bilinear'): TF's CPU "
+        f"ResizeBilinear kernel skips interpolation and copies the input when the size is "
+        f"unchanged (see the same-size rows), so a same-size resize is not a bilinear pass. "
+        f"img/s counts input images; the proxy writes (h+1)(w+1) pixels per image.")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.deformation", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=None,
+                        help="round-robin rounds (samples per entry); default 20, 2 with --quick")
+    parser.add_argument("--min_sample_time", type=float, default=None,
+                        help="seconds of back-to-back calls per sample; default 0.05, 0.005 "
+                        "with --quick")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: small batches (CIFAR 16, ImageNet 2), 2 rounds")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="comma-separated subset of graph,xla")
+    parser.add_argument("--workloads", default="CIFAR,ImageNet",
+                        help="comma-separated subset of CIFAR,ImageNet")
+    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
+    args = parser.parse_args(argv)
+    if args.reps is None:
+        args.reps = 2 if args.quick else 20
+    if args.min_sample_time is None:
+        args.min_sample_time = 0.005 if args.quick else 0.05
+    args.modes = tuple(m for m in args.modes.split(",") if m)
+    unknown = set(args.modes) - set(MODES)
+    if unknown or not args.modes:
+        parser.error(f"--modes must be a subset of {','.join(MODES)}, got {args.modes}")
+    if args.reps < 1:
+        parser.error("--reps must be >= 1")
+    return args
+
+
+def main(argv=None, workloads=None, out=None):
+    """Runs the benchmark and prints the report; returns it as a string.
+
+    `workloads` overrides the paper's (or --quick's) workloads, e.g. tiny ones in tests.
+    """
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    if workloads is None:
+        names = {n.strip().lower() for n in args.workloads.split(",") if n.strip()}
+        pool = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
+        workloads = tuple(w for w in pool if w.name.lower() in names)
+        if not workloads:
+            raise SystemExit(f"--workloads: none of {args.workloads!r} is CIFAR or ImageNet")
+
+    def log(message):
+        if args.verbose:
+            print(message, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    rows, checks = run_benchmark(workloads, modes=args.modes, reps=args.reps,
+                                 min_sample_time=args.min_sample_time, log=log)
+    elapsed = time.perf_counter() - start
+    report = "\n".join([
+        "# Deformation throughput (bench.deformation)" + (" -- QUICK smoke run" if args.quick
+                                                          else ""),
+        "",
+        machine_info(),
+        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+        f"{args.reps} round-robin rounds, samples of >= {args.min_sample_time:g} s; median "
+        f"img/s; IQR = interquartile range / median; total {elapsed:.0f} s.",
+        "",
+        format_table(rows),
+        "",
+        _notes(rows, checks, workloads),
+    ])
+    print(report, file=out, flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()
