@@ -81,6 +81,7 @@ def vgg(
     batch_norm_momentum=0.9,
     seed=None,
     name=None,
+    sync_batch_norm=False,
 ):
     """Builds the VGG-like classifier of the study as a Keras functional model.
 
@@ -97,6 +98,9 @@ def vgg(
       seed: int or None; when given, every kernel gets its own seed derived from it, so two
         builds with the same seed have the same weights.
       name: model name; defaults to f"vgg_{config}_{downsampling}".
+      sync_batch_norm: compute batch statistics over all replicas of a tf.distribute strategy
+        (the global batch, as on one device) and keep the moving statistics identical on every
+        replica and worker.
 
     Returns:
       A `keras.Model` from images [batch, height, width, channels] (float) to logits
@@ -123,7 +127,8 @@ def vgg(
 
     def bn(layer_name):
         return keras.layers.BatchNormalization(
-            momentum=batch_norm_momentum, epsilon=1e-5, name=layer_name)
+            momentum=batch_norm_momentum, epsilon=1e-5, synchronized=sync_batch_norm,
+            name=layer_name)
 
     inputs = keras.Input(shape=input_shape, name="input")
     x = inputs

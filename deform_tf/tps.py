@@ -112,12 +112,42 @@ def tps_grid_flow(height, width, grid_size, source_offsets):
       `dense_image_warp` convention out[y, x] = image[(y, x) - flow[y, x]]. At a grid point g the
       flow is -offset, so the output there is the input at the source g + offset.
     """
+    dy, dx = _grid_displacements(height, width, grid_size, source_offsets)
+    return -tf.stack([dy, dx], axis=-1)
+
+
+def _grid_displacements(height, width, grid_size, source_offsets):
+    """The spline of the source offsets, M @ offsets, as (dy, dx) planes [batch, height, width].
+
+    The same [H * W, K] x [K, 2 * batch] matmul as the einsum "pk,bkc->bpc" (bitwise equal
+    results), with the columns ordered (dy of every example, then dx) so that one 2-D transpose
+    gives contiguous planes instead of an interleaved [batch, H * W, 2] flow to slice.
+    """
     operator = tf.constant(tps_grid_operator(height, width, grid_size), source_offsets.dtype)
-    flat = tf.einsum("pk,bkc->bpc", operator, -source_offsets)
-    return tf.reshape(flat, [-1, height, width, 2])
+    num_points = operator.shape[1]
+    batch = tf.shape(source_offsets)[0]
+    columns = tf.reshape(tf.transpose(source_offsets, [1, 2, 0]), [num_points, -1])  # [K, 2B]
+    planes = tf.transpose(tf.matmul(operator, columns))  # [2B, H * W]
+    planes = tf.reshape(planes, [2, batch, height, width])
+    return planes[0], planes[1]
 
 
-def tps_grid_warp(images, source_offsets, grid_size):
+def _warp_core(images, source_offsets, height, width, rows, cols):
+    """Warped images and flow; images and offsets already in one float compute dtype."""
+    dy, dx = _grid_displacements(height, width, (rows, cols), source_offsets)
+    grid_y, grid_x = dense_warp.pixel_grid(height, width, images.dtype)
+    # out[y, x] = image[(y, x) - flow] with flow = -(dy, dx).
+    warped = dense_warp.resample_bilinear(images, grid_y + dy, grid_x + dx)
+    return warped, -tf.stack([dy, dx], axis=-1)
+
+
+# The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic and
+# runs ~3.5x faster than TF's graph kernels on CPU (bench/deformation.py). Retraced per image
+# size, grid and dtype; the batch size may vary.
+_warp_core_xla = tf.function(_warp_core, jit_compile=True, reduce_retracing=True)
+
+
+def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True):
     """Applies the paper's deformation with given source offsets (deterministic).
 
     Args:
@@ -126,6 +156,8 @@ def tps_grid_warp(images, source_offsets, grid_size):
       source_offsets: [batch, rows * cols, 2] (dy, dx) offsets in pixels of each grid point's
         source position (row-major grid order).
       grid_size: int n or (rows, cols).
+      jit_compile: compute with XLA (the default, much faster on CPU; results agree with the
+        uncompiled ops to float rounding, ~1e-6).
 
     Returns:
       (warped, flow): the warped images and the [batch, height, width, 2] flow, in the compute
@@ -147,8 +179,8 @@ def tps_grid_warp(images, source_offsets, grid_size):
     height, width = _static_size(images)
     out_dtype = dense_warp.output_dtype(images.dtype)
     compute_images, dtype = dense_warp.to_compute_dtype(images, source_offsets)
-    flow = tps_grid_flow(height, width, (rows, cols), tf.cast(source_offsets, dtype))
-    warped = dense_warp.warp_with_flow(compute_images, flow)
+    core = _warp_core_xla if jit_compile else _warp_core
+    warped, flow = core(compute_images, tf.cast(source_offsets, dtype), height, width, rows, cols)
     warped = tf.ensure_shape(tf.cast(warped, out_dtype), images.shape)
     return warped, tf.ensure_shape(flow, images.shape[:3].concatenate([2]))
 
@@ -179,7 +211,8 @@ def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float
     return strength * (2.0 * unit - 1.0)
 
 
-def random_tps_deformation(images, grid_size, strength, seed, return_flow=False):
+def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
+                           jit_compile=True):
     """Applies an independent random TPS deformation to each image (the paper's Fig. 2).
 
     Args:
@@ -190,8 +223,10 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False)
       strength: C >= 0, the maximal source offset per axis in pixels (paper: 10 for ImageNet,
         2 for CIFAR-10). A Python number or a scalar tensor.
       seed: stateless seed, int tensor of shape [2] (one draw for the batch) or [batch, 2] (one
-        per example). Same seed, same deformation, on any device.
+        per example). Same seed, same random offsets (bit for bit) on any device and under XLA;
+        the warped pixels then agree to float32 rounding (~1e-6) whatever the batch size.
       return_flow: also return the [batch, height, width, 2] flow.
+      jit_compile: warp with XLA (default; see `tps_grid_warp`).
 
     Returns:
       The deformed images (float images keep their dtype, integer images come back as float32),
@@ -203,5 +238,5 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False)
     strength = checks.check_strength(strength)
     dtype = checks.compute_dtype(images.dtype)
     offsets = random_source_offsets(tf.shape(images)[0], rows * cols, strength, seed, dtype)
-    warped, flow = tps_grid_warp(images, offsets, (rows, cols))
+    warped, flow = tps_grid_warp(images, offsets, (rows, cols), jit_compile)
     return (warped, flow) if return_flow else warped

@@ -211,9 +211,10 @@ def train_main(experiment, defaults, spec_fields=None):
             raise usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
         setup_runtime()
         try:
+            # The strategy first: multi-worker collectives must be set up before TF starts.
+            strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
             config, data = build_run(experiment, defaults,
                                      spec_fields() if spec_fields else None)
-            strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
             final = train_lib.train(config, data, FLAGS.output_dir, strategy,
                                     resume=FLAGS.resume, overwrite=FLAGS.overwrite,
                                     flags_text=FLAGS.flags_into_string())

@@ -101,7 +101,8 @@ def build(spec, batch_size, seed, num_measure_images):
         else:
             source = _examples(spec, "train", True, seed, input_context)
         return core.finish(source, per_worker, training=True, seed=seed, deformation=deformation,
-                           shuffle_buffer=1024 if spec.dataset == "imagenet" else 10_000)
+                           shuffle_buffer=1024 if spec.dataset == "imagenet" else 10_000,
+                           input_context=input_context)
 
     def evaluate():
         return core.finish(_examples(spec, eval_split, False, seed, None), EVAL_BATCH_SIZE,

@@ -319,7 +319,7 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
     input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
     iterator = iter(data.train(input_context))
     with strategy.scope():
-        model = models.vgg(**config.vgg_kwargs())
+        model = models.vgg(**config.vgg_kwargs(), sync_batch_norm=replicas > 1)
         if config.smooth_init_sigma > 0:
             initializers.smooth_model_kernels(model, config.smooth_init_sigma)
         optimizer, schedule = _make_optimizer(config)
@@ -336,15 +336,16 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
     if manager.latest_checkpoint:
         try:
             checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as e:
+        except Exception as e:  # pylint: disable=broad-except
+            # A damaged file raises anything from OpError to IndexError inside the reader.
             raise RunError(
                 f"Cannot restore checkpoint {manager.latest_checkpoint} ({type(e).__name__}: "
                 f"{str(e).splitlines()[0][:300]}). Move the damaged checkpoint files away to "
                 "resume from an earlier one, or use a new --output_dir.") from None
-        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var))
+        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var.numpy()))
     elif resuming and is_chief:
         logging.info("No checkpoint in %s yet; starting from step 0.", checkpoint_dir)
-    start_step = int(step_var)
+    start_step = int(step_var.numpy())
     if is_chief:
         _truncate_logs(output_dir, start_step)
 
@@ -355,7 +356,6 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
         reduction="none")
     local_replicas = replicas // num_workers
 
-    @tf.function(jit_compile=config.jit_compile)
     def gradients(images, labels):
         with tf.GradientTape() as tape:
             logits = tf.cast(model(images, training=True), tf.float32)
@@ -366,6 +366,14 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
         correct = tf.reduce_sum(tf.cast(
             tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
         return loss, correct, grads
+
+    if config.jit_compile:
+        if replicas > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
+            # Synchronized batch norm all-reduces inside the forward pass, which a nested
+            # XLA function inside strategy.run cannot contain.
+            raise RunError("--xla compiles the training step of single-replica runs (and TPU "
+                           "runs, which are always compiled); drop it with several replicas.")
+        gradients = tf.function(gradients, jit_compile=True)
 
     def replica_step(images, labels):
         # Each replica takes its slice of the worker's batch.

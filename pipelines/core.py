@@ -52,7 +52,8 @@ def deform_batch(images, example_ids, deformation, seed):
 
 
 def finish(dataset, batch_size, training, seed=0, deformation=None, shuffle_buffer=10_000,
-           repeat=None, deterministic=True, drop_remainder=None, prefetch=True):
+           repeat=None, deterministic=True, drop_remainder=None, prefetch=True,
+           input_context=None):
     """Shuffles, repeats, batches and (optionally) deforms a dataset of (image, label).
 
     Args:
@@ -66,6 +67,9 @@ def finish(dataset, batch_size, training, seed=0, deformation=None, shuffle_buff
       deterministic: keep a deterministic element order with parallel maps.
       drop_remainder: defaults to `training` (static batch shapes for XLA/TPU).
       prefetch: prefetch with AUTOTUNE.
+      input_context: the `tf.distribute.InputContext` the dataset was sharded for, or None.
+        Example k of input pipeline w of n gets the deformation id k * n + w, so workers never
+        share deformation seeds.
 
     Returns:
       A dataset of `(images [B, H, W, C] float32, labels [B] int32)`.
@@ -78,6 +82,9 @@ def finish(dataset, batch_size, training, seed=0, deformation=None, shuffle_buff
         dataset = dataset.repeat()
     if deformation is not None:
         dataset = dataset.enumerate()
+        if input_context is not None and input_context.num_input_pipelines > 1:
+            n, w = input_context.num_input_pipelines, input_context.input_pipeline_id
+            dataset = dataset.map(lambda k, example: (k * n + w, example))
         dataset = dataset.batch(batch_size, drop_remainder=drop_remainder)
         dataset = dataset.map(
             lambda ids, example: (deform_batch(example[0], ids, deformation, seed), example[1]),
