@@ -156,50 +156,67 @@ def setup_runtime():
     logging.set_verbosity(logging.INFO)
 
 
-def _resolve_steps(defaults, num_train, batch_size):
-    """(train_steps, warmup_steps) from --train_steps or --epochs and --warmup_epochs."""
+# The flags (besides output_dir and run control) that determine a run; `settings` dicts hold
+# exactly these keys.
+SETTINGS = ("dataset", "data_dir", "max_train_examples", "architecture", "downsampling", "width",
+            "seed", "batch_size", "optimizer", "learning_rate", "momentum", "schedule",
+            "warmup_epochs", "epochs", "train_steps", "weight_decay", "label_smoothing",
+            "random_labels", "train_grid_size", "train_strength", "eval_grid_size",
+            "eval_strength", "smooth_init_sigma", "measure_every", "num_measure_images",
+            "checkpoint_every", "log_every", "mixed_precision", "xla", "deterministic")
+
+
+def default_settings(defaults):
+    """Every setting at its flag default, overridden by a launcher's `defaults`."""
+    return {name: defaults.get(name, FLAGS[name].default) for name in SETTINGS}
+
+
+def settings_from_flags(defaults):
+    """The run settings: flags given on the command line or in a flagfile, else `defaults`."""
     if FLAGS["train_steps"].present and FLAGS["epochs"].present:
         raise usage_error("Give either --train_steps or --epochs, not both.")
-    epochs = value("epochs", defaults)
-    steps = value("train_steps", defaults)
-    if steps is None or (FLAGS["epochs"].present and not FLAGS["train_steps"].present):
+    settings = {name: value(name, defaults) for name in SETTINGS}
+    if FLAGS["epochs"].present:
+        settings["train_steps"] = None  # the given --epochs win over a default step count
+    return settings
+
+
+def _resolve_steps(settings, num_train):
+    """(train_steps, warmup_steps): train_steps if set, else epochs x examples / batch."""
+    batch_size, epochs, steps = settings["batch_size"], settings["epochs"], settings["train_steps"]
+    if steps is None:
         if num_train is None:
             raise usage_error("This data set is an infinite stream: give --train_steps.")
         if epochs is None:
             raise usage_error("Give --epochs or --train_steps.")
         steps = math.ceil(epochs * num_train / batch_size)
-    warmup_epochs = value("warmup_epochs", defaults) or 0.0
-    warmup = round(warmup_epochs * num_train / batch_size) if num_train else round(
-        warmup_epochs * steps / (epochs or 1.0))
+    warmup_epochs = settings["warmup_epochs"] or 0.0
+    warmup = round(warmup_epochs * num_train / batch_size) if num_train else 0
     return steps, min(warmup, steps)
 
 
-def build_run(experiment, defaults, spec_fields=None):
-    """Resolves the flags into (TrainConfig, train_lib.Data) for `experiment`."""
+def build_run(experiment, settings, spec_fields=None):
+    """(TrainConfig, train_lib.Data) for `experiment` from a settings dict (see SETTINGS)."""
+    s = settings
     spec = data_lib.DataSpec(
-        dataset=value("dataset", defaults), data_dir=FLAGS.data_dir,
-        max_train_examples=FLAGS.max_train_examples, random_labels=FLAGS.random_labels,
-        train_grid_size=FLAGS.train_grid_size, train_strength=FLAGS.train_strength,
-        **(spec_fields or {}))
+        dataset=s["dataset"], data_dir=s["data_dir"], max_train_examples=s["max_train_examples"],
+        random_labels=s["random_labels"], train_grid_size=s["train_grid_size"],
+        train_strength=s["train_strength"], **(spec_fields or {}))
     architecture, input_shape, num_classes = data_lib.model_config(spec)
-    architecture = value("architecture", defaults) or architecture
-    batch_size = value("batch_size", defaults)
-    data, num_train = data_lib.build(spec, batch_size, FLAGS.seed, FLAGS.num_measure_images)
-    steps, warmup = _resolve_steps(defaults, num_train, batch_size)
+    data, num_train = data_lib.build(spec, s["batch_size"], s["seed"], s["num_measure_images"])
+    steps, warmup = _resolve_steps(s, num_train)
     config = train_lib.TrainConfig(
-        experiment=experiment, model_config=architecture, downsampling=FLAGS.downsampling,
-        width=FLAGS.width, input_shape=tuple(input_shape), num_classes=num_classes,
-        seed=FLAGS.seed, batch_size=batch_size, train_steps=steps,
-        optimizer=FLAGS.optimizer, learning_rate=value("learning_rate", defaults),
-        momentum=FLAGS.momentum, schedule=FLAGS.schedule, warmup_steps=warmup,
-        weight_decay=value("weight_decay", defaults), label_smoothing=FLAGS.label_smoothing,
-        smooth_init_sigma=FLAGS.smooth_init_sigma,
-        eval_grid_size=value("eval_grid_size", defaults),
-        eval_strength=value("eval_strength", defaults),
-        measure_every=FLAGS.measure_every, num_measure_images=len(data.measure_images),
-        checkpoint_every=FLAGS.checkpoint_every, log_every=FLAGS.log_every,
-        mixed_precision=FLAGS.mixed_precision, jit_compile=FLAGS.xla,
-        deterministic=FLAGS.deterministic, data=dataclasses.asdict(spec))
+        experiment=experiment, model_config=s["architecture"] or architecture,
+        downsampling=s["downsampling"], width=s["width"], input_shape=tuple(input_shape),
+        num_classes=num_classes, seed=s["seed"], batch_size=s["batch_size"],
+        train_steps=steps, optimizer=s["optimizer"], learning_rate=s["learning_rate"],
+        momentum=s["momentum"], schedule=s["schedule"], warmup_steps=warmup,
+        weight_decay=s["weight_decay"], label_smoothing=s["label_smoothing"],
+        smooth_init_sigma=s["smooth_init_sigma"], eval_grid_size=s["eval_grid_size"],
+        eval_strength=s["eval_strength"], measure_every=s["measure_every"],
+        num_measure_images=len(data.measure_images), checkpoint_every=s["checkpoint_every"],
+        log_every=s["log_every"], mixed_precision=s["mixed_precision"], jit_compile=s["xla"],
+        deterministic=s["deterministic"], data=dataclasses.asdict(spec))
     return config, data
 
 
@@ -213,7 +230,7 @@ def train_main(experiment, defaults, spec_fields=None):
         try:
             # The strategy first: multi-worker collectives must be set up before TF starts.
             strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
-            config, data = build_run(experiment, defaults,
+            config, data = build_run(experiment, settings_from_flags(defaults),
                                      spec_fields() if spec_fields else None)
             final = train_lib.train(config, data, FLAGS.output_dir, strategy,
                                     resume=FLAGS.resume, overwrite=FLAGS.overwrite,

@@ -24,6 +24,7 @@ import tensorflow as tf
 
 from deform_tf import tps
 from deform_tf.figures import deformation
+from launch import deformation_figures
 from launch import demo
 
 FLAGS = flags.FLAGS
@@ -210,19 +211,19 @@ class DemoTest(tf.test.TestCase):
             f.write("untouched")
         with flagsaver.flagsaver(output_dir=output_dir, seed=3):
             self.assertEqual(demo.main(["demo"]), 0)
-        self.assertCountEqual(os.listdir(output_dir), list(demo.OUTPUT_NAMES) + ["keep.txt"])
+        self.assertCountEqual(os.listdir(output_dir), list(deformation_figures.OUTPUT_NAMES) + ["keep.txt"])
         with open(keep) as f:
             self.assertEqual(f.read(), "untouched")
-        for name in demo.OUTPUT_NAMES:
+        for name in deformation_figures.OUTPUT_NAMES:
             pixels = mpimg.imread(os.path.join(output_dir, name))
             self.assertGreater(min(pixels.shape[:2]), 300)
             self.assertGreater(np.std(pixels[..., :3]), 0.01)
 
     def test_photo_and_digit_inputs(self):
-        photo = demo.load_photo(demo.sample_photo_path())
+        photo = deformation_figures.load_photo(deformation_figures.sample_photo_path())
         self.assertEqual(photo.shape, (224, 224, 3))
         self.assertEqual(photo.dtype, np.uint8)
-        digit = demo.pad_digit(np.full([28, 28], 255, np.uint8))
+        digit = deformation_figures.pad_digit(np.full([28, 28], 255, np.uint8))
         self.assertEqual(digit.shape, (32, 32, 1))
         self.assertEqual(int(digit.sum()), 28 * 28 * 255)
 
