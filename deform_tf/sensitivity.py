@@ -128,6 +128,84 @@ def _deform(deform_fn, images):
     return deformed
 
 
+def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=True,
+                        noise_seed=(0, 0), batch_size=None, runner=None):
+    """Sensitivity for several distances and relative stability from one forward pass.
+
+    Clean, deformed (and, for `relative`, noisy) images of each chunk go through the model as
+    one batch; every requested measure is accumulated from those representations.
+
+    Args:
+      model, images, deform_fn, batch_size, runner: as in `deformation_sensitivity`.
+      distances: the distances of the sensitivity results wanted (subset of DISTANCES).
+      relative: also compute `relative_stability`.
+      noise_seed: stateless seed [2] of the Gaussian noise of the relative stability.
+
+    Returns:
+      dict with "sensitivity_<distance>" for each distance (as `deformation_sensitivity`
+      returns) and, if `relative`, "relative_stability" (as `relative_stability` returns).
+    """
+    for distance in distances:
+        _check_distance(distance)
+    runner = runner or RepresentationRunner(model)
+    images = runner.check_images(images)
+    deformed = _deform(deform_fn, images)
+    groups = [images, deformed]
+    if relative:
+        groups.append(images + matched_gaussian_noise(images, deformed, noise_seed))
+    num_layers, n_total = len(runner.names), int(images.shape[0])
+    paired = {d: [[] for _ in range(num_layers)] for d in distances}
+    clean_rows = [[] for _ in range(num_layers)]
+    squares = np.zeros([3, num_layers])  # deformation, noise, clean sums of squares
+    sums = [0.0] * num_layers
+    for chunk in runner.forward_groups(groups, batch_size):
+        for layer in range(num_layers):
+            clean, moved = chunk[0][layer], chunk[1][layer]
+            for d in distances:
+                paired[d][layer].append(paired_distance(clean, moved, d))
+            if distances:
+                clean_rows[layer].append(clean)
+            if relative:
+                c = tf.cast(clean, tf.float64)
+                squares[0, layer] += float(tf.reduce_sum(tf.square(tf.cast(moved, tf.float64) - c)))
+                squares[1, layer] += float(tf.reduce_sum(
+                    tf.square(tf.cast(chunk[2][layer], tf.float64) - c)))
+                squares[2, layer] += float(tf.reduce_sum(tf.square(c)))
+                sums[layer] = sums[layer] + tf.reduce_sum(c, axis=0)
+    result = {}
+    for d in distances:
+        numerators, denominators = [], []
+        for layer in range(num_layers):
+            rows = tf.concat(clean_rows[layer], axis=0)
+            numerators.append(float(tf.reduce_mean(tf.concat(paired[d][layer], axis=0))))
+            denominators.append(median_pairwise_distance(rows, d))
+        result[f"sensitivity_{d}"] = {
+            "layers": list(runner.names),
+            "sensitivity": [n / m if m > 0 else float("nan")
+                            for n, m in zip(numerators, denominators)],
+            "numerator": numerators,
+            "denominator": denominators,
+            "distance": d,
+            "num_images": n_total,
+        }
+    if relative:
+        # sum_{i<j} |r_i - r_j|^2 = N sum_i |r_i|^2 - |sum_i r_i|^2, over N (N - 1) / 2 pairs.
+        pair_mean = np.array([
+            (n_total * squares[2, l] - float(tf.reduce_sum(tf.square(sums[l]))))
+            / (n_total * (n_total - 1) / 2) for l in range(num_layers)])
+        d_f = (squares[0] / n_total) / pair_mean
+        g_f = (squares[1] / n_total) / pair_mean
+        result["relative_stability"] = {
+            "layers": list(runner.names),
+            "relative_stability": (d_f / g_f).tolist(),
+            "deformation_stability": d_f.tolist(),
+            "noise_stability": g_f.tolist(),
+            "pair_mean": pair_mean.tolist(),
+            "num_images": n_total,
+        }
+    return result
+
+
 def deformation_sensitivity(model, images, deform_fn, distance="cosine", batch_size=None,
                             runner=None):
     """Per-layer normalized deformation sensitivity (the paper's Fig. 3, 4, 7 measure).
@@ -150,29 +228,8 @@ def deformation_sensitivity(model, images, deform_fn, distance="cosine", batch_s
       "num_images".
     """
     _check_distance(distance)
-    runner = runner or RepresentationRunner(model)
-    images = runner.check_images(images)
-    deformed = _deform(deform_fn, images)
-    num_layers = len(runner.names)
-    paired = [[] for _ in range(num_layers)]
-    clean_rows = [[] for _ in range(num_layers)]
-    for clean, moved in runner.forward_groups([images, deformed], batch_size):
-        for layer in range(num_layers):
-            paired[layer].append(paired_distance(clean[layer], moved[layer], distance))
-            clean_rows[layer].append(clean[layer])
-    numerators, denominators = [], []
-    for layer in range(num_layers):
-        numerators.append(float(tf.reduce_mean(tf.concat(paired[layer], axis=0))))
-        denominators.append(median_pairwise_distance(tf.concat(clean_rows[layer], 0), distance))
-    return {
-        "layers": list(runner.names),
-        "sensitivity": [n / d if d > 0 else float("nan")
-                        for n, d in zip(numerators, denominators)],
-        "numerator": numerators,
-        "denominator": denominators,
-        "distance": distance,
-        "num_images": int(images.shape[0]),
-    }
+    return measure_deformation(model, images, deform_fn, (distance,), relative=False,
+                               batch_size=batch_size, runner=runner)[f"sensitivity_{distance}"]
 
 
 def matched_gaussian_noise(images, deformed, seed):
@@ -197,37 +254,6 @@ def relative_stability(model, images, deform_fn, noise_seed=(0, 0), batch_size=N
       "noise_stability" (G_f), "pair_mean" (mean squared distance over clean pairs),
       "num_images".
     """
-    runner = runner or RepresentationRunner(model)
-    images = runner.check_images(images)
-    deformed = _deform(deform_fn, images)
-    noisy = images + matched_gaussian_noise(images, deformed, noise_seed)
-    num_layers = len(runner.names)
-    n_total = int(images.shape[0])
-    deform_sq = np.zeros(num_layers)
-    noise_sq = np.zeros(num_layers)
-    sum_sq = np.zeros(num_layers)
-    sums = [None] * num_layers
-    for clean, moved, noised in runner.forward_groups([images, deformed, noisy], batch_size):
-        for layer in range(num_layers):
-            c = tf.cast(clean[layer], tf.float64)
-            deform_sq[layer] += float(tf.reduce_sum(
-                tf.square(tf.cast(moved[layer], tf.float64) - c)))
-            noise_sq[layer] += float(tf.reduce_sum(
-                tf.square(tf.cast(noised[layer], tf.float64) - c)))
-            sum_sq[layer] += float(tf.reduce_sum(tf.square(c)))
-            chunk_sum = tf.reduce_sum(c, axis=0)
-            sums[layer] = chunk_sum if sums[layer] is None else sums[layer] + chunk_sum
-    # sum_{i<j} |r_i - r_j|^2 = N sum_i |r_i|^2 - |sum_i r_i|^2, over N (N - 1) / 2 pairs.
-    pair_mean = np.array([
-        (n_total * sum_sq[l] - float(tf.reduce_sum(tf.square(sums[l]))))
-        / (n_total * (n_total - 1) / 2) for l in range(num_layers)])
-    d_f = (deform_sq / n_total) / pair_mean
-    g_f = (noise_sq / n_total) / pair_mean
-    return {
-        "layers": list(runner.names),
-        "relative_stability": (d_f / g_f).tolist(),
-        "deformation_stability": d_f.tolist(),
-        "noise_stability": g_f.tolist(),
-        "pair_mean": pair_mean.tolist(),
-        "num_images": n_total,
-    }
+    return measure_deformation(model, images, deform_fn, (), relative=True,
+                               noise_seed=noise_seed, batch_size=batch_size,
+                               runner=runner)["relative_stability"]

@@ -262,11 +262,8 @@ def measure(model, runner, images, config, step):
     deform = lambda x: tps.random_tps_deformation(
         x, config.eval_grid_size, config.eval_strength, seed)
     result = {"step": int(step)}
-    for distance in sensitivity.DISTANCES:
-        result[f"sensitivity_{distance}"] = sensitivity.deformation_sensitivity(
-            None, images, deform, distance, batch_size=64, runner=runner)
-    result["relative_stability"] = sensitivity.relative_stability(
-        None, images, deform, noise_seed=(config.seed, 7), batch_size=64, runner=runner)
+    result.update(sensitivity.measure_deformation(
+        None, images, deform, noise_seed=(config.seed, 7), batch_size=64, runner=runner))
     result["smoothness"] = smoothness.model_smoothness(model)
     return result
 

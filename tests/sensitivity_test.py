@@ -132,6 +132,25 @@ class DeformationSensitivityTest(parameterized.TestCase, tf.test.TestCase):
             sensitivity.deformation_sensitivity(model, _images(4), _deform)
 
 
+class MeasureDeformationTest(tf.test.TestCase):
+
+    def test_one_pass_equals_the_separate_measures(self):
+        model = _tiny_model("strided")
+        runner = sensitivity.RepresentationRunner(model)
+        images = _images(7)
+        together = sensitivity.measure_deformation(model, images, _deform, noise_seed=(2, 3),
+                                                   batch_size=3, runner=runner)
+        for distance in sensitivity.DISTANCES:
+            alone = sensitivity.deformation_sensitivity(model, images, _deform, distance,
+                                                        runner=runner)
+            self.assertAllClose(together[f"sensitivity_{distance}"]["sensitivity"],
+                                alone["sensitivity"], rtol=1e-5)
+        alone = sensitivity.relative_stability(model, images, _deform, noise_seed=(2, 3),
+                                               runner=runner)
+        self.assertAllClose(together["relative_stability"]["relative_stability"],
+                            alone["relative_stability"], rtol=1e-4)
+
+
 class RelativeStabilityTest(parameterized.TestCase, tf.test.TestCase):
 
     def test_identity_map_matches_closed_form(self):
