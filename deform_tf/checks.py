@@ -95,3 +95,20 @@ def check_strength(strength):
         [tf.debugging.assert_non_negative(strength, "`strength` must be >= 0 pixels.")]
     ):
         return tf.identity(strength)
+
+
+def check_stateless_seed(seed, batch_size):
+    """Validates a stateless seed: integer [2] (per batch) or [batch, 2] (per example)."""
+    seed = tf.convert_to_tensor(seed)
+    if not seed.dtype.is_integer:
+        raise ValueError(f"`seed` must be an integer tensor of shape [2] or [batch, 2], got "
+                         f"dtype {seed.dtype.name}.")
+    if seed.shape.rank not in (1, 2):
+        raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
+    check_last_dim(seed, 2, "seed", "a stateless seed pair")
+    if seed.shape.rank == 2:
+        with tf.control_dependencies([tf.debugging.assert_equal(
+                tf.shape(seed)[0], batch_size,
+                message="`seed` of shape [batch, 2] must have one row per image.")]):
+            seed = tf.identity(seed)
+    return seed

@@ -86,22 +86,6 @@ def _check_temperature(temperature):
         return tf.identity(temperature)
 
 
-def _check_seed(seed, batch_size):
-    seed = tf.convert_to_tensor(seed)
-    if not seed.dtype.is_integer:
-        raise ValueError(f"`seed` must be an integer tensor of shape [2] or [batch, 2], got "
-                         f"dtype {seed.dtype.name}.")
-    if seed.shape.rank not in (1, 2):
-        raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
-    checks.check_last_dim(seed, 2, "seed", "a stateless seed pair")
-    if seed.shape.rank == 2:
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(seed)[0], batch_size,
-                message="`seed` of shape [batch, 2] must have one row per image.")]):
-            seed = tf.identity(seed)
-    return seed
-
-
 def _check_dtype(dtype):
     dtype = tf.as_dtype(dtype)
     if dtype not in (tf.float32, tf.float64):
@@ -163,7 +147,7 @@ def max_entropy_coefficients(batch_size, cutoff, temperature, seed, dtype=tf.flo
     cutoff = _check_cutoff(cutoff)
     temperature = _check_temperature(temperature)
     dtype = _check_dtype(dtype)
-    seed = _check_seed(seed, batch_size)
+    seed = checks.check_stateless_seed(seed, batch_size)
     index, inverse_radius = _mode_tables(cutoff)
     # Draws [batch, cutoff^2, 2]: element 2 * shell_index + component, independent of cutoff.
     draws = stateless_random.normal(tf.stack([batch_size, cutoff * cutoff, 2]), seed, dtype)

@@ -193,18 +193,7 @@ def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float
     so a batch can be split across devices or hosts without changing any deformation). The
     numbers come from `deform_tf.stateless_random`, identical in eager, graph, tf.data and XLA.
     """
-    seed = tf.convert_to_tensor(seed)
-    if not seed.dtype.is_integer:
-        raise ValueError(f"`seed` must be an integer tensor of shape [2] or [batch, 2], got "
-                         f"dtype {seed.dtype.name}.")
-    if seed.shape.rank not in (1, 2):
-        raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
-    checks.check_last_dim(seed, 2, "seed", "a stateless seed pair")
-    if seed.shape.rank == 2:
-        with tf.control_dependencies([tf.debugging.assert_equal(
-                tf.shape(seed)[0], batch_size,
-                message="`seed` of shape [batch, 2] must have one row per image.")]):
-            seed = tf.identity(seed)
+    seed = checks.check_stateless_seed(seed, batch_size)
     unit = stateless_random.uniform([batch_size, num_points, 2], seed, dtype)
     strength = tf.cast(strength, dtype)
     # 2u - 1 is exact for 24-bit u, so strength 0 gives offsets of exactly 0.

@@ -66,17 +66,12 @@ def normalize(image):
     Returns:
       float32 [..., 3].
     """
-    image = tf.convert_to_tensor(image)
-    if image.dtype == tf.uint8:
-        image = tf.cast(image, tf.float32) / 255.0
-    image = tf.cast(image, tf.float32)
-    return (image - tf.constant(MEAN, tf.float32)) / tf.constant(STD, tf.float32)
+    return core.normalize(image, MEAN, STD)
 
 
 def denormalize(image):
     """Inverse of `normalize`: float32 [..., 3] normalized -> float32 [..., 3] in [0, 1]."""
-    image = tf.cast(image, tf.float32)
-    return image * tf.constant(STD, tf.float32) + tf.constant(MEAN, tf.float32)
+    return core.denormalize(image, MEAN, STD)
 
 
 def _check_split(split):

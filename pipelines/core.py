@@ -31,6 +31,21 @@ class Deformation:
         deform_tf.checks.check_strength(self.strength)
 
 
+def normalize(images, mean, std):
+    """(x - mean) / std per channel; `images` uint8 (0..255) or float in [0, 1] -> float32."""
+    images = tf.convert_to_tensor(images)
+    if images.dtype == tf.uint8:
+        images = tf.cast(images, tf.float32) / 255.0
+    images = tf.cast(images, tf.float32)
+    return (images - tf.constant(mean, tf.float32)) / tf.constant(std, tf.float32)
+
+
+def denormalize(images, mean, std):
+    """Inverse of `normalize`: float32 pixels back in [0, 1]."""
+    return tf.cast(images, tf.float32) * tf.constant(std, tf.float32) + tf.constant(
+        mean, tf.float32)
+
+
 def shard_for_worker(dataset, input_context):
     """Shards a dataset of examples (or files) for one input pipeline of `input_context`.
 

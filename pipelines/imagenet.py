@@ -33,6 +33,7 @@ import os
 
 import tensorflow as tf
 
+from pipelines import core
 from pipelines import tfrecord
 
 NUM_CLASSES = 1000
@@ -59,17 +60,12 @@ def default_resize_size(image_size):
 
 def normalize(image):
     """(x - MEAN) / STD per channel; `image` [..., 3] uint8 (0..255) or float in [0, 1]."""
-    image = tf.convert_to_tensor(image)
-    if image.dtype == tf.uint8:
-        image = tf.cast(image, tf.float32) / 255.0
-    image = tf.cast(image, tf.float32)
-    return (image - tf.constant(MEAN, tf.float32)) / tf.constant(STD, tf.float32)
+    return core.normalize(image, MEAN, STD)
 
 
 def denormalize(image):
     """Inverse of `normalize`: float32 [..., 3] -> float32 [..., 3] in [0, 1]."""
-    image = tf.cast(image, tf.float32)
-    return image * tf.constant(STD, tf.float32) + tf.constant(MEAN, tf.float32)
+    return core.denormalize(image, MEAN, STD)
 
 
 def shard_pattern(data_dir, split):

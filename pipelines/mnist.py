@@ -128,17 +128,13 @@ def normalize(images, dataset="fashion_mnist"):
       A float32 tensor of the same shape.
     """
     _check_dataset(dataset)
-    images = tf.convert_to_tensor(images)
-    if images.dtype == tf.uint8:
-        images = tf.cast(images, tf.float32) / 255.0
-    images = tf.cast(images, tf.float32)
-    return (images - MEAN[dataset]) / STD[dataset]
+    return core.normalize(images, MEAN[dataset], STD[dataset])
 
 
 def denormalize(images, dataset="fashion_mnist"):
     """Inverse of `normalize`: float32 pixels back in [0, 1] (x * STD + MEAN), same shape."""
     _check_dataset(dataset)
-    return tf.cast(images, tf.float32) * STD[dataset] + MEAN[dataset]
+    return core.denormalize(images, MEAN[dataset], STD[dataset])
 
 
 def _check_pad_to(pad_to):
