@@ -96,7 +96,6 @@ flags.register_validator("num_logical_devices", lambda v: v >= 0,
                          message="--num_logical_devices must be >= 0.")
 flags.register_validator("num_measure_images", lambda v: v is None or v >= 2,
                          message="--num_measure_images must be >= 2 (pairwise distances).")
-flags.mark_flag_as_required("output_dir")
 
 FLAGS = flags.FLAGS
 
@@ -148,8 +147,9 @@ def split_cpu(num_devices):
 
 
 def setup_runtime():
-    """Process-wide settings from flags: logical devices, determinism, logging."""
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
+    """Checks --output_dir; process-wide settings: logical devices, determinism, logging."""
+    if not FLAGS.output_dir:
+        raise usage_error("--output_dir is required: where the run writes its files.")
     split_cpu(FLAGS.num_logical_devices)
     if FLAGS.deterministic:
         tf.config.experimental.enable_op_determinism()

@@ -15,13 +15,11 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from launch import experiments
+from launch import experiments  # also defines --data_dir (Fig. 5 samples), via launch.common
 from launch import report
 from launch import results as results_lib
 
 flags.DEFINE_string("results_dir", None, "Output directory of launch.reproduce.")
-flags.DEFINE_string("data_dir", None, "Fashion-MNIST directory for the Fig. 5 samples "
-                    "(default: standard locations, then the embedded subset).")
 flags.mark_flag_as_required("results_dir")
 
 FLAGS = flags.FLAGS

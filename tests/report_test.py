@@ -54,13 +54,16 @@ class FindingsTest(parameterized.TestCase, tf.test.TestCase):
         results["smooth_init"]["sensitivity"]["1"] = [[0.1, 0.6]] * 2
         self.assertEqual(report.finding_3(results)["verdict"], report.DISAGREES)
 
-    @parameterized.parameters(((1.8, 1.7, 1.6), report.AGREES),
-                              ((1.6, 1.7, 1.8), report.DISAGREES))
-    def test_finding_4_synthetic(self, means, verdict):
+    @parameterized.parameters(((1.8, 1.7, 1.6), 0.01, report.AGREES),
+                              ((1.8, 1.7, 1.6), 0.2, report.INCONCLUSIVE),
+                              ((1.6, 1.7, 1.8), 0.01, report.DISAGREES))
+    def test_finding_4_synthetic(self, means, noise, verdict):
+        # Three seeds per C at mean m with seed values m - noise, m, m + noise.
         results = {"title": "t", "synthetic": {
             "strengths": [1.0, 2.0, 3.0], "conv_layers": ["c"],
-            "smoothness_init": {k: [[1.86]] for k in ("1", "2", "3")},
-            "smoothness_final": {k: [[m]] for k, m in zip(("1", "2", "3"), means)}}}
+            "smoothness_init": {k: [[1.86]] * 3 for k in ("1", "2", "3")},
+            "smoothness_final": {k: [[m - noise], [m], [m + noise]]
+                                 for k, m in zip(("1", "2", "3"), means)}}}
         self.assertEqual(report.finding_4(results)["verdict"], verdict)
 
     def test_missing_sections_are_not_measured(self):
