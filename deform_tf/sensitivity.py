@@ -42,33 +42,57 @@ def _unit(rows):
 
 
 def paired_distance(a, b, distance):
-    """Distances between matching rows of [n, F] tensors -> [n] (float64).
+    """Distances between matching rows of [n, F] tensors -> [n] (float32).
 
     Cosine distance is computed as |a/|a| - b/|b||^2 / 2, which equals 1 - cos(a, b) and is exactly
     0 for a == b (the direct formula leaves rounding noise of ~1e-7).
     """
-    a, b = tf.cast(a, tf.float64), tf.cast(b, tf.float64)
+    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
     if distance == "cosine":
         return 0.5 * tf.reduce_sum(tf.square(_unit(a) - _unit(b)), axis=1)
     return tf.sqrt(tf.reduce_sum(tf.square(a - b), axis=1))
 
 
-def pairwise_distances(rows, distance):
-    """All pairwise distances among the rows of [N, F] -> [N, N] numpy float64."""
-    rows = tf.cast(rows, tf.float64)
+@tf.function(reduce_retracing=True)
+def _paired_distances(clean, moved, distances):
+    """{distance: [per layer [n]]} for lists of per-layer [n, F] representations (one graph)."""
+    return {d: [paired_distance(c, m, d) for c, m in zip(clean, moved)] for d in distances}
+
+
+def _gram(rows, distance):
+    """Gram matrix [N, N] of unit rows (cosine) or of centred rows (Euclidean; centring leaves
+    the distances unchanged and keeps the float32 products away from cancellation)."""
+    rows = tf.cast(rows, tf.float32)
+    rows = _unit(rows) if distance == "cosine" else rows - tf.reduce_mean(rows, 0, keepdims=True)
+    return tf.matmul(rows, rows, transpose_b=True)
+
+
+@tf.function(reduce_retracing=True)
+def _grams(chunks_per_layer, distance):
+    """Gram matrices of every layer: chunks_per_layer[l] is a list of [n, F_l] row chunks."""
+    return [_gram(tf.concat(chunks, axis=0), distance) for chunks in chunks_per_layer]
+
+
+def _distances_from_gram(gram, distance):
+    gram = np.asarray(gram, np.float64)
     if distance == "cosine":
-        unit = _unit(rows)
-        return np.maximum(1.0 - tf.matmul(unit, unit, transpose_b=True).numpy(), 0.0)
-    gram = tf.matmul(rows, rows, transpose_b=True).numpy()
+        return np.maximum(1.0 - gram, 0.0)
     sq = np.diag(gram)
     return np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * gram, 0.0))
 
 
+def _median_of_pairs(distances):
+    return float(np.median(distances[np.triu_indices(distances.shape[0], k=1)]))
+
+
+def pairwise_distances(rows, distance):
+    """All pairwise distances among the rows of [N, F] -> [N, N] numpy float64."""
+    return _distances_from_gram(_gram(rows, distance).numpy(), distance)
+
+
 def median_pairwise_distance(rows, distance):
     """Exact median of d(r_i, r_j) over all pairs i < j of the rows of [N, F]."""
-    d = pairwise_distances(rows, distance)
-    upper = np.triu_indices(d.shape[0], k=1)
-    return float(np.median(d[upper]))
+    return _median_of_pairs(pairwise_distances(rows, distance))
 
 
 class RepresentationRunner:
@@ -159,10 +183,11 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     squares = np.zeros([3, num_layers])  # deformation, noise, clean sums of squares
     sums = [0.0] * num_layers
     for chunk in runner.forward_groups(groups, batch_size):
+        chunk_paired = _paired_distances(chunk[0], chunk[1], tuple(distances))
         for layer in range(num_layers):
             clean, moved = chunk[0][layer], chunk[1][layer]
             for d in distances:
-                paired[d][layer].append(paired_distance(clean, moved, d))
+                paired[d][layer].append(chunk_paired[d][layer])
             if distances:
                 clean_rows[layer].append(clean)
             if relative:
@@ -174,11 +199,12 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
                 sums[layer] = sums[layer] + tf.reduce_sum(c, axis=0)
     result = {}
     for d in distances:
+        grams = _grams(clean_rows, d)
         numerators, denominators = [], []
         for layer in range(num_layers):
-            rows = tf.concat(clean_rows[layer], axis=0)
-            numerators.append(float(tf.reduce_mean(tf.concat(paired[d][layer], axis=0))))
-            denominators.append(median_pairwise_distance(rows, d))
+            numerators.append(float(np.mean(np.concatenate(
+                [p.numpy() for p in paired[d][layer]]).astype(np.float64))))
+            denominators.append(_median_of_pairs(_distances_from_gram(grams[layer].numpy(), d)))
         result[f"sensitivity_{d}"] = {
             "layers": list(runner.names),
             "sensitivity": [n / m if m > 0 else float("nan")
