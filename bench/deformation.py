@@ -7,6 +7,10 @@ workload of the paper (CIFAR-10: 256 x 32x32x3 float32, 3x3 grid, C = 2 px; Imag
 
   fast path   `random_tps_deformation(images, grid_size, strength, seed)`: offsets drawn from the
               seed, a cached [H*W, K] operator maps them to the dense flow, one bilinear gather.
+              Its core runs through XLA by default (`jit_compile=True`), so the graph-mode row
+              measures the XLA-compiled core nested in the graph function.
+  fast, no XLA `random_tps_deformation(..., jit_compile=False)`: the same core as TF graph ops
+              (in the "xla" mode the enclosing function compiles it anyway).
   sparse      `sparse_image_warp(images, grid + offsets, grid)` with the same points
               (`grid_points`, `random_source_offsets`): fits the spline per batch (float64).
   dense only  `dense_image_warp(images, flow)` with a precomputed (smooth, TPS) flow: the cost of
@@ -41,11 +45,12 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 import deform_tf  # pylint: disable=wrong-import-position
 
 FAST = "fast path"
+FAST_NO_JIT = "fast path, jit_compile=False"
 SPARSE = "sparse_image_warp"
 DENSE = "dense_image_warp only"
 PROXY = "resize (h+1,w+1) proxy"
 SAME = "resize same size (check)"
-METHODS = (FAST, SPARSE, DENSE, PROXY, SAME)
+METHODS = (FAST, FAST_NO_JIT, SPARSE, DENSE, PROXY, SAME)
 MODES = ("graph", "xla")
 
 
@@ -97,6 +102,11 @@ def _method_fn(method, workload):
         del flow
         return deform_tf.random_tps_deformation(images, w.grid_size, w.strength, seed)
 
+    def fast_no_jit(images, flow, seed):
+        del flow
+        return deform_tf.random_tps_deformation(images, w.grid_size, w.strength, seed,
+                                                jit_compile=False)
+
     def sparse(images, flow, seed):
         del flow
         batch = tf.shape(images)[0]
@@ -116,7 +126,8 @@ def _method_fn(method, workload):
         del flow, seed
         return tf.image.resize(images, [w.height, w.width], "bilinear")
 
-    return {FAST: fast, SPARSE: sparse, DENSE: dense, PROXY: proxy, SAME: same}[method]
+    return {FAST: fast, FAST_NO_JIT: fast_no_jit, SPARSE: sparse, DENSE: dense, PROXY: proxy,
+            SAME: same}[method]
 
 
 def _inputs(workload):
@@ -179,7 +190,7 @@ def run_benchmark(workloads, modes=MODES, methods=METHODS, reps=20, min_sample_t
                 fn(images, flow, seeds.take(1)[0])
                 warm = time.perf_counter() - start
                 calls = max(1, int(np.ceil(min_sample_time / max(warm, 1e-6))))
-                log(f"  warm-up {w.name:9s} {mode:5s} {method:26s} first call {first:7.2f} s, "
+                log(f"  warm-up {w.name:9s} {mode:5s} {method:28s} first call {first:7.2f} s, "
                     f"then {warm * 1e3:8.2f} ms; {calls} call(s) per sample")
                 entries.append((w, mode, method, fn, (images, flow), calls))
             if mode == "graph" and FAST in outputs and SPARSE in outputs:

@@ -1,0 +1,312 @@
+"""Cost of a full deformation-sensitivity evaluation against forwarding its 2N images.
+
+Run as `python -m bench.metrics` (`--quick` for a smoke run of a few seconds). For each workload
+(CIFAR-10: `vgg("cifar10", "max_pool")` full width, all 13 measured layers, N = 128 images
+32x32x3, 3x3 grid, C = 2 px; ImageNet: `vgg("imagenet", "max_pool")` full width, 19 layers,
+N = 32 images 224x224x3, 5x5 grid, C = 10 px) it times, side by side:
+
+  forward 2N     a `tf.function` (graph mode, like the runner) forwarding the N clean and N
+                 deformed images through the classifier, `model(x, training=False)`: the floor
+                 any evaluation has to pay.
+  evaluation     `deform_tf.sensitivity.deformation_sensitivity(model, images, deform_fn,
+                 "cosine", runner=runner)` with one prebuilt `RepresentationRunner` reused across
+                 calls (as during training) and `deform_fn = lambda x:
+                 random_tps_deformation(x, grid, C, seed)`: deformation, representations of every
+                 layer, paired distances and the exact median of the N (N - 1) / 2 pairwise
+                 distances, back to Python floats.
+  candidate      (only with `--candidate=PATH`) the same call through another implementation of
+                 `deform_tf/sensitivity.py` loaded from PATH (its own `RepresentationRunner`), to
+                 measure a proposed patch before/after in the same run.
+
+With `--breakdown`, the library evaluation is also split into its stages, each timed alone with
+the same inputs: the deformation, the runner's forward pass (representations of the 2N images),
+the per-layer paired distances and the per-layer pairwise medians (the float64 code of
+`paired_distance` and `median_pairwise_distance`, eager, as `deformation_sensitivity` runs it).
+
+Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called
+twice before timing (tracing, warm caches); then `--reps` rounds time one call of every entry in
+turn, round-robin, so machine noise hits all alike. The table gives the median seconds per call,
+the spread (interquartile range / median) and the ratio to the forward pass of the same workload.
+Target (issue "The measurement stack"): evaluation <= 1.3x the forward pass.
+"""
+
+import argparse
+import dataclasses
+import importlib.util
+import os
+import sys
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported: quiet C++ logs
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+import deform_tf  # pylint: disable=wrong-import-position
+from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from deform_tf import models  # pylint: disable=wrong-import-position
+from deform_tf import sensitivity  # pylint: disable=wrong-import-position
+
+FORWARD = "forward 2N (classifier)"
+EVALUATION = "sensitivity evaluation"
+CANDIDATE = "candidate evaluation"
+STAGE_DEFORM = "  stage: deformation"
+STAGE_FORWARD = "  stage: runner forward (reps)"
+STAGE_PAIRED = "  stage: paired distances"
+STAGE_PAIRWISE = "  stage: pairwise medians"
+STAGES = (STAGE_DEFORM, STAGE_FORWARD, STAGE_PAIRED, STAGE_PAIRWISE)
+TARGET = 1.3
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    config: str  # deform_tf.models.STAGES key
+    width: float
+    num_images: int
+    size: int  # height = width of the images
+    grid_size: int
+    strength: float
+
+    def describe(self):
+        return (f"vgg({self.config!r}, 'max_pool', width={self.width:g}), N={self.num_images} "
+                f"images {self.size}x{self.size}x3, {self.grid_size}x{self.grid_size} grid, "
+                f"C={self.strength:g}")
+
+
+PAPER_WORKLOADS = (
+    Workload("CIFAR", "cifar10", 1.0, 128, 32, 3, 2.0),
+    Workload("ImageNet", "imagenet", 1.0, 32, 224, 5, 10.0),
+)
+# --quick: the real layer layouts at reduced width, image count and (ImageNet) size.
+QUICK_WORKLOADS = (
+    Workload("CIFAR", "cifar10", 0.25, 16, 32, 3, 2.0),
+    Workload("ImageNet", "imagenet", 0.125, 4, 64, 5, 3.0),
+)
+# Default rounds per workload: the full-width ImageNet evaluation takes about a minute on 2 cores.
+DEFAULT_REPS = {"CIFAR": 15, "ImageNet": 3}
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    workload: str
+    entry: str
+    seconds: float  # median seconds per call
+    spread: float  # interquartile range of the seconds over samples, relative to the median
+    vs_forward: float  # median seconds relative to the forward pass of the same workload
+    num_layers: int
+
+
+def load_candidate(path):
+    """Loads an alternative `deform_tf.sensitivity` implementation from a file path."""
+    spec = importlib.util.spec_from_file_location("candidate_sensitivity", path)
+    if spec is None:
+        raise SystemExit(f"--candidate: cannot load {path!r}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Seeds:
+    """A fresh stateless seed per call: [2] int32 tensors, made outside the timed region."""
+
+    def __init__(self):
+        self._count = 0
+
+    def take(self):
+        self._count += 1
+        return tf.constant([self._count, 4242], tf.int32)
+
+
+def _entries(w, candidate, breakdown, seeds):
+    """[(name, fn() -> None)] for workload `w`; each fn makes one timed call, synchronized."""
+    model = models.vgg(w.config, "max_pool", width=w.width,
+                       input_shape=(w.size, w.size, 3), seed=0)
+    images = tf.random.stateless_uniform([w.num_images, w.size, w.size, 3], [1, 2])
+    deformed = deform_tf.random_tps_deformation(images, w.grid_size, w.strength, [3, 4])
+    both = tf.concat([images, deformed], axis=0)
+    spec = tf.TensorSpec((None, w.size, w.size, 3), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    runner = sensitivity.RepresentationRunner(model)
+    num_layers = len(runner.names)
+
+    def deform_fn_of(seed):
+        return lambda x: deform_tf.random_tps_deformation(x, w.grid_size, w.strength, seed)
+
+    def run_forward():
+        forward(both).numpy()
+
+    def run_evaluation(module=sensitivity, module_runner=runner):
+        result = module.deformation_sensitivity(model, images, deform_fn_of(seeds.take()),
+                                                "cosine", runner=module_runner)
+        assert len(result["sensitivity"]) == num_layers
+
+    entries = [(FORWARD, run_forward), (EVALUATION, run_evaluation)]
+    if candidate is not None:
+        candidate_runner = candidate.RepresentationRunner(model)
+        entries.append((CANDIDATE, lambda: run_evaluation(candidate, candidate_runner)))
+    if breakdown:
+        n = w.num_images
+        reps = [r.numpy() for r in runner._forward(both)]  # pylint: disable=protected-access
+        clean = [tf.constant(r[:n]) for r in reps]
+        moved = [tf.constant(r[n:]) for r in reps]
+        del reps
+
+        def run_deform():
+            deform = sensitivity._deform  # pylint: disable=protected-access
+            deform(deform_fn_of(seeds.take()), images).numpy()
+
+        def run_reps():
+            out = runner._forward(both)  # pylint: disable=protected-access
+            out[-1].numpy()
+
+        def run_paired():
+            for a, b in zip(clean, moved):
+                float(tf.reduce_mean(sensitivity.paired_distance(a, b, "cosine")))
+
+        def run_pairwise():
+            for a in clean:
+                sensitivity.median_pairwise_distance(a, "cosine")
+
+        entries += [(STAGE_DEFORM, run_deform), (STAGE_FORWARD, run_reps),
+                    (STAGE_PAIRED, run_paired), (STAGE_PAIRWISE, run_pairwise)]
+    return entries, num_layers
+
+
+def run_benchmark(workloads, reps=None, candidate=None, breakdown=False, log=None):
+    """Times every (workload, entry), round-robin within each workload; returns rows.
+
+    Args:
+      workloads: sequence of `Workload`.
+      reps: rounds per workload (int), or None for DEFAULT_REPS (3 for unknown names).
+      candidate: optional module with `deformation_sensitivity` and `RepresentationRunner`
+        (see `load_candidate`), timed as an extra row.
+      breakdown: also time the stages of the library evaluation.
+      log: optional callable(str) for progress messages.
+
+    Returns:
+      list of `Row` in (workload, entry) order.
+    """
+    log = log or (lambda message: None)
+    seeds = _Seeds()
+    rows = []
+    for w in workloads:
+        entries, num_layers = _entries(w, candidate, breakdown, seeds)
+        for name, fn in entries:
+            times = []
+            for _ in range(2):
+                start = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - start)
+            log(f"  warm-up {w.name:9s} {name.strip():32s} calls {times[0]:7.2f} s, "
+                f"{times[1]:7.2f} s")
+        rounds = reps if reps is not None else DEFAULT_REPS.get(w.name, 3)
+        samples = [[] for _ in entries]
+        for rep in range(rounds):
+            shift = rep % len(entries)
+            order = list(range(len(entries)))
+            for i in order[shift:] + order[:shift]:
+                start = time.perf_counter()
+                entries[i][1]()
+                samples[i].append(time.perf_counter() - start)
+            log(f"  {w.name}: round {rep + 1}/{rounds} done")
+        medians = [float(np.median(s)) for s in samples]
+        for (name, _), values, median in zip(entries, samples, medians):
+            q25, q75 = np.percentile(values, [25, 75])
+            rows.append(Row(workload=w.name, entry=name, seconds=median,
+                            spread=float((q75 - q25) / median), vs_forward=median / medians[0],
+                            num_layers=num_layers))
+        del entries
+    return rows
+
+
+def format_table(rows):
+    """A markdown table of the rows."""
+    lines = ["| workload | entry | s/call (median) | IQR | x forward 2N |",
+             "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.workload} | {r.entry} | {r.seconds:.4f} | {100 * r.spread:.0f}% | "
+                     f"{r.vs_forward:.2f} |")
+    return "\n".join(lines)
+
+
+def _verdicts(rows):
+    lines = []
+    for r in rows:
+        if r.entry in (EVALUATION, CANDIDATE):
+            met = "met" if r.vs_forward <= TARGET else "NOT met"
+            lines.append(f"- {r.workload} ({r.num_layers} layers): {r.entry} = "
+                         f"{r.vs_forward:.2f}x the forward pass of the 2N images; target <= "
+                         f"{TARGET}x: {met}.")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.metrics", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=None,
+                        help="round-robin rounds per workload; default CIFAR 15, ImageNet 3; "
+                        "1 with --quick")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: reduced widths, N and ImageNet size, 1 round")
+    parser.add_argument("--workloads", default="CIFAR,ImageNet",
+                        help="comma-separated subset of CIFAR,ImageNet")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the stages of the library evaluation")
+    parser.add_argument("--candidate", default=None,
+                        help="path of an alternative deform_tf/sensitivity.py to time as well")
+    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
+    args = parser.parse_args(argv)
+    if args.reps is None and args.quick:
+        args.reps = 1
+    if args.reps is not None and args.reps < 1:
+        parser.error("--reps must be >= 1")
+    return args
+
+
+def main(argv=None, workloads=None, out=None):
+    """Runs the benchmark and prints the report; returns it as a string.
+
+    `workloads` overrides the paper's (or --quick's) workloads, e.g. tiny ones in tests.
+    """
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    if workloads is None:
+        names = {n.strip().lower() for n in args.workloads.split(",") if n.strip()}
+        pool = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
+        workloads = tuple(w for w in pool if w.name.lower() in names)
+        if not workloads:
+            raise SystemExit(f"--workloads: none of {args.workloads!r} is CIFAR or ImageNet")
+    candidate = load_candidate(args.candidate) if args.candidate else None
+
+    def log(message):
+        if args.verbose:
+            print(message, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    rows = run_benchmark(workloads, reps=args.reps, candidate=candidate,
+                         breakdown=args.breakdown, log=log)
+    elapsed = time.perf_counter() - start
+    rounds = (f"{args.reps}" if args.reps is not None else
+              ", ".join(f"{w.name} {DEFAULT_REPS.get(w.name, 3)}" for w in workloads))
+    report = "\n".join([
+        "# Sensitivity evaluation vs forward pass (bench.metrics)"
+        + (" -- QUICK smoke run" if args.quick else ""),
+        "",
+        machine_info() + f"; 1-min load average at start {load:.2f}",
+        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+        f"Round-robin rounds: {rounds}; one call per sample; median s/call; IQR = interquartile "
+        f"range / median; total {elapsed:.0f} s."
+        + (f" Candidate: {args.candidate}." if args.candidate else ""),
+        "",
+        format_table(rows),
+        "",
+        _verdicts(rows),
+    ])
+    print(report, file=out, flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,442 @@
+"""Input pipelines with in-graph deformation against the training step rate they must feed.
+
+Run as `python -m bench.pipelines` (`--quick` for a smoke run of a few seconds). It measures
+examples per second of:
+
+  pipelines    every input pipeline finished by `pipelines.core.finish(..., training=True,
+               deformation=core.Deformation(grid, C))` (as `launch.data_lib` builds them):
+               Fashion-MNIST (`pipelines.mnist.load` on the embedded subset
+               `pipelines/data/fashion_mnist_small`) and CIFAR-10 (`pipelines.cifar10.load`,
+               training=True, on a fake binary release written into a temp dir in the real
+               format: random bytes, 5 train files of `--cifar_records` records) at batch 128,
+               3x3 grid, C = 2; the synthetic task (`pipelines.synthetic.train` with the
+               Fashion-MNIST prototypes of the embedded subset, C = 3, 3x3 grid; it deforms in
+               its own stream) at batch 128; ImageNet (`pipelines.imagenet.load`, training=True,
+               random-resized crop to 224, on fake TFRecord shards: 256 JPEG-encoded 256x320
+               smooth images with noise, 4 shards; finish's shuffle buffer 1024 as in
+               `launch.data_lib`) at batch 32, 5x5 grid, C = 10.
+  training     the launcher's training step (`launch.train_lib`: forward, backward, SGD with
+               momentum, the warmup/cosine schedule and decoupled weight decay, built with
+               `train_lib._make_optimizer`; the loss of `train_lib`) in a `tf.range` loop inside
+               one `tf.function`, on one in-memory batch: vgg("mnist") and vgg("cifar10") at
+               width 0.25 (the quick runs) and 1.0, batch 128; vgg("imagenet") width 0.25 at
+               224x224, batch 32.
+
+Each pipeline sample builds a fresh iterator, pulls `--warmup_batches` batches untimed (shuffle
+buffers fill, threads start, autotuning settles), times the next `--batches` batches, then drops
+the iterator (its background threads stop): pipelines never run while something else is timed.
+A training sample is one call of as many steps as fill about `--min_sample_time`, after two
+warm-up calls. Each pipeline and each training step is thus measured ALONE: on this 2-core machine
+the pipeline and the training step compete for the same cores when they run together, so the real
+end-to-end rate is below min(pipeline, training). `--reps` round-robin rounds; medians.
+The ratio table divides each pipeline's ex/s by the training ex/s of each model it feeds.
+Target (issue "Input pipelines"): pipeline >= 3x training consumption on CIFAR-size and
+MNIST-size inputs.
+"""
+
+import argparse
+import dataclasses
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported: quiet C++ logs
+import keras  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from deform_tf import models  # pylint: disable=wrong-import-position
+from launch import train_lib  # pylint: disable=wrong-import-position
+from pipelines import cifar10  # pylint: disable=wrong-import-position
+from pipelines import core  # pylint: disable=wrong-import-position
+from pipelines import idx  # pylint: disable=wrong-import-position
+from pipelines import imagenet  # pylint: disable=wrong-import-position
+from pipelines import mnist  # pylint: disable=wrong-import-position
+from pipelines import synthetic  # pylint: disable=wrong-import-position
+
+PIPELINE = "pipeline"
+TRAINING = "training"
+FASHION, CIFAR, SYNTHETIC, IMAGENET = "Fashion-MNIST", "CIFAR-10", "synthetic", "ImageNet"
+TARGET = 3.0
+SMALL_INPUTS = (FASHION, CIFAR, SYNTHETIC)  # the target applies to these (MNIST/CIFAR size)
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Sizes of one benchmark run (the defaults are the issue's)."""
+
+    small_batch: int = 128  # Fashion-MNIST, CIFAR-10, synthetic
+    imagenet_batch: int = 32
+    cifar_records: int = 2000  # per train file (5 files)
+    imagenet_images: int = 256
+    imagenet_jpeg_size: tuple = (256, 320)
+    imagenet_shards: int = 4
+    imagenet_size: int = 224
+    small_shuffle_buffer: int = 10_000  # finish's buffer for the small inputs (launch.data_lib)
+    imagenet_shuffle_buffer: int = 1024  # finish's buffer, as launch.data_lib uses for ImageNet
+    imagenet_record_shuffle: int = 1024  # imagenet.load's buffer of encoded records (default)
+    small_grid: int = 3
+    small_strength: float = 2.0
+    synthetic_strength: float = 3.0
+    imagenet_grid: int = 5
+    imagenet_strength: float = 10.0
+    small_widths: tuple = (0.25, 1.0)
+    imagenet_widths: tuple = (0.25,)
+
+
+QUICK_SETTINGS = Settings(
+    small_batch=32, imagenet_batch=4, cifar_records=64, imagenet_images=16,
+    imagenet_jpeg_size=(80, 96), imagenet_shards=4, imagenet_size=64, small_shuffle_buffer=256,
+    imagenet_shuffle_buffer=16, imagenet_record_shuffle=16,
+    imagenet_strength=3.0, small_widths=(0.125,), imagenet_widths=(0.125,))
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    kind: str  # PIPELINE or TRAINING
+    name: str
+    batch: int
+    examples_per_s: float  # median
+    spread: float  # interquartile range / median
+
+
+@dataclasses.dataclass(frozen=True)
+class Ratio:
+    pipeline: str
+    model: str
+    ratio: float  # pipeline ex/s / training ex/s
+    target_applies: bool
+
+
+def write_fake_cifar10(root, records_per_file, seed=0):
+    """Writes a fake CIFAR-10 binary release (random bytes, labels 0..9) under root."""
+    rng = np.random.default_rng(seed)
+    directory = os.path.join(root, cifar10.BINARY_DIR_NAME)
+    os.makedirs(directory, exist_ok=True)
+    for name in cifar10.BINARY_FILES["train"] + cifar10.BINARY_FILES["test"]:
+        records = rng.integers(0, 256, (records_per_file, cifar10.RECORD_BYTES), dtype=np.uint8)
+        records[:, 0] = rng.integers(0, cifar10.NUM_CLASSES, records_per_file)
+        with open(os.path.join(directory, name), "wb") as f:
+            f.write(records.tobytes())
+    return root
+
+
+def _fake_photo(rng, height, width):
+    """A smooth random colour image with mild noise (compresses and decodes like a photo more
+    than pure noise does)."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    channels = []
+    for _ in range(3):
+        fy, fx, phase = rng.uniform(3, 30), rng.uniform(3, 30), rng.uniform(0, 6.3)
+        channels.append(128 + 80 * np.sin(y / fy + phase) * np.cos(x / fx - phase))
+    image = np.stack(channels, axis=-1) + rng.normal(0, 8, (height, width, 3))
+    return np.clip(np.round(image), 0, 255).astype(np.uint8)
+
+
+def write_fake_imagenet(root, num_images, size, num_shards, seed=0):
+    """Writes fake ImageNet train shards (JPEG, 1-based labels) in the standard layout."""
+    rng = np.random.default_rng(seed)
+    writers = [tf.io.TFRecordWriter(os.path.join(root, f"train-{i:05d}-of-{num_shards:05d}"))
+               for i in range(num_shards)]
+    total_bytes = 0
+    for k in range(num_images):
+        encoded = tf.io.encode_jpeg(_fake_photo(rng, *size), quality=90).numpy()
+        total_bytes += len(encoded)
+        example = tf.train.Example(features=tf.train.Features(feature={
+            imagenet.ENCODED_KEY: tf.train.Feature(bytes_list=tf.train.BytesList(
+                value=[encoded])),
+            imagenet.LABEL_KEY: tf.train.Feature(int64_list=tf.train.Int64List(
+                value=[1 + k % imagenet.NUM_CLASSES])),
+        }))
+        writers[k % num_shards].write(example.SerializeToString())
+    for writer in writers:
+        writer.close()
+    return total_bytes / num_images
+
+
+def _pipelines(settings, tmp):
+    """[(name, batch, dataset)] and a description of the fake data."""
+    s = settings
+    small = core.Deformation(s.small_grid, s.small_strength)
+    cifar_root = write_fake_cifar10(os.path.join(tmp, "cifar10"), s.cifar_records)
+    imagenet_root = os.path.join(tmp, "imagenet")
+    os.makedirs(imagenet_root)
+    jpeg_bytes = write_fake_imagenet(imagenet_root, s.imagenet_images, s.imagenet_jpeg_size,
+                                     s.imagenet_shards)
+    prototypes, _ = mnist.prototypes("fashion_mnist", idx.EMBEDDED_FASHION_MNIST_DIR)
+    fashion_examples = mnist.load("train", "fashion_mnist", idx.EMBEDDED_FASHION_MNIST_DIR)
+    num_fashion = int(fashion_examples.cardinality())
+
+    def fashion():
+        return core.finish(fashion_examples, s.small_batch, training=True, seed=0,
+                           deformation=small, shuffle_buffer=s.small_shuffle_buffer)
+
+    def cifar():
+        return core.finish(cifar10.load("train", cifar_root, training=True, seed=0),
+                           s.small_batch, training=True, seed=0, deformation=small,
+                           shuffle_buffer=s.small_shuffle_buffer)
+
+    def synthetic_task():
+        return synthetic.train(prototypes, s.synthetic_strength, s.small_batch, seed=0,
+                               grid_size=s.small_grid)
+
+    def imagenet_train():
+        return core.finish(
+            imagenet.load("train", imagenet_root, training=True, seed=0,
+                          image_size=s.imagenet_size, shuffle_buffer=s.imagenet_record_shuffle),
+            s.imagenet_batch, training=True, seed=0,
+            deformation=core.Deformation(s.imagenet_grid, s.imagenet_strength),
+            shuffle_buffer=s.imagenet_shuffle_buffer)
+
+    described = (
+        f"{FASHION}: embedded subset, {num_fashion} train images 28x28 padded to 32x32x1, "
+        f"{s.small_grid}x{s.small_grid} grid, C={s.small_strength:g}; {CIFAR}: fake binary "
+        f"release, 5 x {s.cifar_records} records, augmentation on, "
+        f"{s.small_grid}x{s.small_grid} grid, C={s.small_strength:g}; {SYNTHETIC}: 10 "
+        f"Fashion-MNIST prototypes, "
+        f"{s.small_grid}x{s.small_grid} grid, C={s.synthetic_strength:g}; {IMAGENET}: "
+        f"{s.imagenet_images} fake JPEGs {s.imagenet_jpeg_size[0]}x{s.imagenet_jpeg_size[1]} "
+        f"(mean {jpeg_bytes / 1e3:.0f} kB) in {s.imagenet_shards} shards, random-resized crop to "
+        f"{s.imagenet_size}, {s.imagenet_grid}x{s.imagenet_grid} grid, "
+        f"C={s.imagenet_strength:g}; shuffle buffers: finish {s.small_shuffle_buffer} (small "
+        f"inputs), {s.imagenet_shuffle_buffer} (ImageNet), ImageNet records "
+        f"{s.imagenet_record_shuffle}")
+    # Built once (reading the IDX files, tracing the maps); every sample iterates afresh.
+    entries = [(FASHION, s.small_batch, fashion()), (CIFAR, s.small_batch, cifar()),
+               (SYNTHETIC, s.small_batch, synthetic_task()),
+               (IMAGENET, s.imagenet_batch, imagenet_train())]
+    return entries, described
+
+
+def model_name(config, width):
+    return f"vgg({config!r}, width={width:g})"
+
+
+def _training_steps(config, width, batch, input_shape, num_classes):
+    """(fn(num_steps) -> loss, ...): the launcher's training step looped in one tf.function."""
+    train_config = train_lib.TrainConfig(
+        experiment="bench", model_config=config, downsampling="max_pool", width=width,
+        input_shape=tuple(input_shape), num_classes=num_classes, seed=0, batch_size=batch,
+        train_steps=100_000, warmup_steps=100)
+    model = models.vgg(**train_config.vgg_kwargs())
+    optimizer, _ = train_lib._make_optimizer(train_config)  # pylint: disable=protected-access
+    optimizer.build(model.trainable_variables)
+    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, reduction="none")
+    images = tf.random.stateless_normal([batch, *input_shape], [5, 6])
+    labels = tf.random.stateless_uniform([batch], [7, 8], 0, num_classes, tf.int32)
+
+    @tf.function
+    def run_steps(num_steps):
+        loss_sum = tf.constant(0.0)
+        for _ in tf.range(num_steps):
+            with tf.GradientTape() as tape:
+                logits = tf.cast(model(images, training=True), tf.float32)
+                per_example = loss_fn(tf.one_hot(labels, num_classes), logits)
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch)
+            grads = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(grads, model.trainable_variables))
+            loss_sum += loss
+        return loss_sum
+
+    return run_steps
+
+
+def _training(settings):
+    """[(name, batch, run_steps, feeds)] where feeds lists the pipelines the model trains on."""
+    s = settings
+    entries = []
+    for width in s.small_widths:
+        entries.append((model_name("mnist", width), s.small_batch,
+                        _training_steps("mnist", width, s.small_batch, (32, 32, 1), 10),
+                        (FASHION, SYNTHETIC)))
+    for width in s.small_widths:
+        entries.append((model_name("cifar10", width), s.small_batch,
+                        _training_steps("cifar10", width, s.small_batch, (32, 32, 3), 10),
+                        (CIFAR,)))
+    for width in s.imagenet_widths:
+        entries.append((model_name("imagenet", width), s.imagenet_batch,
+                        _training_steps("imagenet", width, s.imagenet_batch,
+                                        (s.imagenet_size, s.imagenet_size, 3), 1000),
+                        (IMAGENET,)))
+    return entries
+
+
+def _time_pipeline(dataset, warmup_batches, batches):
+    iterator = iter(dataset)  # a fresh pipeline: new threads, empty buffers
+    for _ in range(warmup_batches):
+        next(iterator)
+    start = time.perf_counter()
+    count = 0
+    for _ in range(batches):
+        images, _ = next(iterator)
+        count += int(images.shape[0])
+    elapsed = time.perf_counter() - start
+    del iterator
+    return count / elapsed
+
+
+def run_benchmark(settings, reps=3, batches=40, imagenet_batches=8, warmup_batches=3,
+                  min_sample_time=2.0, log=None):
+    """Times every pipeline and training step, round-robin; returns (rows, ratios, described).
+
+    Args:
+      settings: a `Settings`.
+      reps: round-robin rounds (samples per entry).
+      batches: timed batches per pipeline sample (Fashion-MNIST, CIFAR-10, synthetic).
+      imagenet_batches: timed batches per ImageNet pipeline sample.
+      warmup_batches: untimed batches pulled from each fresh iterator first.
+      min_sample_time: seconds; a training sample is ceil(min_sample_time / step time) steps.
+      log: optional callable(str) for progress messages.
+    """
+    log = log or (lambda message: None)
+    tmp = tempfile.mkdtemp(prefix="bench_pipelines_")
+    try:
+        pipes, described = _pipelines(settings, tmp)
+        entries = []  # (kind, name, batch, sample_fn, feeds)
+        for name, batch, dataset in pipes:
+            count = imagenet_batches if name == IMAGENET else batches
+            start = time.perf_counter()
+            rate = _time_pipeline(dataset, warmup_batches, count)
+            log(f"  warm-up {name:14s} {time.perf_counter() - start:6.2f} s, {rate:8.0f} ex/s")
+            entries.append((PIPELINE, name, batch,
+                            lambda dataset=dataset, count=count: _time_pipeline(
+                                dataset, warmup_batches, count), ()))
+        for name, batch, run_steps, feeds in _training(settings):
+            start = time.perf_counter()
+            run_steps(tf.constant(1)).numpy()
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            run_steps(tf.constant(1)).numpy()
+            step = time.perf_counter() - start
+            steps = max(1, int(np.ceil(min_sample_time / max(step, 1e-6))))
+            log(f"  warm-up {name:28s} first call {first:6.2f} s, then {step:6.3f} s/step; "
+                f"{steps} step(s) per sample")
+
+            def sample(run_steps=run_steps, steps=steps, batch=batch):
+                start = time.perf_counter()
+                run_steps(tf.constant(steps)).numpy()
+                return steps * batch / (time.perf_counter() - start)
+
+            entries.append((TRAINING, name, batch, sample, feeds))
+        samples = [[] for _ in entries]
+        for rep in range(reps):
+            shift = rep % len(entries)
+            order = list(range(len(entries)))
+            for i in order[shift:] + order[:shift]:
+                samples[i].append(entries[i][3]())
+            log(f"  round {rep + 1}/{reps} done")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    rows = []
+    for (kind, name, batch, _, _), values in zip(entries, samples):
+        median = float(np.median(values))
+        q25, q75 = np.percentile(values, [25, 75])
+        rows.append(Row(kind, name, batch, median, float((q75 - q25) / median)))
+    by_name = {r.name: r for r in rows}
+    ratios = []
+    for kind, name, _, _, feeds in entries:
+        if kind != TRAINING:
+            continue
+        for pipeline in feeds:
+            ratios.append(Ratio(pipeline, name, by_name[pipeline].examples_per_s
+                                / by_name[name].examples_per_s, pipeline in SMALL_INPUTS))
+    ratios.sort(key=lambda r: [p for p, _, _ in pipes].index(r.pipeline))
+    return rows, ratios, described
+
+
+def format_tables(rows, ratios):
+    """Two markdown tables: every entry's rate, then pipeline / training ratios."""
+    lines = ["| kind | entry | batch | ex/s (median) | IQR |", "|---|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r.kind} | {r.name} | {r.batch} | {r.examples_per_s:,.1f} | "
+                     f"{100 * r.spread:.0f}% |")
+    lines += ["", "| pipeline | feeds model | pipeline / training | target >= 3x |",
+              "|---|---|---:|---|"]
+    for r in ratios:
+        verdict = ("met" if r.ratio >= TARGET else "NOT met") if r.target_applies else "n/a"
+        lines.append(f"| {r.pipeline} | {r.model} | {r.ratio:.2f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.pipelines", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: tiny batches, data and widths; 1 round")
+    parser.add_argument("--reps", type=int, default=None,
+                        help="round-robin rounds; default 3, 1 with --quick")
+    parser.add_argument("--batches", type=int, default=None,
+                        help="timed batches per small-input pipeline sample; default 40 "
+                        "(3 with --quick)")
+    parser.add_argument("--imagenet_batches", type=int, default=None,
+                        help="timed batches per ImageNet pipeline sample; default 8 (2 with "
+                        "--quick)")
+    parser.add_argument("--warmup_batches", type=int, default=3,
+                        help="untimed batches pulled from each fresh iterator first")
+    parser.add_argument("--min_sample_time", type=float, default=None,
+                        help="seconds of training steps per sample; default 2 (0.01 with "
+                        "--quick)")
+    parser.add_argument("--cifar_records", type=int, default=None,
+                        help="records per fake CIFAR-10 file; default 2000")
+    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
+    args = parser.parse_args(argv)
+    defaults = dict(reps=(1, 3), batches=(3, 40), imagenet_batches=(2, 8),
+                    min_sample_time=(0.01, 2.0))
+    for key, (quick, full) in defaults.items():
+        if getattr(args, key) is None:
+            setattr(args, key, quick if args.quick else full)
+    for key in ("reps", "batches", "imagenet_batches"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key} must be >= 1")
+    if args.warmup_batches < 0:
+        parser.error("--warmup_batches must be >= 0")
+    return args
+
+
+def main(argv=None, settings=None, out=None):
+    """Runs the benchmark and prints the report; returns it as a string.
+
+    `settings` overrides the issue's (or --quick's) sizes, e.g. tiny ones in tests.
+    """
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    if settings is None:
+        settings = QUICK_SETTINGS if args.quick else Settings()
+    if args.cifar_records is not None:
+        settings = dataclasses.replace(settings, cifar_records=args.cifar_records)
+
+    def log(message):
+        if args.verbose:
+            print(message, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    rows, ratios, described = run_benchmark(
+        settings, reps=args.reps, batches=args.batches, imagenet_batches=args.imagenet_batches,
+        warmup_batches=args.warmup_batches, min_sample_time=args.min_sample_time, log=log)
+    elapsed = time.perf_counter() - start
+    report = "\n".join([
+        "# Input pipelines vs training consumption (bench.pipelines)"
+        + (" -- QUICK smoke run" if args.quick else ""),
+        "",
+        machine_info() + f"; 1-min load average at start {load:.2f}",
+        "Pipelines: " + described + ".",
+        f"Each entry measured alone (pipelines and training compete for the cores when run "
+        f"together). {args.reps} round-robin rounds; pipeline samples: fresh iterator, "
+        f"{args.warmup_batches} warm-up batches, then {args.batches} timed batches "
+        f"({args.imagenet_batches} for ImageNet); training samples >= {args.min_sample_time:g} "
+        f"s of steps on one in-memory batch; median ex/s; IQR = interquartile range / median; "
+        f"total {elapsed:.0f} s.",
+        "",
+        format_tables(rows, ratios),
+    ])
+    print(report, file=out, flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

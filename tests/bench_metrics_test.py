@@ -1,0 +1,63 @@
+"""Smoke test of `bench.metrics`: tiny workloads, one round, every row present and sane."""
+
+import io
+import math
+
+import tensorflow as tf
+
+from bench import metrics
+
+TINY = (
+    metrics.Workload("TinyCifar", "cifar10", 0.0625, 3, 16, 3, 1.0),
+    metrics.Workload("TinyImageNet", "imagenet", 0.03125, 2, 32, 2, 1.0),
+)
+
+
+def parse_table(report):
+    """{(workload, entry): [s/call, IQR %, x forward]} from the markdown table of the report."""
+    rows = {}
+    for line in report.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 5 or cells[0] == "workload" or cells[0].startswith("---"):
+            continue
+        rows[tuple(cells[:2])] = [float(cells[2]), float(cells[3].rstrip("%")), float(cells[4])]
+    return rows
+
+
+class BenchMetricsTest(tf.test.TestCase):
+
+    def test_main_prints_every_row_with_positive_numbers(self):
+        out = io.StringIO()
+        # The library itself as the candidate: exercises the --candidate path cheaply.
+        report = metrics.main(["--quick", "--breakdown", "--candidate",
+                               metrics.sensitivity.__file__], workloads=TINY, out=out)
+        self.assertEqual(out.getvalue().strip(), report.strip())
+        self.assertIn("QUICK", report)
+        self.assertIn("TF " + tf.__version__, report)
+        rows = parse_table(report)
+        entries = (metrics.FORWARD, metrics.EVALUATION, metrics.CANDIDATE) + metrics.STAGES
+        self.assertEqual(set(rows), {(w.name, e.strip()) for w in TINY for e in entries})
+        for key, (seconds, iqr, ratio) in rows.items():
+            self.assertTrue(math.isfinite(seconds) and seconds > 0, (key, seconds))
+            self.assertTrue(math.isfinite(ratio) and ratio > 0, (key, ratio))
+            self.assertGreaterEqual(iqr, 0.0)
+        for w in TINY:
+            self.assertEqual(rows[(w.name, metrics.FORWARD)][2], 1.0)
+        self.assertIn("target <= 1.3x", report)
+
+    def test_run_benchmark_rows(self):
+        rows = metrics.run_benchmark(TINY[:1], reps=2)
+        self.assertEqual([r.entry for r in rows], [metrics.FORWARD, metrics.EVALUATION])
+        self.assertEqual(rows[0].num_layers, 13)
+        for r in rows:
+            self.assertTrue(math.isfinite(r.seconds) and r.seconds > 0, r)
+
+    def test_bad_flags_are_rejected(self):
+        with self.assertRaises(SystemExit):
+            metrics.parse_args(["--reps=0"])
+        with self.assertRaises(SystemExit):
+            metrics.main(["--quick", "--workloads=MNIST"], out=io.StringIO())
+
+
+if __name__ == "__main__":
+    tf.test.main()
