@@ -19,9 +19,11 @@ N = 32 images 224x224x3, 5x5 grid, C = 10 px) it times, side by side:
                  measure a proposed patch before/after in the same run.
 
 With `--breakdown`, the library evaluation is also split into its stages, each timed alone with
-the same inputs: the deformation, the runner's forward pass (representations of the 2N images),
-the per-layer paired distances and the per-layer pairwise medians (the float64 code of
-`paired_distance` and `median_pairwise_distance`, eager, as `deformation_sensitivity` runs it).
+the same inputs, calling the library's internals the way `measure_deformation` runs them: the
+deformation; the runner's forward pass with the per-chunk slicing into clean and deformed
+representations (`forward_groups`, results back in eager tensors); the per-layer paired distances
+(`_paired_distances`, one graph function); the per-layer Gram matrices and exact pairwise medians
+(`_grams`, then numpy).
 
 Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called
 twice before timing (tracing, warm caches); then `--reps` rounds time one call of every entry in
@@ -51,9 +53,9 @@ FORWARD = "forward 2N (classifier)"
 EVALUATION = "sensitivity evaluation"
 CANDIDATE = "candidate evaluation"
 STAGE_DEFORM = "  stage: deformation"
-STAGE_FORWARD = "  stage: runner forward (reps)"
+STAGE_FORWARD = "  stage: forward + slicing (reps)"
 STAGE_PAIRED = "  stage: paired distances"
-STAGE_PAIRWISE = "  stage: pairwise medians"
+STAGE_PAIRWISE = "  stage: Gram + pairwise medians"
 STAGES = (STAGE_DEFORM, STAGE_FORWARD, STAGE_PAIRED, STAGE_PAIRWISE)
 TARGET = 1.3
 
@@ -146,27 +148,27 @@ def _entries(w, candidate, breakdown, seeds):
         candidate_runner = candidate.RepresentationRunner(model)
         entries.append((CANDIDATE, lambda: run_evaluation(candidate, candidate_runner)))
     if breakdown:
-        n = w.num_images
-        reps = [r.numpy() for r in runner._forward(both)]  # pylint: disable=protected-access
-        clean = [tf.constant(r[:n]) for r in reps]
-        moved = [tf.constant(r[n:]) for r in reps]
-        del reps
+        # pylint: disable=protected-access
+        clean, moved = next(runner.forward_groups([images, deformed], None))
+        clean = [tf.identity(r) for r in clean]
+        moved = [tf.identity(r) for r in moved]
 
         def run_deform():
-            deform = sensitivity._deform  # pylint: disable=protected-access
-            deform(deform_fn_of(seeds.take()), images).numpy()
+            sensitivity._deform(deform_fn_of(seeds.take()), images).numpy()
 
         def run_reps():
-            out = runner._forward(both)  # pylint: disable=protected-access
-            out[-1].numpy()
+            chunk = next(runner.forward_groups([images, deformed], None))
+            chunk[1][-1].numpy()
 
         def run_paired():
-            for a, b in zip(clean, moved):
-                float(tf.reduce_mean(sensitivity.paired_distance(a, b, "cosine")))
+            paired = sensitivity._paired_distances(clean, moved, ("cosine",))
+            [p.numpy() for p in paired["cosine"]]  # pylint: disable=expression-not-assigned
 
         def run_pairwise():
-            for a in clean:
-                sensitivity.median_pairwise_distance(a, "cosine")
+            for gram in sensitivity._grams([[c] for c in clean], "cosine"):
+                sensitivity._median_of_pairs(
+                    sensitivity._distances_from_gram(gram.numpy(), "cosine"))
+        # pylint: enable=protected-access
 
         entries += [(STAGE_DEFORM, run_deform), (STAGE_FORWARD, run_reps),
                     (STAGE_PAIRED, run_paired), (STAGE_PAIRWISE, run_pairwise)]
