@@ -329,6 +329,15 @@ def parse_args(argv):
     return args
 
 
+def select_workloads(spec, pool):
+    """The workloads of `pool` named in the comma-separated `spec` (case-insensitive)."""
+    names = {n.strip().lower() for n in spec.split(",") if n.strip()}
+    workloads = tuple(w for w in pool if w.name.lower() in names)
+    if not workloads:
+        raise SystemExit(f"--workloads: none of {spec!r} is CIFAR or ImageNet")
+    return workloads
+
+
 def main(argv=None, workloads=None, out=None):
     """Runs the benchmark and prints the report; returns it as a string.
 
@@ -337,11 +346,8 @@ def main(argv=None, workloads=None, out=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     if workloads is None:
-        names = {n.strip().lower() for n in args.workloads.split(",") if n.strip()}
-        pool = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
-        workloads = tuple(w for w in pool if w.name.lower() in names)
-        if not workloads:
-            raise SystemExit(f"--workloads: none of {args.workloads!r} is CIFAR or ImageNet")
+        workloads = select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
+                                     else PAPER_WORKLOADS)
 
     def log(message):
         if args.verbose:

@@ -46,6 +46,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
 from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
 from deform_tf import models  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
 
@@ -274,11 +275,8 @@ def main(argv=None, workloads=None, out=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     if workloads is None:
-        names = {n.strip().lower() for n in args.workloads.split(",") if n.strip()}
-        pool = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
-        workloads = tuple(w for w in pool if w.name.lower() in names)
-        if not workloads:
-            raise SystemExit(f"--workloads: none of {args.workloads!r} is CIFAR or ImageNet")
+        workloads = select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
+                                     else PAPER_WORKLOADS)
     candidate = load_candidate(args.candidate) if args.candidate else None
 
     def log(message):
