@@ -15,24 +15,23 @@ import tensorflow as tf
 from deform_tf import checks
 
 
-def _axis_indices_and_weights(coords, size):
-    """Lower neighbour index, upper index and upper weight along one axis.
+def axis_corner(coords, size):
+    """Lower neighbour index and the weight of the next pixel along one axis.
 
     Args:
       coords: float tensor of query coordinates along the axis, in pixels.
-      size: int32 scalar, the length of the axis.
+      size: int32 scalar (or Python int), the length of the axis.
 
     Returns:
-      (lower, upper, alpha): int32 indices in [0, size - 1] and the float weight in [0, 1] of
-      `upper`. The lower index is clamped to size - 2 so that the last pixel is reached with
-      alpha = 1 (exactly), and coordinates past either edge clamp to the edge value.
+      (lower, alpha): int32 index in [0, max(size - 2, 0)] and the float weight in [0, 1] of
+      pixel `lower + 1`. Coordinates are first clamped to [0, size - 1] (outside the image the
+      edge value is used), and the lower index is capped at size - 2 so that the last pixel is
+      reached with alpha = 1 exactly; integer coordinates give alpha = 0 or 1 exactly.
     """
-    max_lower = tf.cast(tf.maximum(size - 2, 0), coords.dtype)
-    lower = tf.clip_by_value(tf.floor(coords), tf.zeros([], coords.dtype), max_lower)
-    alpha = tf.clip_by_value(coords - lower, 0.0, 1.0)
-    lower = tf.cast(lower, tf.int32)
-    upper = tf.minimum(lower + 1, size - 1)
-    return lower, upper, alpha
+    size = tf.cast(size, coords.dtype)
+    coords = tf.clip_by_value(coords, tf.zeros([], coords.dtype), size - 1.0)
+    lower = tf.minimum(tf.floor(coords), tf.maximum(size - 2.0, 0.0))
+    return tf.cast(lower, tf.int32), coords - lower
 
 
 def resample_bilinear(image, query_y, query_x):
@@ -48,8 +47,11 @@ def resample_bilinear(image, query_y, query_x):
     """
     shape = tf.shape(image)
     batch, height, width, channels = shape[0], shape[1], shape[2], shape[3]
-    y0, y1, ay = _axis_indices_and_weights(query_y, height)
-    x0, x1, ax = _axis_indices_and_weights(query_x, width)
+    y0, ay = axis_corner(query_y, height)
+    x0, ax = axis_corner(query_x, width)
+    # The upper neighbour is lower + 1, except on an axis of size 1 (then alpha is 0).
+    y1 = tf.minimum(y0 + 1, height - 1)
+    x1 = tf.minimum(x0 + 1, width - 1)
 
     flat = tf.reshape(image, [-1, channels])
     query_rank = tf.rank(query_y)

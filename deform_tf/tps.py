@@ -10,7 +10,7 @@ image is resampled bilinearly, clamping at the edges. This equals
 
 but, because the spline is always fitted at the same grid, the dense field is a fixed linear map
 of the offsets. `tps_grid_operator` solves that map once per (height, width, grid) in float64 and
-caches it; per image only a [H*W, K] x [K, 2] matmul and the bilinear gather remain.
+caches it; per image only a [2, K] x [K, H*W] matmul and the bilinear gather remain.
 """
 
 import functools
@@ -18,6 +18,7 @@ import functools
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import bilinear_xla
 from deform_tf import checks
 from deform_tf import dense_warp
 from deform_tf import stateless_random
@@ -119,35 +120,80 @@ def tps_grid_flow(height, width, grid_size, source_offsets):
 def _grid_displacements(height, width, grid_size, source_offsets):
     """The spline of the source offsets, M @ offsets, as (dy, dx) planes [batch, height, width].
 
-    The same [H * W, K] x [K, 2 * batch] matmul as the einsum "pk,bkc->bpc" (bitwise equal
-    results), with the columns ordered (dy of every example, then dx) so that one 2-D transpose
-    gives contiguous planes instead of an interleaved [batch, H * W, 2] flow to slice.
+    Computed as one [2 * batch, K] x [K, H * W] matmul with the operator stored transposed, so
+    the result is already the contiguous planes (dy of every example, then dx).
     """
-    operator = tf.constant(tps_grid_operator(height, width, grid_size), source_offsets.dtype)
-    num_points = operator.shape[1]
+    operator = tf.constant(_transposed_operator(height, width, *checks.check_grid_size(grid_size)),
+                           source_offsets.dtype)
+    num_points = operator.shape[0]
     batch = tf.shape(source_offsets)[0]
-    columns = tf.reshape(tf.transpose(source_offsets, [1, 2, 0]), [num_points, -1])  # [K, 2B]
-    planes = tf.transpose(tf.matmul(operator, columns))  # [2B, H * W]
-    planes = tf.reshape(planes, [2, batch, height, width])
+    rows = tf.reshape(tf.transpose(source_offsets, [2, 0, 1]), [-1, num_points])  # [2B, K]
+    planes = tf.reshape(tf.matmul(rows, operator), [2, batch, height, width])
     return planes[0], planes[1]
 
 
-def _warp_core(images, source_offsets, height, width, rows, cols):
-    """Warped images and flow; images and offsets already in one float compute dtype."""
-    dy, dx = _grid_displacements(height, width, (rows, cols), source_offsets)
+@functools.lru_cache(maxsize=32)
+def _transposed_operator(height, width, rows, cols):
+    """`tps_grid_operator` transposed, [K, H * W], contiguous (cached)."""
+    operator = np.ascontiguousarray(tps_grid_operator(height, width, (rows, cols)).T)
+    operator.setflags(write=False)
+    return operator
+
+
+def _warp_core(images, source_offsets, image_size, grid, return_flow=True, use_xla_ops=False):
+    """Warped images (and flow); images and offsets already in one float compute dtype.
+
+    `image_size` is the static (height, width, channels) (channels may be None) and `grid` the
+    (rows, cols); as Python values they keep the shapes static in every trace (a
+    `reduce_retracing` trace would otherwise relax a channel count that varied between calls).
+    `use_xla_ops` selects `bilinear_xla.resample_bilinear` (only valid under XLA).
+    """
+    height, width, channels = image_size
+    images = tf.ensure_shape(images, [None, height, width, channels])
+    dy, dx = _grid_displacements(height, width, grid, source_offsets)
     grid_y, grid_x = dense_warp.pixel_grid(height, width, images.dtype)
+    resample = bilinear_xla.resample_bilinear if use_xla_ops else dense_warp.resample_bilinear
     # out[y, x] = image[(y, x) - flow] with flow = -(dy, dx).
-    warped = dense_warp.resample_bilinear(images, grid_y + dy, grid_x + dx)
-    return warped, -tf.stack([dy, dx], axis=-1)
+    warped = resample(images, grid_y + dy, grid_x + dx)
+    return (warped, -tf.stack([dy, dx], axis=-1)) if return_flow else warped
 
 
-# The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic and
-# runs ~3.5x faster than TF's graph kernels on CPU (bench/deformation.py). Retraced per image
-# size, grid and dtype; the batch size may vary.
-_warp_core_xla = tf.function(_warp_core, jit_compile=True, reduce_retracing=True)
+def _random_warp_core(images, seed, strength, image_size, grid, return_flow=True,
+                      use_xla_ops=False):
+    """`_warp_core` with the offsets drawn from a checked seed (one compiled call in all)."""
+    rows, cols = grid
+    offsets = _uniform_offsets(tf.shape(images)[0], rows * cols, strength, seed, images.dtype)
+    return _warp_core(images, offsets, image_size, grid, return_flow, use_xla_ops)
 
 
-def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True):
+# The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic and,
+# with the XLA-only resampling of `bilinear_xla`, runs several times faster than TF's graph
+# kernels on CPU (bench/deformation.py). Retraced per image size, grid, dtype and
+# `return_flow`; the batch size (and the strength, a tensor) may vary.
+_warp_core_xla = tf.function(functools.partial(_warp_core, use_xla_ops=True),
+                             jit_compile=True, reduce_retracing=True)
+_random_warp_core_xla = tf.function(functools.partial(_random_warp_core, use_xla_ops=True),
+                                    jit_compile=True, reduce_retracing=True)
+
+
+def _check_images(images):
+    """Converts and checks images; returns (images, (height, width, channels))."""
+    images = tf.convert_to_tensor(images, name="images")
+    checks.check_rank(images, 4, "images", "[batch, height, width, channels]")
+    checks.check_image_dtype(images, "images")
+    return images, _static_size(images) + (images.shape[3],)
+
+
+def _finish(result, images, return_flow):
+    """Casts the core's result to the output dtype and restores the static shapes."""
+    warped = result[0] if return_flow else result
+    warped = tf.ensure_shape(tf.cast(warped, dense_warp.output_dtype(images.dtype)), images.shape)
+    if not return_flow:
+        return warped
+    return warped, tf.ensure_shape(result[1], images.shape[:3].concatenate([2]))
+
+
+def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_flow=True):
     """Applies the paper's deformation with given source offsets (deterministic).
 
     Args:
@@ -158,14 +204,13 @@ def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True):
       grid_size: int n or (rows, cols).
       jit_compile: compute with XLA (the default, much faster on CPU; results agree with the
         uncompiled ops to float rounding, ~1e-6).
+      return_flow: also compute and return the flow (skipping it saves a pass over memory).
 
     Returns:
-      (warped, flow): the warped images and the [batch, height, width, 2] flow, in the compute
-      dtype (float64 for float64 inputs, else float32).
+      (warped, flow): the warped images and the [batch, height, width, 2] flow in the compute
+      dtype (float64 for float64 inputs, else float32); only `warped` if not `return_flow`.
     """
-    images = tf.convert_to_tensor(images, name="images")
-    checks.check_rank(images, 4, "images", "[batch, height, width, channels]")
-    checks.check_image_dtype(images, "images")
+    images, image_size = _check_images(images)
     rows, cols = checks.check_grid_size(grid_size)
     source_offsets = tf.convert_to_tensor(source_offsets, name="source_offsets")
     checks.check_rank(source_offsets, 3, "source_offsets", "[batch, rows * cols, 2]")
@@ -176,13 +221,17 @@ def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True):
             f"`source_offsets` must have rows * cols = {rows * cols} points for grid_size "
             f"{grid_size!r}, got shape {source_offsets.shape.as_list()}."
         )
-    height, width = _static_size(images)
-    out_dtype = dense_warp.output_dtype(images.dtype)
     compute_images, dtype = dense_warp.to_compute_dtype(images, source_offsets)
     core = _warp_core_xla if jit_compile else _warp_core
-    warped, flow = core(compute_images, tf.cast(source_offsets, dtype), height, width, rows, cols)
-    warped = tf.ensure_shape(tf.cast(warped, out_dtype), images.shape)
-    return warped, tf.ensure_shape(flow, images.shape[:3].concatenate([2]))
+    result = core(compute_images, tf.cast(source_offsets, dtype), image_size, (rows, cols),
+                  return_flow)
+    return _finish(result, images, return_flow)
+
+
+def _uniform_offsets(batch_size, num_points, strength, seed, dtype):
+    unit = stateless_random.uniform([batch_size, num_points, 2], seed, dtype)
+    # 2u - 1 is exact for 24-bit u, so strength 0 gives offsets of exactly 0.
+    return tf.cast(strength, dtype) * (2.0 * unit - 1.0)
 
 
 def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float32):
@@ -194,15 +243,15 @@ def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float
     numbers come from `deform_tf.stateless_random`, identical in eager, graph, tf.data and XLA.
     """
     seed = checks.check_stateless_seed(seed, batch_size)
-    unit = stateless_random.uniform([batch_size, num_points, 2], seed, dtype)
-    strength = tf.cast(strength, dtype)
-    # 2u - 1 is exact for 24-bit u, so strength 0 gives offsets of exactly 0.
-    return strength * (2.0 * unit - 1.0)
+    return _uniform_offsets(batch_size, num_points, strength, seed, dtype)
 
 
 def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
                            jit_compile=True):
     """Applies an independent random TPS deformation to each image (the paper's Fig. 2).
+
+    Equal to `tps_grid_warp(images, random_source_offsets(batch, rows * cols, strength, seed),
+    grid_size)`, computed in one compiled call when `jit_compile`.
 
     Args:
       images: [batch, height, width, channels] images with static height and width (>= 2),
@@ -221,11 +270,12 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
       The deformed images (float images keep their dtype, integer images come back as float32),
       or (images, flow) if `return_flow`.
     """
-    images = tf.convert_to_tensor(images, name="images")
-    checks.check_rank(images, 4, "images", "[batch, height, width, channels]")
-    rows, cols = checks.check_grid_size(grid_size)
+    images, image_size = _check_images(images)
+    grid = checks.check_grid_size(grid_size)
     strength = checks.check_strength(strength)
-    dtype = checks.compute_dtype(images.dtype)
-    offsets = random_source_offsets(tf.shape(images)[0], rows * cols, strength, seed, dtype)
-    warped, flow = tps_grid_warp(images, offsets, (rows, cols), jit_compile)
-    return (warped, flow) if return_flow else warped
+    seed = checks.check_stateless_seed(seed, tf.shape(images)[0])
+    compute_images, dtype = dense_warp.to_compute_dtype(images)
+    core = _random_warp_core_xla if jit_compile else _random_warp_core
+    result = core(compute_images, seed, tf.convert_to_tensor(strength, dtype), image_size, grid,
+                  return_flow)
+    return _finish(result, images, return_flow)

@@ -110,6 +110,19 @@ class RandomTpsDeformationTest(parameterized.TestCase, tf.test.TestCase):
                   for s in (slice(0, 3), slice(3, 8))]
         self.assertAllClose(np.concatenate(halves), whole, atol=1e-5, rtol=0)
 
+    @parameterized.parameters(True, False)
+    def test_random_deformation_is_the_grid_warp_of_random_offsets(self, jit_compile):
+        images = np.random.default_rng(8).uniform(size=(3, 20, 24, 3)).astype(np.float32)
+        offsets = tps.random_source_offsets(3, 12, 2.5, [4, 1])
+        want, want_flow = deform_tf.tps_grid_warp(images, offsets, (3, 4), jit_compile)
+        got, flow = deform_tf.random_tps_deformation(
+            images, (3, 4), 2.5, [4, 1], return_flow=True, jit_compile=jit_compile)
+        np.testing.assert_array_equal(got.numpy(), want.numpy())
+        np.testing.assert_array_equal(flow.numpy(), want_flow.numpy())
+        alone = deform_tf.random_tps_deformation(images, (3, 4), 2.5, [4, 1],
+                                                 jit_compile=jit_compile)
+        np.testing.assert_array_equal(alone.numpy(), want.numpy())
+
     def test_xla_core_matches_plain_ops(self):
         images = np.random.default_rng(9).uniform(size=(3, 24, 20, 2)).astype(np.float32)
         offsets = tps.random_source_offsets(3, 16, 3.0, [2, 2])
