@@ -158,9 +158,14 @@ def _warp_core(images, source_offsets, image_size, grid, return_flow=True, use_x
     return (warped, -tf.stack([dy, dx], axis=-1)) if return_flow else warped
 
 
-def _random_warp_core(images, seed, strength, image_size, grid, return_flow=True,
+def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, return_flow=True,
                       use_xla_ops=False):
-    """`_warp_core` with the offsets drawn from a checked seed (one compiled call in all)."""
+    """`_warp_core` with the offsets drawn from a checked seed (one compiled call in all).
+
+    The seed's shape, [2] or [batch, 2], is static in every trace: it selects one stream for
+    the batch or one per example (a `reduce_retracing` trace could relax it to unknown rank).
+    """
+    seed = tf.ensure_shape(seed, seed_shape)
     rows, cols = grid
     offsets = _uniform_offsets(tf.shape(images)[0], rows * cols, strength, seed, images.dtype)
     return _warp_core(images, offsets, image_size, grid, return_flow, use_xla_ops)
@@ -276,6 +281,7 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
     seed = checks.check_stateless_seed(seed, tf.shape(images)[0])
     compute_images, dtype = dense_warp.to_compute_dtype(images)
     core = _random_warp_core_xla if jit_compile else _random_warp_core
-    result = core(compute_images, seed, tf.convert_to_tensor(strength, dtype), image_size, grid,
-                  return_flow)
+    seed_shape = (2,) if seed.shape.rank == 1 else (None, 2)
+    result = core(compute_images, seed, seed_shape, tf.convert_to_tensor(strength, dtype),
+                  image_size, grid, return_flow)
     return _finish(result, images, return_flow)

@@ -123,6 +123,18 @@ class RandomTpsDeformationTest(parameterized.TestCase, tf.test.TestCase):
                                                  jit_compile=jit_compile)
         np.testing.assert_array_equal(alone.numpy(), want.numpy())
 
+    def test_seed_shapes_alternate_without_mixing_streams(self):
+        # The compiled core is traced with reduce_retracing: a [2] seed then [batch, 2] seeds
+        # (a relaxed trace) must still draw one stream per example.
+        images = np.random.default_rng(7).uniform(size=(4, 12, 12, 1)).astype(np.float32)
+        seeds = np.array([[1, 2], [3, 4], [5, 6], [7, 8]], np.int32)
+        for seed in ([1, 2], seeds, [3, 3], seeds[:3], seeds):
+            count = len(seed) if np.ndim(seed) == 2 else 4
+            got = deform_tf.random_tps_deformation(images[:count], 3, 2.0, seed)
+            want, _ = deform_tf.tps_grid_warp(
+                images[:count], tps.random_source_offsets(count, 9, 2.0, seed), 3)
+            np.testing.assert_array_equal(got.numpy(), want.numpy())
+
     def test_xla_core_matches_plain_ops(self):
         images = np.random.default_rng(9).uniform(size=(3, 24, 20, 2)).astype(np.float32)
         offsets = tps.random_source_offsets(3, 16, 3.0, [2, 2])
