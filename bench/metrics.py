@@ -20,10 +20,11 @@ N = 32 images 224x224x3, 5x5 grid, C = 10 px) it times, side by side:
 
 With `--breakdown`, the library evaluation is also split into its stages, each timed alone with
 the same inputs, calling the library's internals the way `measure_deformation` runs them: the
-deformation; the runner's forward pass with the per-chunk slicing into clean and deformed
-representations (`forward_groups`, results back in eager tensors); the per-layer paired distances
-(`_paired_distances`, one graph function); the per-layer Gram matrices and exact pairwise medians
-(`_grams`, then numpy).
+deformation; the runner's one compiled call that forwards the 2N images and computes every
+per-layer measure inside the graph (`measure_groups`: paired distances and Gram matrices of the
+centred clean rows, each layer under XLA); the exact pairwise medians (numpy). One more row times
+the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
+this CPU (the target stays defined against the graph mode).
 
 Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called
 twice before timing (tracing, warm caches); then `--reps` rounds time one call of every entry in
@@ -54,10 +55,11 @@ FORWARD = "forward 2N (classifier)"
 EVALUATION = "sensitivity evaluation"
 CANDIDATE = "candidate evaluation"
 STAGE_DEFORM = "  stage: deformation"
-STAGE_FORWARD = "  stage: forward + slicing (reps)"
-STAGE_PAIRED = "  stage: paired distances"
-STAGE_PAIRWISE = "  stage: Gram + pairwise medians"
-STAGES = (STAGE_DEFORM, STAGE_FORWARD, STAGE_PAIRED, STAGE_PAIRWISE)
+STAGE_MEASURES = "  stage: forward + per-layer measures"
+STAGE_MEDIANS = "  stage: pairwise medians (numpy)"
+STAGES = (STAGE_DEFORM, STAGE_MEASURES, STAGE_MEDIANS)
+FORWARD_XLA = "  aside: forward 2N, XLA-compiled"
+BREAKDOWN = STAGES + (FORWARD_XLA,)
 TARGET = 1.3
 
 
@@ -150,29 +152,27 @@ def _entries(w, candidate, breakdown, seeds):
         entries.append((CANDIDATE, lambda: run_evaluation(candidate, candidate_runner)))
     if breakdown:
         # pylint: disable=protected-access
-        clean, moved = next(runner.forward_groups([images, deformed], None))
-        clean = [tf.identity(r) for r in clean]
-        moved = [tf.identity(r) for r in moved]
+        groups = [images, deformed]
+        chunk = next(runner.measure_groups(groups, None, ("cosine",), False))
+        grams = [layer["gram_cosine"].numpy() for layer in chunk]
+        forward_xla = tf.function(lambda x: model(x, training=False), input_signature=[spec],
+                                  jit_compile=True)
 
         def run_deform():
             sensitivity._deform(deform_fn_of(seeds.take()), images).numpy()
 
-        def run_reps():
-            chunk = next(runner.forward_groups([images, deformed], None))
-            chunk[1][-1].numpy()
+        def run_measures():
+            measured = next(runner.measure_groups(groups, None, ("cosine",), False))
+            measured[-1]["gram_cosine"].numpy()
 
-        def run_paired():
-            paired = sensitivity._paired_distances(clean, moved, ("cosine",))
-            [p.numpy() for p in paired["cosine"]]  # pylint: disable=expression-not-assigned
-
-        def run_pairwise():
-            for gram in sensitivity._grams([[c] for c in clean], "cosine"):
-                sensitivity._median_of_pairs(
-                    sensitivity._distances_from_gram(gram.numpy(), "cosine"))
+        def run_medians():
+            sensitivity._medians_of_pairs(
+                sensitivity._distances_from_gram(np.stack(grams), "cosine")).tolist()
         # pylint: enable=protected-access
 
-        entries += [(STAGE_DEFORM, run_deform), (STAGE_FORWARD, run_reps),
-                    (STAGE_PAIRED, run_paired), (STAGE_PAIRWISE, run_pairwise)]
+        entries += [(STAGE_DEFORM, run_deform), (STAGE_MEASURES, run_measures),
+                    (STAGE_MEDIANS, run_medians),
+                    (FORWARD_XLA, lambda: forward_xla(both).numpy())]
     return entries, num_layers
 
 
@@ -184,7 +184,7 @@ def run_benchmark(workloads, reps=None, candidate=None, breakdown=False, log=Non
       reps: rounds per workload (int), or None for DEFAULT_REPS (3 for unknown names).
       candidate: optional module with `deformation_sensitivity` and `RepresentationRunner`
         (see `load_candidate`), timed as an extra row.
-      breakdown: also time the stages of the library evaluation.
+      breakdown: also time the stages of the library evaluation and the XLA-compiled forward.
       log: optional callable(str) for progress messages.
 
     Returns:
@@ -255,7 +255,8 @@ def parse_args(argv):
     parser.add_argument("--workloads", default="CIFAR,ImageNet",
                         help="comma-separated subset of CIFAR,ImageNet")
     parser.add_argument("--breakdown", action="store_true",
-                        help="also time the stages of the library evaluation")
+                        help="also time the stages of the library evaluation and the forward "
+                        "2N compiled with XLA")
     parser.add_argument("--candidate", default=None,
                         help="path of an alternative deform_tf/sensitivity.py to time as well")
     parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")

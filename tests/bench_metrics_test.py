@@ -35,7 +35,7 @@ class BenchMetricsTest(tf.test.TestCase):
         self.assertIn("QUICK", report)
         self.assertIn("TF " + tf.__version__, report)
         rows = parse_table(report)
-        entries = (metrics.FORWARD, metrics.EVALUATION, metrics.CANDIDATE) + metrics.STAGES
+        entries = (metrics.FORWARD, metrics.EVALUATION, metrics.CANDIDATE) + metrics.BREAKDOWN
         self.assertEqual(set(rows), {(w.name, e.strip()) for w in TINY for e in entries})
         for key, (seconds, iqr, ratio) in rows.items():
             self.assertTrue(math.isfinite(seconds) and seconds > 0, (key, seconds))

@@ -132,7 +132,90 @@ class DeformationSensitivityTest(parameterized.TestCase, tf.test.TestCase):
             sensitivity.deformation_sensitivity(model, _images(4), _deform)
 
 
+class GramTest(parameterized.TestCase, tf.test.TestCase):
+    """The centred Gram matrices behind the pairwise medians."""
+
+    @staticmethod
+    def _clustered_rows(n=9, size=40, seed=0):
+        # A large common component plus small differences: distances ~1e-5 of the norms, where
+        # uncentred float32 products lose most digits.
+        rng = np.random.default_rng(seed)
+        return (5.0 + rng.uniform(size=size) + 1e-3 * rng.normal(size=(n, size))).astype(np.float32)
+
+    @staticmethod
+    def _brute_pairwise(rows, distance):
+        rows = rows.reshape(len(rows), -1).astype(np.float64)
+        return np.array([[_brute_distance(a, b, distance) for b in rows] for a in rows])
+
+    @parameterized.parameters("cosine", "euclidean")
+    def test_pairwise_distances_match_float64_on_clustered_rows(self, distance):
+        rows = self._clustered_rows()
+        expected = self._brute_pairwise(rows, distance)
+        got = sensitivity.pairwise_distances(rows, distance)
+        upper = np.triu_indices(len(rows), k=1)
+        self.assertAllClose(got[upper], expected[upper], rtol=1e-3)
+        self.assertAllClose(sensitivity.median_pairwise_distance(rows, distance),
+                            np.median(expected[upper]), rtol=1e-3)
+
+    @parameterized.parameters("cosine", "euclidean")
+    def test_gram_over_chunks_equals_gram_of_all_rows(self, distance):
+        rows = tf.constant(self._clustered_rows(n=10, size=24).reshape(10, 2, 3, 4))
+        # pylint: disable=protected-access
+        whole = sensitivity._centred_gram(*[[t] for t in sensitivity._centred_rows(rows, distance)])
+        chunks, centres = zip(*[sensitivity._centred_rows(rows[a:b], distance)
+                                for a, b in ((0, 3), (3, 4), (4, 10))])
+        chunked = sensitivity._centred_gram(list(chunks), list(centres))
+        expected = self._brute_pairwise(rows.numpy(), distance)
+        for gram in (whole, chunked):
+            got = sensitivity._distances_from_gram(gram.numpy(), distance)
+            self.assertAllClose(got, expected, rtol=1e-3, atol=1e-12)
+        # pylint: enable=protected-access
+
+    def test_layer_measures_under_xla_equal_eager(self):
+        rng = np.random.default_rng(3)
+        clean, moved, noisy = (tf.constant(rng.uniform(size=(6, 4, 4, 3)), tf.float32)
+                               for _ in range(3))
+        # pylint: disable=protected-access
+        measures = sensitivity._layer_measures
+        compiled = tf.function(measures, jit_compile=True)
+        for whole in (True, False):
+            eager = measures(clean, moved, noisy, sensitivity.DISTANCES, whole)
+            xla = compiled(clean, moved, noisy, sensitivity.DISTANCES, whole)
+            self.assertEqual(set(eager), set(xla))
+            for key in eager:
+                self.assertAllClose(xla[key], eager[key], rtol=1e-5, atol=1e-6, msg=key)
+        # pylint: enable=protected-access
+
+
 class MeasureDeformationTest(tf.test.TestCase):
+
+    def test_chunked_equals_unchunked_for_every_measure(self):
+        model = _tiny_model()
+        runner = sensitivity.RepresentationRunner(model)
+        images = _images(9)
+        whole = sensitivity.measure_deformation(model, images, _deform, noise_seed=(1, 5),
+                                                runner=runner)
+        for batch_size in (2, 4, 9, 20):
+            chunked = sensitivity.measure_deformation(model, images, _deform, noise_seed=(1, 5),
+                                                      batch_size=batch_size, runner=runner)
+            for key in ("sensitivity_cosine", "sensitivity_euclidean"):
+                for field in ("sensitivity", "numerator", "denominator"):
+                    self.assertAllClose(chunked[key][field], whole[key][field], rtol=1e-5)
+            for field in ("relative_stability", "pair_mean"):
+                self.assertAllClose(chunked["relative_stability"][field],
+                                    whole["relative_stability"][field], rtol=1e-5)
+        json.dumps(whole)
+
+    def test_xla_forward_equals_graph_forward(self):
+        model = _tiny_model()
+        images = _images(6)
+        graph = sensitivity.measure_deformation(model, images, _deform)
+        xla = sensitivity.measure_deformation(
+            model, images, _deform, runner=sensitivity.RepresentationRunner(model, True))
+        for key in ("sensitivity_cosine", "sensitivity_euclidean"):
+            self.assertAllClose(xla[key]["sensitivity"], graph[key]["sensitivity"], rtol=1e-4)
+        self.assertAllClose(xla["relative_stability"]["relative_stability"],
+                            graph["relative_stability"]["relative_stability"], rtol=1e-4)
 
     def test_one_pass_equals_the_separate_measures(self):
         model = _tiny_model("strided")
