@@ -57,15 +57,17 @@ def _cached_operator(height, width, rows, cols):
     ys, xs = np.meshgrid(np.arange(height, dtype=np.float64), np.arange(width, dtype=np.float64),
                          indexing="ij")
     pixels = np.stack([ys.ravel(), xs.ravel()], axis=1)  # [H * W, 2]
-    operator = np.empty([height * width, k])
+    # Stored as a contiguous [K, H * W] array (the layout the fast path's matmul uses) and
+    # returned as its [H * W, K] transposed view, so one cached array serves both.
+    transposed = np.empty([k, height * width])
     for start in range(0, len(pixels), 65536):  # bounds the [chunk, K] temporaries
         chunk = pixels[start:start + 65536]
         basis = np.concatenate(
             [_thin_plate_kernel(_squared_distance(chunk, centers)), chunk,
              np.ones([len(chunk), 1])], axis=1)
-        operator[start:start + len(chunk)] = basis @ coefficients
-    operator.setflags(write=False)
-    return operator
+        transposed[:, start:start + len(chunk)] = (basis @ coefficients).T
+    transposed.setflags(write=False)
+    return transposed.T
 
 
 def tps_grid_operator(height, width, grid_size):
@@ -123,21 +125,13 @@ def _grid_displacements(height, width, grid_size, source_offsets):
     Computed as one [2 * batch, K] x [K, H * W] matmul with the operator stored transposed, so
     the result is already the contiguous planes (dy of every example, then dx).
     """
-    operator = tf.constant(_transposed_operator(height, width, *checks.check_grid_size(grid_size)),
-                           source_offsets.dtype)
+    # The transpose of the cached operator is a contiguous [K, H * W] view, not a copy.
+    operator = tf.constant(tps_grid_operator(height, width, grid_size).T, source_offsets.dtype)
     num_points = operator.shape[0]
     batch = tf.shape(source_offsets)[0]
     rows = tf.reshape(tf.transpose(source_offsets, [2, 0, 1]), [-1, num_points])  # [2B, K]
     planes = tf.reshape(tf.matmul(rows, operator), [2, batch, height, width])
     return planes[0], planes[1]
-
-
-@functools.lru_cache(maxsize=32)
-def _transposed_operator(height, width, rows, cols):
-    """`tps_grid_operator` transposed, [K, H * W], contiguous (cached)."""
-    operator = np.ascontiguousarray(tps_grid_operator(height, width, (rows, cols)).T)
-    operator.setflags(write=False)
-    return operator
 
 
 def _warp_core(images, source_offsets, image_size, grid, return_flow=True, use_xla_ops=False):
