@@ -13,7 +13,8 @@ lower index at size - 2), so no clamping of the upper index is needed either.
 `gather` comes from TensorFlow's tf2xla Python module (`tensorflow.compiler.tf2xla.python.xla`),
 which is not part of the public API: it exists in the TensorFlow versions setup.py allows, and
 tests/bilinear_xla_test.py checks it. The op has no registered gradient, so it is wrapped in
-`tf.custom_gradient` with the gradient of the plain four-gather formulation.
+`tf.custom_gradient` with the gradient of the plain four-gather formulation
+(`dense_warp.weighted_rows`).
 """
 
 import tensorflow as tf
@@ -21,12 +22,6 @@ from tensorflow.compiler.tf2xla.python import xla
 from tensorflow.compiler.xla import xla_data_pb2
 
 from deform_tf import dense_warp
-
-
-def _plain_corners(flat, index, width):
-    """The four corner values, [..., channels] each, by four row gathers (differentiable)."""
-    gather = lambda i: tf.gather_nd(flat, i[..., None])
-    return gather(index), gather(index + 1), gather(index + width), gather(index + width + 1)
 
 
 def _weighted_corners(flat, index, weights, width):
@@ -57,8 +52,8 @@ def _weighted_corners(flat, index, weights, width):
         def grad(upstream):
             with tf.GradientTape() as tape:
                 tape.watch([flat, *weights])
-                corners = _plain_corners(flat, index, width)
-                plain = tf.add_n([w[..., None] * c for w, c in zip(weights, corners)])
+                plain = dense_warp.weighted_rows(
+                    flat, [index, index + 1, index + width, index + width + 1], weights)
             return tape.gradient(plain, [flat, *weights], output_gradients=upstream)
 
         return out, grad

@@ -60,20 +60,28 @@ def resample_bilinear(image, query_y, query_x):
     rows0 = base + y0 * width
     rows1 = base + y1 * width
 
-    def gather(index):
-        # gather_nd of whole rows is faster than tf.gather on CPU (TF 2.21).
-        return tf.gather_nd(flat, index[..., None])
-
     by, bx = 1.0 - ay, 1.0 - ax
-    # The four corner weights are formed on [batch, ...] (no channel axis), so only four
-    # multiplies broadcast over channels. The weighted-sum form (not a + t * (b - a)) returns a
-    # pixel exactly when the weights are 0 or 1.
-    return tf.add_n([
-        (by * bx)[..., None] * gather(rows0 + x0),
-        (by * ax)[..., None] * gather(rows0 + x1),
-        (ay * bx)[..., None] * gather(rows1 + x0),
-        (ay * ax)[..., None] * gather(rows1 + x1),
-    ])
+    return weighted_rows(flat, [rows0 + x0, rows0 + x1, rows1 + x0, rows1 + x1],
+                         [by * bx, by * ax, ay * bx, ay * ax])
+
+
+def weighted_rows(flat, indices, weights):
+    """sum_k weights[k] * flat[indices[k]]: the bilinear sum over the four corners.
+
+    Args:
+      flat: [rows, channels] image rows (pixels).
+      indices: int32 [batch, ...] row index of each corner (top-left, top-right, bottom-left,
+        bottom-right).
+      weights: the [batch, ...] corner weights, in the same order.
+
+    Returns:
+      [batch, ..., channels]. The weights are formed without the channel axis, so only four
+      multiplies broadcast over channels; the weighted-sum form (not a + t * (b - a)) returns a
+      pixel exactly when the weights are 0 or 1.
+    """
+    # gather_nd of whole rows is faster than tf.gather on CPU (TF 2.21).
+    return tf.add_n([w[..., None] * tf.gather_nd(flat, i[..., None])
+                     for i, w in zip(indices, weights)])
 
 
 def pixel_grid(height, width, dtype):
