@@ -28,10 +28,16 @@ def axis_corner(coords, size):
       edge value is used), and the lower index is capped at size - 2 so that the last pixel is
       reached with alpha = 1 exactly; integer coordinates give alpha = 0 or 1 exactly.
     """
+    lower, alpha = axis_corner_float(coords, size)
+    return tf.cast(lower, tf.int32), alpha
+
+
+def axis_corner_float(coords, size):
+    """`axis_corner` with the lower index as a whole number in the dtype of `coords`."""
     size = tf.cast(size, coords.dtype)
     coords = tf.clip_by_value(coords, tf.zeros([], coords.dtype), size - 1.0)
     lower = tf.minimum(tf.floor(coords), tf.maximum(size - 2.0, 0.0))
-    return tf.cast(lower, tf.int32), coords - lower
+    return lower, coords - lower
 
 
 def resample_bilinear(image, query_y, query_x):

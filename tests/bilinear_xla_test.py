@@ -1,5 +1,7 @@
 """Tests of the XLA-only bilinear resampling against the plain-ops version and finite differences."""
 
+from unittest import mock
+
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
@@ -59,6 +61,21 @@ class BilinearXlaTest(parameterized.TestCase, tf.test.TestCase):
         query_x = np.broadcast_to(xs[:, ::-1], (2, 5, 4)).astype(np.float32)
         got = _xla_resample(image, query_y, query_x).numpy()
         np.testing.assert_array_equal(got, image[:, ::-1, ::-1])
+
+    @parameterized.parameters(tf.float32, tf.float64)
+    def test_pixel_index_in_int32_beyond_the_exact_float_range(self, dtype):
+        # Images larger than EXACT_INDEX_LIMIT pixels form the index in int32; the limit is
+        # lowered here so that a small image takes that path. Same values either way.
+        rng = np.random.default_rng(3)
+        image = rng.normal(size=(2, 9, 10, 3))
+        query_y, query_x = _queries(rng, (2, 9, 10), 9, 10)
+        args = [tf.constant(a, dtype) for a in (image, query_y, query_x)]
+        expected = _xla_plain_resample(*args).numpy()
+        small = {tf.float32: 50, tf.float64: 50}
+        with mock.patch.object(bilinear_xla, "EXACT_INDEX_LIMIT", small):
+            got = tf.function(bilinear_xla.resample_bilinear, jit_compile=True)(*args).numpy()
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_array_equal(_xla_resample(*args).numpy(), expected)
 
     def test_unknown_channels_fall_back_to_the_same_values(self):
         rng = np.random.default_rng(2)
