@@ -39,7 +39,9 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported: quiet C++ logs
+from bench import tf_env  # pylint: disable=wrong-import-position
+
+tf_env.configure()  # before TF is imported
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
@@ -267,7 +269,7 @@ def machine_info():
             f"usable cores={affinity}; TF intra/inter-op threads="
             f"{threads.get_intra_op_parallelism_threads()}/"
             f"{threads.get_inter_op_parallelism_threads()} (0 = TF default); "
-            f"GPUs visible={len(tf.config.list_physical_devices('GPU'))}")
+            f"GPUs visible={len(tf.config.list_physical_devices('GPU'))}; {tf_env.describe()}")
 
 
 def _keras_version():

@@ -43,7 +43,9 @@ import time
 
 import numpy as np
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # before TF is imported: quiet C++ logs
+from bench import tf_env  # pylint: disable=wrong-import-position
+
+tf_env.configure()  # before TF is imported
 from absl import logging  # pylint: disable=wrong-import-position
 import keras  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
