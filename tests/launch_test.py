@@ -52,6 +52,20 @@ def free_port():
         return s.getsockname()[1]
 
 
+class AllocatorDefaultTest(parameterized.TestCase):
+
+    @parameterized.parameters((None, "true"), ("false", "false"), ("true", "true"))
+    def test_launch_package_pools_cpu_memory_unless_told_otherwise(self, given, expected):
+        env = {k: v for k, v in os.environ.items() if k != "TF_CPU_ALLOCATOR_USE_BFC"}
+        if given is not None:
+            env["TF_CPU_ALLOCATOR_USE_BFC"] = given
+        out = subprocess.run(
+            [sys.executable, "-c",
+             "import os, launch; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"],
+            cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
+        self.assertEqual(out.stdout.strip(), expected)
+
+
 class LauncherTest(parameterized.TestCase, tf.test.TestCase):
 
     def test_cifar10_launcher_writes_everything(self):
