@@ -31,6 +31,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import socket
 import time
 import uuid
@@ -424,6 +425,12 @@ def is_disk_full(error):
         text in str(error) for text in _DISK_FULL_TEXT)
 
 
+def _path_in_message(message):
+    """The path in a TensorFlow error message "... <path>; No space left on device ..."."""
+    match = re.search(r"(\S+); (?:%s)" % "|".join(_DISK_FULL_TEXT), message)
+    return match.group(1) if match else (message.splitlines() or [""])[0][:300]
+
+
 @contextlib.contextmanager
 def disk_full_is_run_error(output_dir):
     """Turns a full-disk error inside the block into one RunError naming the path and the
@@ -433,7 +440,7 @@ def disk_full_is_run_error(output_dir):
     except (OSError, tf.errors.OpError) as e:
         if not is_disk_full(e):
             raise
-        what = getattr(e, "filename", None) or (str(e).splitlines() or [""])[0][:300]
+        what = getattr(e, "filename", None) or _path_in_message(str(e))
         try:
             latest = model_io.latest_checkpoint(os.path.join(output_dir, CHECKPOINT_DIR))
         except (ValueError, OSError, tf.errors.OpError):
