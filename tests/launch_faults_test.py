@@ -24,23 +24,13 @@ from launch import evaluate
 from launch import run_dir
 from launch import train_lib
 from pipelines import idx
+from tests.run_files import snapshot
 
 FLAGS = flags.FLAGS
 TINY = dict(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR, width=0.0625,
             batch_size=16, learning_rate=0.05, warmup_epochs=0.0, epochs=None, train_steps=6,
             num_measure_images=8, log_every=2, checkpoint_every=2, measure_every=2,
             max_train_examples=256, seed=0)
-
-
-def snapshot(directory):
-    """{relative path: bytes} of every file under `directory`."""
-    files = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, directory)] = f.read()
-    return files
 
 
 def steps_logged(output_dir):

@@ -12,19 +12,9 @@ import tensorflow as tf
 
 from deform_tf import model_io
 from launch import run_dir
+from tests.run_files import snapshot
 
 CONFIG = {"experiment": "cifar10", "seed": 0, "batch_size": 16, "input_shape": [32, 32, 1]}
-
-
-def snapshot(directory):
-    """{relative path: bytes} of every file under `directory`."""
-    files = {}
-    for root, _, names in os.walk(directory):
-        for name in names:
-            path = os.path.join(root, name)
-            with open(path, "rb") as f:
-                files[os.path.relpath(path, directory)] = f.read()
-    return files
 
 
 def write(path, data):
