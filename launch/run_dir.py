@@ -247,7 +247,9 @@ def _read_config(path):
 
 def _differences(existing, wanted):
     keys = sorted(k for k in set(existing) | set(wanted) if existing.get(k) != wanted.get(k))
-    return "; ".join(f"{k}: {existing.get(k)!r} there, {wanted.get(k)!r} here" for k in keys[:6])
+    short = lambda value: repr(value)[:80]
+    return "; ".join(f"{k}: {short(existing.get(k))} there, {short(wanted.get(k))} here"
+                     for k in keys[:6])
 
 
 def _move_aside(path):
@@ -292,7 +294,8 @@ def _take(path, wanted, resume, overwrite):
         raise RunError(
             f"{path} holds the same run, with checkpoints; pass --resume to continue it, or "
             f"--overwrite to move it aside to {aside} and start afresh.")
-    if not checkpoints and tf.io.gfile.exists(os.path.join(path, FINAL_FILE)):
+    trains = wanted.get("train_steps", 1) != 0  # a run of 0 steps only measures the init
+    if trains and not checkpoints and tf.io.gfile.exists(os.path.join(path, FINAL_FILE)):
         raise RunError(
             f"{path} holds this run, finished ({FINAL_FILE}), but no checkpoint to resume from "
             f"in {os.path.join(path, CHECKPOINT_DIR)}. Pass --overwrite to move it aside to "

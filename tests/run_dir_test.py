@@ -99,6 +99,18 @@ class OpenRunTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(run_dir.RunError, "--resume"):
             self.open(resume=False)
 
+    def test_finished_run_without_checkpoints_is_refused_unless_it_only_measured_init(self):
+        for steps, refused in ((6, True), (0, False)):
+            self.path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "run")
+            config = dict(CONFIG, train_steps=steps)
+            self.open(config)
+            write(os.path.join(self.path, "final.json"), "{}")
+            if refused:
+                with self.assertRaisesRegex(run_dir.RunError, "finished.*no checkpoint"):
+                    self.open(config)
+            else:
+                self.assertTrue(self.open(config).resuming)
+
     def test_another_runs_config_is_refused_naming_the_difference(self):
         self.open()
         before = snapshot(self.path)
