@@ -1,11 +1,14 @@
-"""Faults around a run's output directory, in process: damaged checkpoints, a full disk, a busy or
-foreign directory, `--overwrite`, and `launch.evaluate` measuring the right model.
+"""Faults around a run's output directory: damaged checkpoints, a full disk, a busy or foreign
+directory, `--overwrite`, and `launch.evaluate` measuring the right model.
 
 One tiny run (embedded Fashion-MNIST subset, width 1/16, 6 steps, checkpoints at 2, 4, 6,
-measurements every 2 steps) is trained once; each test works on a copy of its directory.
+measurements every 2 steps) is trained once by `train_lib.train` in process; each test works
+on a copy of its directory. `launch.evaluate` runs in a subprocess (launch.common's flags would
+clash with launch.demo's in one test process).
 """
 
 import csv
+import dataclasses
 import errno
 import json
 import os
@@ -13,24 +16,26 @@ import shutil
 import tempfile
 from unittest import mock
 
-from absl import flags
-from absl.testing import flagsaver
 import numpy as np
 import tensorflow as tf
 
-from launch import cifar10
-from launch import common
-from launch import evaluate
+from launch import data_lib
 from launch import run_dir
 from launch import train_lib
 from pipelines import idx
+from tests.launch_test import run_launcher
 from tests.run_files import snapshot
 
-FLAGS = flags.FLAGS
-TINY = dict(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR, width=0.0625,
-            batch_size=16, learning_rate=0.05, warmup_epochs=0.0, epochs=None, train_steps=6,
-            num_measure_images=8, log_every=2, checkpoint_every=2, measure_every=2,
-            max_train_examples=256, seed=0)
+SPEC = data_lib.DataSpec(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
+                         max_train_examples=256)
+CONFIG = train_lib.TrainConfig(
+    experiment="cifar10", model_config="mnist", downsampling="max_pool", width=0.0625,
+    input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, train_steps=6,
+    learning_rate=0.05, eval_grid_size=3, eval_strength=2.0, measure_every=2,
+    num_measure_images=8, checkpoint_every=2, log_every=2, data=dataclasses.asdict(SPEC))
+# launch.evaluate with the measurement settings of CONFIG (its defaults for fashion_mnist).
+EVALUATE = ["--dataset=fashion_mnist", f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}",
+            "--width=0.0625", "--num_measure_images=8", "--seed=0"]
 
 
 def steps_logged(output_dir):
@@ -59,9 +64,9 @@ class LaunchFaultsTest(tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        settings = common.default_settings(cifar10.DEFAULTS)
-        settings.update(TINY)
-        cls.config, cls.data = common.build_run(cifar10.EXPERIMENT, settings)
+        cls.config = CONFIG
+        cls.data, _ = data_lib.build(SPEC, CONFIG.batch_size, CONFIG.seed,
+                                     CONFIG.num_measure_images)
         cls.root = tempfile.mkdtemp()
         cls.trained = os.path.join(cls.root, "trained")
         train_lib.train(cls.config, cls.data, cls.trained)
@@ -73,8 +78,6 @@ class LaunchFaultsTest(tf.test.TestCase):
 
     def setUp(self):
         super().setUp()
-        if not FLAGS.is_parsed():  # Under pytest; tf.test.main parses the flags itself.
-            FLAGS.mark_as_parsed()
         self.work = tempfile.mkdtemp(dir=self.get_temp_dir())
 
     def copy_of_run(self):
@@ -95,20 +98,24 @@ class LaunchFaultsTest(tf.test.TestCase):
     # --- launch.evaluate ---------------------------------------------------------------------
 
     def evaluate(self, model):
+        """(exit status, stderr, evaluation.json or None) of launch.evaluate on `model`."""
         output_dir = tempfile.mkdtemp(dir=self.work)
-        with flagsaver.flagsaver(output_dir=output_dir, model=model, dataset="fashion_mnist",
-                                 data_dir=idx.EMBEDDED_FASHION_MNIST_DIR, width=TINY["width"],
-                                 num_measure_images=TINY["num_measure_images"], seed=0):
-            evaluate.main(["evaluate"])
-        with open(os.path.join(output_dir, "evaluation.json")) as f:
-            return json.load(f)
+        result = run_launcher("launch.evaluate", EVALUATE + [f"--output_dir={output_dir}",
+                                                            f"--model={model}"])
+        path = os.path.join(output_dir, "evaluation.json")
+        if not os.path.exists(path):
+            return result.returncode, result.stderr, None
+        with open(path) as f:
+            return result.returncode, result.stderr, json.load(f)
 
     def test_evaluate_reproduces_the_final_measurement_not_the_initial_one(self):
         with open(os.path.join(self.trained, "measurements.json")) as f:
             measurements = json.load(f)
         init, final = measurements[0], measurements[-1]
         self.assertEqual(final["step"], self.config.train_steps)
-        evaluation = self.evaluate(os.path.join(self.trained, "checkpoints"))
+        status, stderr, evaluation = self.evaluate(os.path.join(self.trained, "checkpoints"))
+        self.assertEqual(status, 0, stderr[-3000:])
+        self.assertEqual(evaluation["model"], os.path.join(self.trained, "checkpoints", "ckpt-6"))
         for key in ("sensitivity_cosine", "sensitivity_euclidean"):
             self.assertAllClose(evaluation[key]["sensitivity"], final[key]["sensitivity"],
                                 rtol=1e-5, atol=1e-6)
@@ -123,17 +130,17 @@ class LaunchFaultsTest(tf.test.TestCase):
         checkpoints = os.path.join(self.copy_of_run(), "checkpoints")
         data_file = os.path.join(checkpoints, "ckpt-6.data-00000-of-00001")
         with open(data_file, "r+b") as f:
-            f.truncate(os.path.getsize(data_file) // 2)
+            f.truncate(os.path.getsize(data_file) // 2)  # read as an IndexError inside TF
         state_file = os.path.join(checkpoints, "checkpoint")
-        cases = ((os.path.join(checkpoints, "ckpt-6"), data_file), (checkpoints, data_file))
-        for model, named in cases + ((checkpoints, state_file),):
+        for named in (data_file, state_file):
             if named == state_file:
                 with open(state_file, "w") as f:
                     f.write("garbage")
-            with self.assertRaises(common.LaunchError) as raised:
-                self.evaluate(model)
-            self.assertEqual(raised.exception.code, 2)
-            self.assertIn(named, raised.exception.message)
+            status, stderr, evaluation = self.evaluate(checkpoints)
+            self.assertEqual(status, 2, stderr[-3000:])
+            self.assertIn(named, stderr)
+            self.assertNotIn("Traceback", stderr)
+            self.assertIsNone(evaluation)
 
     # --- Checkpoint faults -------------------------------------------------------------------
 
