@@ -78,9 +78,13 @@ flags.DEFINE_integer("num_logical_devices", 0, "Split the CPU into N logical dev
 flags.register_validator("train_steps", lambda v: v is None or v >= 0,
                          message="--train_steps must be >= 0.")
 for _name in ("batch_size", "max_train_examples", "num_measure_images",
-              "checkpoint_every", "log_every", "train_grid_size", "eval_grid_size"):
+              "checkpoint_every", "log_every"):
     flags.register_validator(_name, lambda v: v is None or v >= 1,
                              message=f"--{_name} must be a positive integer.")
+for _name in ("train_grid_size", "eval_grid_size"):
+    flags.register_validator(_name, lambda v: v is None or v >= 2,
+                             message=f"--{_name} must be >= 2 (a thin-plate spline needs "
+                             "control points spanning the image).")
 for _name in ("learning_rate", "epochs", "width"):
     flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
                              message=f"--{_name} must be a positive number.")
