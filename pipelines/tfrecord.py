@@ -98,67 +98,102 @@ def serialize_image_example(image, label):
 def write_shards(examples, output_dir, split, num_shards, serialize_fn, overwrite=False):
     """Writes `examples` into `num_shards` TFRecord shards `{split}-XXXXX-of-YYYYY`.
 
-    Example k goes to shard k % num_shards. The shards are written under temporary names in
-    `output_dir` and renamed only once every example has been written, so an interrupted run
-    leaves no file that looks like a shard (only `.tmp-*` files).
-
-    Args:
-      examples: an iterable of examples (anything `serialize_fn` accepts).
-      output_dir: str, created if missing.
-      split: str, the split name used in the shard names ('train', 'test', ...).
-      num_shards: int >= 1. There must be at least this many examples.
-      serialize_fn: callable mapping one example to bytes (a serialized record).
-      overwrite: if False, refuse (FileExistsError) when any shard of `split` already exists in
-        `output_dir`. If True, the existing shards of `split` are deleted once the new ones are
-        complete (so a smaller `num_shards` never leaves stale shards matching the pattern).
+    One split of `write_splits` (see there): example k goes to shard k % num_shards, and the
+    shards appear only once every example has been written.
 
     Returns:
       The list of shard paths, in shard order.
+    """
+    return write_splits({split: examples}, output_dir, num_shards, serialize_fn,
+                        overwrite=overwrite)[split]
+
+
+def _check_write_arguments(splits, num_shards):
+    if isinstance(num_shards, bool) or not isinstance(num_shards, int) or num_shards < 1:
+        raise ValueError(f"num_shards must be a positive int, got {num_shards!r}.")
+    for split, examples in splits.items():
+        if not split or os.sep in split:
+            raise ValueError(f"split must be a non-empty name without {os.sep!r}, got {split!r}.")
+        if hasattr(examples, "__len__"):
+            _check_enough_examples(split, len(examples), num_shards)
+
+
+def _check_enough_examples(split, count, num_shards):
+    if count < num_shards:
+        raise ValueError(
+            f"num_shards={num_shards} is larger than the number of '{split}' examples "
+            f"({count}); every shard must hold at least one example: give at most {count}.")
+
+
+def write_splits(splits, output_dir, num_shards, serialize_fn, overwrite=False):
+    """Writes every split of `splits` into `num_shards` shards each: all of them or none.
+
+    Example k of a split goes to its shard k % num_shards. Everything is checked before the first
+    byte is written (the shard count against every split whose examples have a length), the
+    shards are written under temporary names in `output_dir`, and they are renamed only once
+    every split has been written completely. A failure at any point (bad arguments, too few
+    examples, an error from `serialize_fn` or the file system) removes the temporary files, so it
+    leaves no file that looks like a shard and nothing that blocks running the same command again.
+
+    Args:
+      splits: {split name: iterable of examples (anything `serialize_fn` accepts)}; a sequence
+        (with a length) is checked against `num_shards` before anything is written.
+      output_dir: str, created if missing.
+      num_shards: int >= 1 shards per split. Every split needs at least this many examples.
+      serialize_fn: callable mapping one example to bytes (a serialized record).
+      overwrite: if False, refuse (FileExistsError) when a shard of any of the splits exists in
+        `output_dir`. If True, the existing shards of those splits are deleted once the new ones
+        are complete (so a smaller `num_shards` never leaves stale shards matching the pattern).
+
+    Returns:
+      {split: list of shard paths, in shard order}.
 
     Raises:
-      FileExistsError: shards of `split` exist and `overwrite` is False.
-      ValueError: bad `num_shards` or `split`, or fewer examples than shards.
+      FileExistsError: shards of a split exist and `overwrite` is False.
+      ValueError: bad `num_shards` or split name, or a split with fewer examples than shards.
     """
-    if not isinstance(num_shards, int) or num_shards < 1:
-        raise ValueError(f"num_shards must be a positive int, got {num_shards!r}.")
-    if not split or os.sep in split:
-        raise ValueError(f"split must be a non-empty name without {os.sep!r}, got {split!r}.")
+    _check_write_arguments(splits, num_shards)
     output_dir = os.fspath(output_dir)
-    os.makedirs(output_dir, exist_ok=True)
-    existing = sorted(_glob.glob(shard_pattern(output_dir, split)))
+    existing = sorted(p for split in splits for p in _glob.glob(shard_pattern(output_dir, split)))
     if existing and not overwrite:
         raise FileExistsError(
-            f"Refusing to overwrite {len(existing)} existing '{split}' shard(s) in "
-            f"{output_dir!r} (e.g. {os.path.basename(existing[0])!r}); delete them, choose "
-            "another output directory, or pass overwrite=True (--overwrite).")
-    paths = shard_paths(output_dir, split, num_shards)
+            f"Refusing to overwrite {len(existing)} existing shard(s) in {output_dir!r} (e.g. "
+            f"{os.path.basename(existing[0])!r}); delete them, choose another output directory, "
+            "or pass overwrite=True (--overwrite).")
+    os.makedirs(output_dir, exist_ok=True)
     token = uuid.uuid4().hex[:8]
-    tmp_paths = [f"{p}.tmp-{token}" for p in paths]
+    paths = {split: shard_paths(output_dir, split, num_shards) for split in splits}
+    tmp_paths = {split: [f"{p}.tmp-{token}" for p in paths[split]] for split in splits}
+    try:
+        for split, examples in splits.items():
+            _write_split_shards(examples, split, tmp_paths[split], serialize_fn)
+    except BaseException:
+        for tmp in (p for split_tmp in tmp_paths.values() for p in split_tmp):
+            if os.path.exists(tmp):
+                os.remove(tmp)
+        raise
+    finals = {p for split_paths in paths.values() for p in split_paths}
+    for p in existing:
+        if p not in finals:
+            os.remove(p)
+    for split in splits:
+        for tmp, final in zip(tmp_paths[split], paths[split]):
+            os.replace(tmp, final)
+    return paths
+
+
+def _write_split_shards(examples, split, tmp_paths, serialize_fn):
+    """Writes one split round-robin into the (temporary) shard files `tmp_paths`."""
     writers = [tf.io.TFRecordWriter(p) for p in tmp_paths]
     count = 0
     try:
         for index, example in enumerate(examples):
-            writers[index % num_shards].write(serialize_fn(example))
+            writers[index % len(writers)].write(serialize_fn(example))
             count = index + 1
+    finally:
         for writer in writers:
             writer.close()
-        if count < num_shards:
-            raise ValueError(
-                f"num_shards={num_shards} is larger than the number of '{split}' examples "
-                f"({count}); every shard must hold at least one example.")
-    except BaseException:
-        for writer in writers:
-            writer.close()
-        for p in tmp_paths:
-            if os.path.exists(p):
-                os.remove(p)
-        raise
-    for p in existing:
-        if p not in paths:
-            os.remove(p)
-    for tmp, final in zip(tmp_paths, paths):
-        os.replace(tmp, final)
-    return paths
+    _check_enough_examples(split, count, len(tmp_paths))
 
 
 # TFRecord framing: uint64 length (little endian), uint32 masked crc32c of those 8 bytes, the

@@ -128,6 +128,10 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
     def test_write_shards_errors_leave_nothing(self):
         with self.assertRaisesRegex(ValueError, "num_shards=5.*3"):
             tfrecord.write_shards([b"a", b"b", b"c"], self.out, "train", 5, bytes)
+        self.assertFalse(os.path.exists(self.out))  # Refused before anything was written.
+        # An iterable of unknown length: found short after writing, the temporary files go.
+        with self.assertRaisesRegex(ValueError, "num_shards=5.*3"):
+            tfrecord.write_shards(iter([b"a", b"b", b"c"]), self.out, "train", 5, bytes)
         self.assertEmpty(os.listdir(self.out))
 
         def failing():
@@ -251,6 +255,26 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
         result = _run_cli(*args)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertRegex(result.stderr, message)
+        self.assertEmpty(os.listdir(self.out))
+
+    def test_cli_too_many_shards_for_one_split_writes_nothing_and_rerun_works(self):
+        # 9 shards: enough train examples (11), too few test examples (7).
+        args = ["--source=idx", f"--input_dir={self.idx_dir}", f"--output_dir={self.out}"]
+        result = _run_cli(*args, "--num_shards=9")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertRegex(result.stderr, "num_shards=9.*'test' examples \\(7\\).*at most 7")
+        self.assertFalse(os.path.exists(self.out) and os.listdir(self.out))
+        self.assertEqual(convert.run(self._flags(*args, "--num_shards=7")), 0)
+        self.assertLen(_read(self.out, "train"), _COUNTS["train"])
+
+    def test_write_splits_is_all_or_nothing(self):
+        def failing_test_split():
+            yield b"a"
+            raise RuntimeError("boom")
+
+        with self.assertRaisesRegex(RuntimeError, "boom"):
+            tfrecord.write_splits({"train": [b"a", b"b"], "test": failing_test_split()},
+                                  self.out, 1, bytes)
         self.assertEmpty(os.listdir(self.out))
 
     def test_cli_refuses_to_overwrite(self):
