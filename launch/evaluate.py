@@ -14,6 +14,7 @@ Writes --output_dir/evaluation.json with "sensitivity_cosine", "sensitivity_eucl
 replace an existing evaluation.json unless --overwrite.
 """
 
+import dataclasses
 import json
 import os
 
@@ -55,6 +56,8 @@ def main(argv):
                                FLAGS.width, input_shape, num_classes, seed=FLAGS.seed)
             if FLAGS.smooth_init_sigma:
                 initializers.smooth_model_kernels(model, FLAGS.smooth_init_sigma)
+        if dataset == "imagenet":  # the images at the model's resolution
+            spec = dataclasses.replace(spec, image_size=int(model.input_shape[1]))
         images = data_lib.measure_images(spec, FLAGS.num_measure_images)
         config = train_lib.TrainConfig(
             experiment="evaluate", model_config=architecture, downsampling=FLAGS.downsampling,

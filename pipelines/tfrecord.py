@@ -26,7 +26,9 @@ What is caught when a pipeline is built, and what only when the bad record is re
     record index within it.
 """
 
+import dataclasses
 import glob as _glob
+import json
 import os
 import struct
 import uuid
@@ -219,6 +221,26 @@ def _masked_crc32c(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _is_local(path):
+    return "://" not in os.fspath(path)
+
+
+def _open_binary(path):
+    """An unbuffered local file, or a `tf.io.gfile.GFile` for other file systems (GCS, ...)."""
+    if _is_local(path):
+        return open(path, "rb", buffering=0)  # ~10x faster than GFile for many small reads
+    return tf.io.gfile.GFile(path, "rb")
+
+
+def _stat(path):
+    """(size in bytes, modification time in ns) of a local or remote file."""
+    if _is_local(path):
+        stat = os.stat(path)
+        return stat.st_size, stat.st_mtime_ns
+    stat = tf.io.gfile.stat(path)
+    return stat.length, stat.mtime_nsec
+
+
 def check_tfrecord_file(path, scan_headers=True):
     """Checks the TFRecord framing of `path` from its record headers (not the data CRCs).
 
@@ -235,12 +257,14 @@ def check_tfrecord_file(path, scan_headers=True):
       ValueError: empty file, truncated file or corrupt record header; the message names the file
         and the byte offset.
     """
-    size = tf.io.gfile.stat(path).length
+    if not tf.io.gfile.exists(path):
+        raise FileNotFoundError(f"TFRecord file {path!r} does not exist.")
+    size, _ = _stat(path)
     if size == 0:
         raise ValueError(f"TFRecord file {path!r} is empty (0 bytes): truncated copy?")
     offset = 0
     records = 0
-    with tf.io.gfile.GFile(path, "rb") as f:
+    with _open_binary(path) as f:
         while offset < size:
             f.seek(offset)
             header = f.read(12)
@@ -263,6 +287,115 @@ def check_tfrecord_file(path, scan_headers=True):
             if not scan_headers:
                 return None
     return records
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordFiles:
+    """Record files in their canonical (sorted) order, with the number of records of each.
+
+    paths: tuple of str. counts: tuple of int >= 1, counts[i] records in paths[i].
+    """
+
+    paths: tuple
+    counts: tuple
+
+    def __post_init__(self):
+        if len(self.paths) != len(self.counts) or not self.paths:
+            raise ValueError(f"RecordFiles needs one count per path and at least one file, got "
+                             f"{len(self.paths)} paths and {len(self.counts)} counts.")
+
+    @property
+    def num_records(self):
+        return sum(self.counts)
+
+    def first(self, num_records):
+        """The first `num_records` records in file order (a prefix of the files, the last cut).
+
+        Args:
+          num_records: None (all) or an int >= 1.
+        """
+        if num_records is None or num_records >= self.num_records:
+            return self
+        if isinstance(num_records, bool) or not isinstance(num_records, int) or num_records < 1:
+            raise ValueError(f"num_records must be None or a positive int, got {num_records!r}.")
+        paths, counts = [], []
+        for path, count in zip(self.paths, self.counts):
+            take = min(count, num_records - sum(counts))
+            if take == 0:
+                break
+            paths.append(path)
+            counts.append(take)
+        return RecordFiles(tuple(paths), tuple(counts))
+
+
+_COUNT_CACHE_VERSION = 1
+
+
+def _read_count_cache(cache_path):
+    """{absolute path: [size, mtime_ns, count]} from a cache file; {} if missing or unreadable."""
+    if cache_path is None or not os.path.exists(cache_path):
+        return {}
+    try:
+        with open(cache_path) as f:
+            cache = json.load(f)
+        if cache.get("version") == _COUNT_CACHE_VERSION and isinstance(cache.get("files"), dict):
+            return cache["files"]
+    except (OSError, ValueError, AttributeError):
+        pass
+    return {}  # A damaged cache is only a cache: the files are counted again.
+
+
+def _write_count_cache(cache_path, files):
+    """Writes the cache atomically (temporary file, then rename); a failure leaves it as it was."""
+    directory = os.path.dirname(os.path.abspath(cache_path))
+    tmp = f"{cache_path}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        os.makedirs(directory, exist_ok=True)
+        with open(tmp, "w") as f:
+            json.dump({"version": _COUNT_CACHE_VERSION, "files": files}, f)
+        os.replace(tmp, cache_path)
+    except OSError:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def count_records(paths, cache_path=None):
+    """The number of records of each TFRecord file, from a scan of its record headers.
+
+    The scan checks the framing of every record (`check_tfrecord_file`); it reads 12 bytes per
+    record (the whole ImageNet training set: about 10 s on a local disk, one small request per
+    record on a remote file system). With `cache_path`, counts are remembered per file, keyed by
+    absolute path, size and modification time, so each file is scanned once.
+
+    Args:
+      paths: sequence of str, TFRecord files.
+      cache_path: None (no cache) or a local JSON file (created, with its directory, if missing).
+
+    Returns:
+      A tuple of ints, one count per path.
+
+    Raises:
+      FileNotFoundError, ValueError: as `check_tfrecord_file`.
+    """
+    cache = _read_count_cache(cache_path)
+    counts = []
+    changed = False
+    for path in paths:
+        key = os.path.abspath(path) if _is_local(path) else os.fspath(path)
+        if not tf.io.gfile.exists(path):
+            raise FileNotFoundError(f"TFRecord file {path!r} does not exist.")
+        size, mtime = _stat(path)
+        entry = cache.get(key)
+        if entry is not None and entry[:2] == [size, mtime]:
+            counts.append(int(entry[2]))
+            continue
+        count = check_tfrecord_file(path, scan_headers=True)
+        cache[key] = [size, mtime, count]
+        changed = True
+        counts.append(count)
+    if changed and cache_path is not None:
+        _write_count_cache(cache_path, cache)
+    return tuple(counts)
 
 
 def list_files(file_pattern):
