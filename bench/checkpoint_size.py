@@ -3,8 +3,9 @@
 Run as `python -m bench.checkpoint_size` (`--quick` for a smoke run). For each workload it writes
 data in the real on-disk format into a temp dir, runs the training launcher in a subprocess for
 `--steps` steps with one checkpoint at the end, and compares the checkpoint's bytes on disk
-(`ckpt-N.data-*` + `ckpt-N.index`) with the bytes of the model and optimizer variables it holds
-(the `model/` and `optimizer/` entries of the checkpoint, element count x dtype size):
+(`ckpt-N.data-*` + `ckpt-N.index`) with the bytes of the variables it holds (every tensor but
+the object-graph proto: model, optimizer state, step; element count x dtype size) and with the
+bytes of the model's own weights (the model loaded back with `deform_tf.model_io.load_model`):
 
   imagenet  `launch.imagenet` on fake ImageNet shards (JPEG `image/encoded`, 1-based labels,
             standard shard names; `--imagenet_images` training images of 240x320 in 8 shards),
@@ -37,6 +38,7 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 from bench import pipelines as bench_pipelines  # pylint: disable=wrong-import-position
 from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from deform_tf import model_io  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -46,18 +48,26 @@ class Row:
     workload: str
     data: str  # what the data set is
     checkpoint_bytes: int  # ckpt-N.data-* + ckpt-N.index
-    variable_bytes: int  # model/ + optimizer/ variables
-    model_bytes: int  # model/ variables (without optimizer slots)
+    variable_bytes: int  # every variable in the checkpoint: model, optimizer state, step
+    model_bytes: int  # the model's weights alone
     seconds: float  # the launcher run, wall clock
 
 
-def variable_bytes(prefix, prefixes):
-    """Bytes of the checkpoint variables whose names start with one of `prefixes`."""
+OBJECT_GRAPH = "_CHECKPOINTABLE_OBJECT_GRAPH"  # the checkpoint's structure, not a variable
+
+
+def variable_bytes(prefix):
+    """Bytes of the variables in a checkpoint (all tensors but the object-graph proto)."""
     reader = tf.train.load_checkpoint(prefix)
     shapes = reader.get_variable_to_shape_map()
     dtypes = reader.get_variable_to_dtype_map()
-    return sum(int(np.prod(shapes[n])) * dtypes[n].size for n in shapes
-               if n.startswith(prefixes))
+    return sum(int(np.prod(shapes[n])) * dtypes[n].size for n in shapes if n != OBJECT_GRAPH)
+
+
+def model_bytes(checkpoint_dir):
+    """Bytes of the weights of the model in a launcher's checkpoint directory."""
+    model = model_io.load_model(checkpoint_dir)
+    return sum(int(np.prod(w.shape)) * tf.as_dtype(w.dtype).size for w in model.weights)
 
 
 def checkpoint_bytes(prefix):
@@ -80,9 +90,8 @@ def measure(workload, module, launcher_args, data, out_dir, steps, env):
         f"--output_dir={out_dir}", f"--train_steps={steps}", f"--checkpoint_every={steps}",
         "--num_measure_images=4", "--measure_every=0"], env)
     prefix = os.path.join(out_dir, "checkpoints", f"ckpt-{steps}")
-    return Row(workload, data, checkpoint_bytes(prefix),
-               variable_bytes(prefix, ("model/", "optimizer/")),
-               variable_bytes(prefix, ("model/",)), seconds)
+    return Row(workload, data, checkpoint_bytes(prefix), variable_bytes(prefix),
+               model_bytes(os.path.dirname(prefix)), seconds)
 
 
 def run_benchmark(args, tmp):
@@ -116,8 +125,8 @@ def run_benchmark(args, tmp):
 
 
 def format_table(rows):
-    lines = ["| workload | data | checkpoint | model + optimizer | model | checkpoint / "
-             "(model + optimizer) | run |",
+    lines = ["| workload | data | checkpoint | variables (model, optimizer, step) | model | "
+             "checkpoint / variables | run |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r.workload} | {r.data} | {r.checkpoint_bytes:,} B | "

@@ -19,6 +19,7 @@ import tensorflow as tf
 from deform_tf import models
 from launch import data_lib
 from launch import train_lib
+from pipelines import core
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
                     "summaries and metrics. Required.")
@@ -253,7 +254,7 @@ def train_main(experiment, defaults, spec_fields=None):
             raise usage_error(str(e)) from None
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                 tf.errors.NotFoundError) as e:
-            raise usage_error(f"Bad input data: {e.message.splitlines()[0]}") from None
+            raise usage_error(f"Bad input data: {core.error_line(e)}") from None
         logging.info("Finished: %s", final)
 
     return main

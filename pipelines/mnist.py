@@ -2,8 +2,9 @@
 
 `find_mnist_dir` looks for the four MNIST-layout IDX files in a user-given directory, else in the
 standard locations (`SEARCH_PATHS`), else (Fashion-MNIST only) falls back to the small embedded
-subset `pipelines.idx.EMBEDDED_FASHION_MNIST_DIR`, saying so in the log. `load` reads one split
-with the strict IDX reader into memory and returns an unbatched dataset of
+subset `pipelines.idx.EMBEDDED_FASHION_MNIST_DIR`, saying so in the log. `load_arrays` reads one
+split with the strict IDX reader into memory; `load` (one pass, in file order) and `train_stream`
+(the stateless epoch order of `pipelines.order`, from any position) return unbatched datasets of
 `(image float32 [pad_to, pad_to, 1] normalized, label int32)` for `pipelines.core.finish`: the
 28x28 images are zero-padded (background 0 before normalization), centred, to 32x32 so that the
 CIFAR-10 net runs on them unchanged (SPEC §4). `prototypes` returns the first image of each class,

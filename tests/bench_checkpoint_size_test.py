@@ -10,24 +10,30 @@ import os
 import tensorflow as tf
 
 from bench import checkpoint_size
+from deform_tf import model_io
+from deform_tf import models
 
 
 class CheckpointSizeTest(tf.test.TestCase):
 
-    def test_variable_and_checkpoint_bytes(self):
-        model = tf.Module()
-        model.kernel = tf.Variable(tf.zeros([3, 5]))  # 60 bytes
-        model.bias = tf.Variable(tf.zeros([5], tf.float64))  # 40 bytes
-        optimizer = tf.Module()
-        optimizer.slot = tf.Variable(tf.zeros([7]))  # 28 bytes
-        prefix = tf.train.Checkpoint(model=model, optimizer=optimizer).write(
-            os.path.join(self.get_temp_dir(), "ckpt-1"))
-        self.assertEqual(checkpoint_size.variable_bytes(prefix, ("model/",)), 100)
-        self.assertEqual(checkpoint_size.variable_bytes(prefix, ("model/", "optimizer/")), 128)
-        on_disk = sum(os.path.getsize(os.path.join(self.get_temp_dir(), name))
-                      for name in os.listdir(self.get_temp_dir()) if name.startswith("ckpt-1."))
+    def test_variable_model_and_checkpoint_bytes(self):
+        directory = self.get_temp_dir()
+        kwargs = dict(config="mnist", downsampling="max_pool", width=0.0625,
+                      input_shape=[32, 32, 1], num_classes=10, seed=0)
+        model = models.vgg(**kwargs)
+        model_io.save_model_config(directory, **kwargs)
+        extra = tf.Module()
+        extra.slot = tf.Variable(tf.zeros([7]))  # 28 bytes
+        extra.count = tf.Variable(tf.zeros([], tf.int64))  # 8 bytes
+        prefix = tf.train.Checkpoint(model=model, optimizer=extra).save(
+            os.path.join(directory, "ckpt"))  # ckpt-1, with an int64 save_counter (8 bytes)
+        weights = sum(w.numpy().nbytes for w in model.weights)
+        self.assertEqual(checkpoint_size.model_bytes(directory), weights)
+        self.assertEqual(checkpoint_size.variable_bytes(prefix), weights + 44)
+        on_disk = sum(os.path.getsize(os.path.join(directory, name))
+                      for name in os.listdir(directory) if name.startswith("ckpt-1."))
         self.assertEqual(checkpoint_size.checkpoint_bytes(prefix), on_disk)
-        self.assertGreater(on_disk, 128)
+        self.assertGreater(on_disk, weights + 44)
 
     def test_table_and_flags(self):
         row = checkpoint_size.Row("cifar10", "fake", 1100, 1000, 500, 3.0)
