@@ -8,6 +8,7 @@ exit codes of the real `python3 -m pipelines.convert` are checked in subprocesse
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -184,6 +185,22 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
                                     r"0\.\.9.*train-00000-of-00001.*\[record\] \[2\].*\[10\]"):
             _read(self.out, "train")
+
+    def test_count_records_scans_each_file_once_with_a_cache(self):
+        paths = convert.convert_idx(self.idx_dir, self.out, 3)["train"]
+        cache = os.path.join(self.tmp, "cache", "counts.json")
+        self.assertEqual(tfrecord.count_records(paths, cache), (4, 4, 3))
+        with mock.patch.object(tfrecord, "check_tfrecord_file",
+                               side_effect=AssertionError("scanned again")):
+            self.assertEqual(tfrecord.count_records(paths, cache), (4, 4, 3))
+        # A changed file is scanned again; a damaged cache is only a cache.
+        with tf.io.TFRecordWriter(paths[0]) as writer:
+            writer.write(b"only one")
+        self.assertEqual(tfrecord.count_records(paths[:1], cache), (1,))
+        with open(cache, "w") as f:
+            f.write("{not json")
+        self.assertEqual(tfrecord.count_records(paths[:1], cache), (1,))
+        self.assertEqual(tfrecord.count_records(paths[:1]), (1,))
 
     def test_reader_truncated_and_corrupt(self):
         convert.convert_idx(self.idx_dir, self.out, 2)

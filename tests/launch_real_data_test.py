@@ -33,6 +33,7 @@ from pipelines import convert
 from pipelines import idx
 from pipelines import imagenet
 from pipelines import order
+from pipelines import tfrecord
 from tests.launch_test import REPO
 from tests.launch_test import run_launcher
 
@@ -242,7 +243,35 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
         self.assertNotIn("Traceback", result.stderr)
         self.assertFalse(os.path.exists(out))
 
-    @parameterized.parameters(*CONFIGS)
+    def test_examples_per_epoch_overrides_the_count(self):
+        flags.FLAGS.unparse_flags()
+        flags.FLAGS(["test", f"--flagfile={REPO}/launch/configs/synthetic_c1.cfg", "--epochs=3",
+                     "--warmup_epochs=1", "--examples_per_epoch=64", "--batch_size=8",
+                     "--num_measure_images=4", f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}"])
+        settings = common.settings_from_flags(synthetic_launcher.DEFAULTS)
+        config, _ = common.build_run(synthetic_launcher.EXPERIMENT, settings)
+        self.assertEqual((config.train_steps, config.warmup_steps), (24, 8))  # 3 x 64 / 8, 64 / 8
+        settings["examples_per_epoch"] = None  # the synthetic stream has no epochs of its own
+        with self.assertRaises(common.LaunchError) as cm:
+            common.build_run(synthetic_launcher.EXPERIMENT, settings)
+        self.assertIn("--examples_per_epoch", cm.exception.message)
+
+    def test_error_named_in_graph_is_reported_as_it_is(self):
+        path = os.path.join(self.root, "some-shard")
+
+        def fail(x):
+            check = tfrecord.assert_in_file(x < 0, "label out of range", path,
+                                            tf.constant(3, tf.int64), x)
+            with tf.control_dependencies([check]):
+                return tf.identity(x)
+
+        with self.assertRaises(tf.errors.InvalidArgumentError) as cm:
+            list(tf.data.Dataset.range(1).map(fail).as_numpy_iterator())
+        message = data_lib.describe_data_error(cm.exception, [], find_bad_record=None)
+        self.assertRegex(message, r"label out of range\] \[file\] \[.*some-shard\] "
+                         r"\[record\] \[3\]")
+
+    @parameterized.named_parameters((os.path.basename(c)[:-len(".cfg")], c) for c in CONFIGS)
     def test_flagfile_builds_its_run_and_first_batch(self, config_path):
         launcher = _launcher_of(config_path)
         flags.FLAGS.unparse_flags()
