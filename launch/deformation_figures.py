@@ -6,6 +6,7 @@ grace_hopper.jpg, 224x224) and Fashion-MNIST items of the embedded subset (padde
 
 import os
 
+from absl import app
 from absl import logging
 import matplotlib
 import numpy as np

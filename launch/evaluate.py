@@ -16,6 +16,7 @@ file) is an error naming its files (exit status 2); given a run's checkpoint dir
 latest checkpoint was moved away, the newest complete checkpoint left is measured.
 """
 
+import dataclasses
 import os
 
 from absl import flags
@@ -61,6 +62,8 @@ def main(argv):
                                FLAGS.width, input_shape, num_classes, seed=FLAGS.seed)
             if FLAGS.smooth_init_sigma:
                 initializers.smooth_model_kernels(model, FLAGS.smooth_init_sigma)
+        if dataset == "imagenet":  # the images at the model's resolution
+            spec = dataclasses.replace(spec, image_size=int(model.input_shape[1]))
         images = data_lib.measure_images(spec, FLAGS.num_measure_images)
         config = train_lib.TrainConfig(
             experiment="evaluate", model_config=architecture, downsampling=FLAGS.downsampling,

@@ -7,8 +7,8 @@ replaced atomically, rows keyed by step):
   config.json          the resolved configuration (a different config refuses the directory)
   flags.txt            the launcher's resolved flags, as a flagfile
   run.lock             locked while a process trains the run (holds its pid and host)
-  checkpoints/         tf.train checkpoints (model, optimizer, input iterator, step) and
-                       model_config.json, so `deform_tf.model_io.load_model` can read them
+  checkpoints/         tf.train checkpoints (model, optimizer, step) and model_config.json, so
+                       `deform_tf.model_io.load_model` can read them
   summaries/           TensorBoard: train/*, eval/*, sensitivity/*, relative_stability/*,
                        smoothness/*, kernel histograms, a clean-vs-deformed image grid
   metrics.csv          one row per log interval: step, loss, accuracy, learning rate, ex/s
@@ -17,10 +17,12 @@ replaced atomically, rows keyed by step):
   final.json           final evaluation; its presence marks a finished run
 
 Data parallelism: one host `tf.data` iterator per worker yields the worker's share of the global
-batch and each replica takes its slice inside `strategy.run`. The iterator is a plain tf.data
-iterator, so it is saved in the checkpoint with the model on every strategy: killing the process
-at any time and restarting the same command resumes from the last checkpoint, input position
-included (with `deterministic`, bit-for-bit as if never interrupted).
+batch and each replica takes its slice inside `strategy.run`. The input stream is a pure function
+of the seed and the step (`pipelines.order`), so a checkpoint holds no input pipeline state (it
+stays the size of the model and optimizer whatever the data set): killing the process at any
+time and restarting the same command resumes from the last checkpoint and rebuilds the stream at
+its step (with `deterministic`, bit-for-bit as if never interrupted). A data error met while
+training or evaluating is a RunError naming the file and, where known, the record.
 """
 
 import contextlib
@@ -43,6 +45,7 @@ from deform_tf import smoothness
 from deform_tf import tps
 from deform_tf import initializers
 from launch import run_dir
+from pipelines import core
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("cosine", "step", "constant")
@@ -97,15 +100,35 @@ class TrainConfig:
 class Data:
     """The data of a run.
 
-    train: fn(input_context) -> dataset of per-worker batches (images, labels) of size
-      batch_size / num_workers, repeating forever, deterministic given the config's seed.
+    train: fn(input_context, start_step) -> dataset of per-worker batches (images, labels) of
+      size batch_size / num_workers, repeating forever, deterministic given the config's seed:
+      the batches of steps start_step, start_step + 1, ...
     evaluate: fn() -> finite dataset of batches for accuracy, or None.
     measure_images: [N, H, W, C] float32 images for the sensitivity measurements.
+    describe_error: None, or fn(error, split, position, input_context) -> message naming the
+      file and record behind a `tf.errors.OpError` raised by the input pipeline of `split`
+      ("train" or "eval") after `position` examples (global) were read without error.
     """
 
     train: Callable
     evaluate: Optional[Callable]
     measure_images: np.ndarray
+    describe_error: Optional[Callable] = None
+
+
+# Errors an input pipeline raises on bad data (a failed in-graph check, a corrupt record, a file
+# gone missing).
+DATA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError)
+
+
+def data_error(data, error, split, position, input_context=None):
+    """The RunError for a data error: the message of `data.describe_error`, or the error's line."""
+    if data.describe_error is not None:
+        message = data.describe_error(error, split, position, input_context)
+    else:
+        message = f"Bad input data: {core.error_line(error)}"
+    return RunError(f"{message} (while reading the {split} data; checkpoints already written "
+                    "are kept).")
 
 
 def make_strategy(name, tpu=""):
@@ -254,7 +277,6 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
         keras.mixed_precision.set_global_policy("mixed_float16")
 
     input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
-    iterator = iter(data.train(input_context))
     with strategy.scope():
         model = models.vgg(**config.vgg_kwargs(), sync_batch_norm=replicas > 1)
         if config.smooth_init_sigma > 0:
@@ -265,8 +287,7 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
     if is_chief:  # the first write
         run = cleanup.enter_context(run_dir.open_run(output_dir, config.to_json(), resume,
                                                      overwrite, flags_text))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, iterator=iterator,
-                                     step=step_var)
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
     checkpoint_dir = os.path.join(output_dir, "checkpoints")
     if not is_chief:
         checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
@@ -288,6 +309,8 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
         metrics, measurements = run.metrics(), run.measurements()
         metrics.truncate(start_step)  # rows after the checkpoint are redone
         measurements.truncate(start_step)
+    # The input stream restarts at the step: no input state is stored in checkpoints.
+    iterator = iter(data.train(input_context, start_step))
 
     writer = (tf.summary.create_file_writer(os.path.join(output_dir, "summaries"))
               if is_chief else tf.summary.create_noop_writer())
@@ -362,7 +385,10 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
             boundaries.append(_next_multiple(step, config.measure_every))
         num_steps = min(b for b in boundaries if b > step) - step
         tick = time.time()
-        loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+        try:
+            loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+        except DATA_ERRORS as e:
+            raise data_error(data, e, "train", step * config.batch_size, input_context) from None
         elapsed = time.time() - tick
         step += num_steps
         examples = num_steps * config.batch_size
@@ -395,7 +421,8 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
 
     final = {"step": step, "examples_per_sec": examples_per_sec}
     if data.evaluate is not None:
-        final.update(evaluate(model, data.evaluate(), config.num_classes))
+        final.update(evaluate(model, data.evaluate(), config.num_classes,
+                              on_data_error=lambda e, n: data_error(data, e, "eval", n)))
     if is_chief:
         if not measurements.rows or measurements.rows[-1]["step"] != step:
             do_measure(step)
@@ -408,8 +435,12 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
     return final
 
 
-def evaluate(model, dataset, num_classes):
-    """Mean loss and accuracy of `model` (inference mode) over a finite dataset."""
+def evaluate(model, dataset, num_classes, on_data_error=None):
+    """Mean loss and accuracy of `model` (inference mode) over a finite dataset.
+
+    on_data_error: None, or fn(error, examples evaluated before it) -> the exception to raise
+    for a data error (see DATA_ERRORS) met in `dataset`.
+    """
 
     @tf.function
     def batch_stats(images, labels):
@@ -422,8 +453,13 @@ def evaluate(model, dataset, num_classes):
                                                                      tf.float32)
 
     totals = np.zeros(3)
-    for images, labels in dataset:
-        totals += [float(v) for v in batch_stats(images, labels)]
+    try:
+        for images, labels in dataset:
+            totals += [float(v) for v in batch_stats(images, labels)]
+    except DATA_ERRORS as e:
+        if on_data_error is None:
+            raise
+        raise on_data_error(e, int(totals[2])) from None
     if totals[2] == 0:
         raise RunError("The evaluation data set is empty.")
     del num_classes

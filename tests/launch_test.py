@@ -43,9 +43,15 @@ def event_tags(directory):
 
 
 def checkpoint_weights(prefix):
+    """{name: array} of every weight of the model in checkpoint `prefix` (trainable or not).
+
+    A checkpoint of model and optimizer stores each variable once: a Keras 3 model's trainable
+    variables under the optimizer's `_trainable_variables`, only the batch-norm moving statistics
+    under `model/`.
+    """
     reader = tf.train.load_checkpoint(prefix)
     names = sorted(n for n in reader.get_variable_to_shape_map()
-                   if n.startswith("model/") and "OPTIMIZER_SLOT" not in n)
+                   if n.startswith(("model/", "optimizer/_trainable_variables/")))
     return {n: reader.get_tensor(n) for n in names}
 
 
