@@ -20,6 +20,23 @@ def scipy_bilinear(grid, points_yx):
     return out
 
 
+def tfa_formula(grid, points_yx):
+    """Oracle: tfa 0.23's published algorithm in numpy float32 (lower neighbour clamped to
+    [0, size - 2], weight clamped to [0, 1], `alpha * (b - a) + a` along x, then along y)."""
+    batch, height, width, _ = grid.shape
+    corners = []
+    for axis, size in ((0, height), (1, width)):
+        q = points_yx[..., axis]
+        lower = np.minimum(np.maximum(np.floor(q), 0), size - 2).astype(np.float32)
+        alpha = np.clip(q - lower, 0, 1).astype(np.float32)[..., None]
+        corners.append((lower.astype(int), alpha))
+    (y0, ay), (x0, ax) = corners
+    b = np.arange(batch)[:, None]
+    top = ax * (grid[b, y0, x0 + 1] - grid[b, y0, x0]) + grid[b, y0, x0]
+    bottom = ax * (grid[b, y0 + 1, x0 + 1] - grid[b, y0 + 1, x0]) + grid[b, y0 + 1, x0]
+    return ay * (bottom - top) + top
+
+
 # A 2 x 3 grid with one channel: rows [0, 1, 4] and [10, 20, 40].
 SMALL = np.array([[0.0, 1.0, 4.0], [10.0, 20.0, 40.0]], np.float32).reshape(1, 2, 3, 1)
 
@@ -39,6 +56,19 @@ class InterpolateBilinearTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(interpolate_bilinear(grid, points), expected, atol=1e-5, rtol=0)
         self.assertAllClose(interpolate_bilinear(grid, points[..., ::-1], indexing="xy"),
                             expected, atol=1e-5, rtol=0)
+
+    def test_float32_arithmetic_is_tfas_bit_for_bit_before_the_last_row_and_column(self):
+        rng = np.random.default_rng(9)
+        grid = rng.normal(size=(2, 7, 9, 3)).astype(np.float32)
+        points = np.stack([rng.uniform(-2, 6, size=(2, 200)), rng.uniform(-2, 8, size=(2, 200))],
+                          axis=-1).astype(np.float32)
+        np.testing.assert_array_equal(interpolate_bilinear(grid, points).numpy(),
+                                      tfa_formula(grid, points))
+        # On and past the last row or column tfa's weight is 1 and a + (b - a) may round;
+        # here the edge value is exact.
+        edge = np.array([[[6.0, 2.5], [3.5, 8.0], [9.0, 11.0]]] * 2, np.float32)
+        self.assertAllClose(interpolate_bilinear(grid, edge), tfa_formula(grid, edge),
+                            atol=1e-6, rtol=0)
 
     @parameterized.named_parameters(
         # (y, x) -> value, computed by hand on SMALL.
