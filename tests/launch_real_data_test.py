@@ -11,22 +11,18 @@ so epoch-based flagfiles get their step counts from the data.
 
 import glob
 import json
+import math
 import os
 import shutil
 import struct
 from unittest import mock
 
-from absl import flags
 from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
 from bench import pipelines as bench_pipelines
-from launch import cifar10 as cifar10_launcher
-from launch import common
 from launch import data_lib
-from launch import imagenet as imagenet_launcher
-from launch import synthetic_mnist as synthetic_launcher
 from launch import train_lib
 from pipelines import cifar10
 from pipelines import convert
@@ -38,8 +34,8 @@ from tests.launch_test import REPO
 from tests.launch_test import run_launcher
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "launch", "configs", "*.cfg")))
-LAUNCHERS = {"cifar10": cifar10_launcher, "imagenet": imagenet_launcher,
-             "synthetic": synthetic_launcher}
+LAUNCHERS = {"cifar10": "launch.cifar10", "imagenet": "launch.imagenet",
+             "synthetic": "launch.synthetic_mnist"}
 IMAGENET_TRAIN, IMAGENET_SHARDS = 24, 4
 CIFAR_RECORDS_PER_FILE = 8  # 40 training images, 8 test images
 # Tiny models and runs; flags given after the flagfile override it.
@@ -90,10 +86,6 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
         convert.convert_cifar10_binary(cls.cifar_dir, cls.cifar_tfrecord_dir, num_shards=2)
         cls.env = {"XDG_CACHE_HOME": os.path.join(root, "cache")}
         cls.root = root
-
-    def tearDown(self):
-        flags.FLAGS.unparse_flags()
-        super().tearDown()
 
     def _run(self, module, args):
         return run_launcher(module, args, env=self.env)
@@ -243,19 +235,6 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
         self.assertNotIn("Traceback", result.stderr)
         self.assertFalse(os.path.exists(out))
 
-    def test_examples_per_epoch_overrides_the_count(self):
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["test", f"--flagfile={REPO}/launch/configs/synthetic_c1.cfg", "--epochs=3",
-                     "--warmup_epochs=1", "--examples_per_epoch=64", "--batch_size=8",
-                     "--num_measure_images=4", f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}"])
-        settings = common.settings_from_flags(synthetic_launcher.DEFAULTS)
-        config, _ = common.build_run(synthetic_launcher.EXPERIMENT, settings)
-        self.assertEqual((config.train_steps, config.warmup_steps), (24, 8))  # 3 x 64 / 8, 64 / 8
-        settings["examples_per_epoch"] = None  # the synthetic stream has no epochs of its own
-        with self.assertRaises(common.LaunchError) as cm:
-            common.build_run(synthetic_launcher.EXPERIMENT, settings)
-        self.assertIn("--examples_per_epoch", cm.exception.message)
-
     def test_error_named_in_graph_is_reported_as_it_is(self):
         path = os.path.join(self.root, "some-shard")
 
@@ -271,33 +250,57 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
         self.assertRegex(message, r"label out of range\] \[file\] \[.*some-shard\] "
                          r"\[record\] \[3\]")
 
+    @classmethod
+    def _flagfile_runs(cls):
+        """{case name: what tests.flagfile_runs built}, computed once (one subprocess)."""
+        if not hasattr(cls, "_built"):
+            data_dirs = {"imagenet": cls.imagenet_dir, "cifar10": cls.cifar_dir,
+                         "fashion_mnist": idx.EMBEDDED_FASHION_MNIST_DIR,
+                         "synthetic": idx.EMBEDDED_FASHION_MNIST_DIR}
+            small = ["--batch_size=8", "--num_measure_images=4"]
+            cases = []
+            for path in CONFIGS:
+                dirs = dict(data_dirs)
+                if "random_labels" in path:  # these read the TFRecord copy
+                    dirs["cifar10"] = cls.cifar_tfrecord_dir
+                extra = ["--image_size=32"] if _launcher_of(path) == "launch.imagenet" else []
+                cases.append(dict(name=os.path.basename(path), launcher=_launcher_of(path),
+                                  args=[f"--flagfile={path}"] + small + extra, data_dirs=dirs))
+            synthetic = dict(launcher="launch.synthetic_mnist", data_dirs=data_dirs, args=[
+                f"--flagfile={REPO}/launch/configs/synthetic_c1.cfg", "--epochs=3",
+                "--warmup_epochs=1"] + small)
+            cases.append(dict(synthetic, name="epochs_with_examples_per_epoch",
+                              args=synthetic["args"] + ["--examples_per_epoch=64"]))
+            cases.append(dict(synthetic, name="epochs_of_an_infinite_stream"))
+            result = run_launcher("tests.flagfile_runs", [json.dumps(cases)], env=cls.env)
+            if result.returncode:
+                raise AssertionError(result.stderr[-3000:])
+            cls._built = {}
+            for line in result.stdout.splitlines():
+                built = json.loads(line)
+                cls._built[built.pop("name")] = built
+        return cls._built
+
     @parameterized.named_parameters((os.path.basename(c)[:-len(".cfg")], c) for c in CONFIGS)
     def test_flagfile_builds_its_run_and_first_batch(self, config_path):
-        launcher = _launcher_of(config_path)
-        flags.FLAGS.unparse_flags()
-        flags.FLAGS(["test", f"--flagfile={config_path}", "--batch_size=8", "--image_size=32",
-                     "--num_measure_images=4"])
-        settings = common.settings_from_flags(launcher.DEFAULTS)
-        dataset = settings["dataset"]
-        settings["data_dir"] = {
-            "imagenet": self.imagenet_dir,
-            "cifar10": self.cifar_tfrecord_dir if settings["random_labels"] else self.cifar_dir,
-        }.get(dataset, idx.EMBEDDED_FASHION_MNIST_DIR)
-        spec_fields = {"imagenet": dict(image_size=32), "synthetic": dict(
-            synthetic_strength=flags.FLAGS.synthetic_strength,
-            synthetic_source=flags.FLAGS.synthetic_source)}.get(dataset)
-        with mock.patch.dict(os.environ, self.env):
-            config, data = common.build_run(launcher.EXPERIMENT, settings, spec_fields)
-        if settings["train_steps"] is None:  # epoch-based: the steps come from the data
-            examples = {"imagenet": IMAGENET_TRAIN, "cifar10": 5 * CIFAR_RECORDS_PER_FILE}
-            self.assertEqual(config.train_steps,
-                             int(np.ceil(settings["epochs"] * examples[dataset] / 8)))
-            self.assertEqual(config.data["train_examples"], examples[dataset])
-        else:
-            self.assertEqual(config.train_steps, settings["train_steps"])
-        images, labels = next(iter(data.train(tf.distribute.InputContext(), 0)))
-        self.assertEqual(images.shape, (8,) + config.input_shape)
-        self.assertEqual(labels.shape, (8,))
+        built = self._flagfile_runs()[os.path.basename(config_path)]
+        if built["steps_setting"] is not None:  # the flagfile's or the launcher's --train_steps
+            self.assertEqual(built["train_steps"], built["steps_setting"])
+        else:  # epoch-based: the launcher's epochs of the examples counted in the data
+            examples = {"launch.cifar10": 5 * CIFAR_RECORDS_PER_FILE,
+                        "launch.imagenet": IMAGENET_TRAIN}[_launcher_of(config_path)]
+            self.assertEqual(built["train_examples"], examples)
+            self.assertGreaterEqual(built["epochs"], 1)
+            self.assertEqual(built["train_steps"], math.ceil(built["epochs"] * examples / 8))
+        self.assertEqual(built["batch_shape"], [8] + built["input_shape"])
+        self.assertEqual(built["label_shape"], [8])
+
+    def test_examples_per_epoch_sets_the_epoch_length(self):
+        built = self._flagfile_runs()
+        # 3 epochs x 64 examples / batch 8; warmup 1 epoch.
+        self.assertEqual((built["epochs_with_examples_per_epoch"]["train_steps"],
+                          built["epochs_with_examples_per_epoch"]["warmup_steps"]), (24, 8))
+        self.assertIn("--examples_per_epoch", built["epochs_of_an_infinite_stream"]["error"])
 
 
 if __name__ == "__main__":
