@@ -6,7 +6,7 @@ subset `pipelines.idx.EMBEDDED_FASHION_MNIST_DIR`, saying so in the log. `load` 
 with the strict IDX reader into memory and returns an unbatched dataset of
 `(image float32 [pad_to, pad_to, 1] normalized, label int32)` for `pipelines.core.finish`: the
 28x28 images are zero-padded (background 0 before normalization), centred, to 32x32 so that the
-CIFAR-10 net runs on them unchanged (SPEC §4). `prototypes` returns the first image of each class,
+CIFAR-10 net runs on them unchanged (docs/method.md#data). `prototypes`: each class' first image,
 the single prototype per class of the paper's synthetic task (Fig. 5; see `pipelines.synthetic`).
 """
 
