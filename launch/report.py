@@ -6,10 +6,11 @@ found, each the mean over seeds (or runs) with its standard error (SE). A findin
 every one of its effects exceeds twice its SE and does not agree otherwise; the report states
 every effect as value ± SE with the number of seeds behind it, and for a finding that does not
 agree the smallest effect the run would have detected with 80% probability (2.8 SE), so a reader
-sees how large an effect could have gone unseen. Conditions trained with the same seeds start
-from the same weights, so where the paper compares such conditions (smoothing sigma, task
-strength C, init vs trained) the effect is the mean of per-seed differences. Sections whose runs
-are missing say "not measured"; with a single seed there is no SE and the finding is undecided.
+sees how large an effect could have gone unseen. Conditions are compared seed by seed: runs with
+the same seed share their data order, measured images and deformations, and their initial
+filters wherever the layers have the same shapes, so each effect is the mean of per-seed
+differences (seeds that only one condition has are left out). Sections whose runs are missing
+say "not measured"; with a single seed there is no SE and the finding is undecided.
 """
 
 import dataclasses
@@ -63,16 +64,6 @@ def mean_effect(name, values, unit="seeds"):
     return Effect(name, float(np.mean(values)), se, count, unit)
 
 
-def difference_effect(name, larger, smaller):
-    """Effect mean(larger) - mean(smaller) of two independent sets of seeds (Welch's SE)."""
-    larger, smaller = (np.asarray(v, np.float64) for v in (larger, smaller))
-    count = min(len(larger), len(smaller))
-    se = (float(np.sqrt(np.var(larger, ddof=1) / len(larger)
-                        + np.var(smaller, ddof=1) / len(smaller))) if count > 1
-          else float("nan"))
-    return Effect(name, float(np.mean(larger) - np.mean(smaller)), se, count)
-
-
 def weakest(effects):
     """The effect closest to failing its criterion (smallest value / SE)."""
     return min(effects, key=lambda e: e.z)
@@ -115,6 +106,12 @@ def _common_seeds(*mappings):
     return sorted(common)
 
 
+def paired_effect(name, larger, smaller):
+    """Effect of larger - smaller compared seed by seed: {seed: value} mappings, common seeds."""
+    seeds = _common_seeds(larger, smaller)
+    return mean_effect(name, [larger[s] - smaller[s] for s in seeds])
+
+
 def _mean_std(values):
     values = np.asarray(values, np.float64)
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
@@ -150,20 +147,22 @@ STATEMENTS = {
 
 def finding_1(results):
     real = results.get("training", {}).get("real", {})
-    pooled = {v: _last_layer(real[v], 0) for v in POOLED if v in real}
-    other = {v: _last_layer(real[v], 0) for v in NOT_POOLED if v in real}
-    if not pooled or not other:
-        return _not_measured(STATEMENTS[1], "needs pooled and non-pooled variants")
-    effects = [difference_effect(f"{n} - {p}", other[n], pooled[p])
-               for p in pooled for n in other]
+    init = {v: _by_seed(_last_layer(real[v], 0), real[v].get("seeds")) for v in real}
+    pooled = [v for v in POOLED if v in init]
+    other = [v for v in NOT_POOLED if v in init]
+    if not pooled or not other or not _common_seeds(*init.values()):
+        return _not_measured(STATEMENTS[1], "needs pooled and non-pooled variants trained "
+                             "with a common seed")
+    effects = [paired_effect(f"{n} - {p}", init[n], init[p]) for p in pooled for n in other]
     return _finding(
         STATEMENTS[1],
         "for every pair of a non-pooled and a pooled variant, the non-pooled variant's "
-        "last-layer sensitivity at init (mean over seeds) exceeds the pooled one's by more than "
-        "2 SE of the difference",
+        "last-layer sensitivity at init minus the pooled one's, per seed (same seed = same "
+        "filters where the layers have the same shapes, same measured images and "
+        "deformations), exceeds 2 SE",
         effects,
         "last-layer cosine sensitivity at init (mean ± std over seeds): "
-        + ", ".join(f"{v} {_mean_std(x)}" for v, x in {**pooled, **other}.items())
+        + ", ".join(f"{v} {_mean_std(list(init[v].values()))}" for v in pooled + other)
         + f"; smallest gap: {weakest(effects)}")
 
 
@@ -225,7 +224,7 @@ def finding_3(results):
         f"{keys[-1]}'s, per seed (same seed = same filters before smoothing), exceeds 2 SE",
         effects,
         f"sigma {keys[0]} - sigma {keys[-1]} shown at {sum(e.shown for e in effects)} of "
-        f"{len(effects)} layers; weakest {weakest(effects)}; last layer {effects[-1]}; monotone "
+        f"{len(effects)} layers; weakest {weakest(effects)}; last: {effects[-1]}; monotone "
         f"in sigma at {monotone} of {len(effects)} layers; last-layer means: "
         + ", ".join(f"sigma {k} {means[i, -1]:.3f}" for i, k in enumerate(keys)))
 
@@ -285,8 +284,7 @@ def finding_5(results):
         random_spread = _spreads(list(random.values()), lambda e: _mean_smoothness(e, -1))
         seeds = _common_seeds(real_spread, random_spread)
         if seeds:
-            spread = mean_effect("random - real spread",
-                                 [random_spread[s] - real_spread[s] for s in seeds])
+            spread = paired_effect("random - real spread", random_spread, real_spread)
             effects.append(spread)
             parts.append(f"spread of the trained mean measure across variants: real labels "
                          f"{np.mean([real_spread[s] for s in seeds]):.3f}, random labels "
