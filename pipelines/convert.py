@@ -28,7 +28,7 @@ SOURCES = ("idx", "cifar10_binary")
 IDX_DATASETS = ("fashion_mnist", "mnist")
 SPLITS = ("train", "test")
 IDX_IMAGE_SHAPE = (28, 28, 1)
-# Where Debian's dataset-fashion-mnist package installs the IDX files (SPEC §5): the default
+# Where Debian's dataset-fashion-mnist package puts the IDX files (docs/method.md#data): the default
 # --input_dir for --dataset=fashion_mnist.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 EXIT_USAGE = 2

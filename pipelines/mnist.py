@@ -7,7 +7,7 @@ split with the strict IDX reader into memory; `load` (one pass, in file order) a
 (the stateless epoch order of `pipelines.order`, from any position) return unbatched datasets of
 `(image float32 [pad_to, pad_to, 1] normalized, label int32)` for `pipelines.core.finish`: the
 28x28 images are zero-padded (background 0 before normalization), centred, to 32x32 so that the
-CIFAR-10 net runs on them unchanged (SPEC §4). `prototypes` returns the first image of each class,
+CIFAR-10 net runs on them unchanged (docs/method.md#data). `prototypes`: each class' first image,
 the single prototype per class of the paper's synthetic task (Fig. 5; see `pipelines.synthetic`).
 """
 

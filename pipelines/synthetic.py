@@ -1,7 +1,7 @@
 """The paper's synthetic prototype task (Fig. 5): classify random deformations of K prototypes.
 
 Each class is a single prototype image (`pipelines.mnist.prototypes`: the first image of the class);
-every example is a fresh random TPS deformation of strength C (SPEC §1; 3x3 grid by choice) of its
+every example is a fresh TPS deformation of strength C (docs/method.md#deformation; 3x3 grid) of its
 class prototype, generated in-graph. Larger C needs more deformation stability; the paper finds it
 gives smoother filters.
 
@@ -85,7 +85,7 @@ def train(prototype_images, strength, batch_size, seed, grid_size=3, num_example
       batch_size: examples per batch (per input pipeline).
       seed: int in [0, 2**32). Label of example k: uniform on 0..K-1 from the label stream
         (seed, k) (tag TRAIN_LABEL_TAG); deformation: core.deform_batch seed (seed, k).
-      grid_size: control grid, int n or (rows, cols) (SPEC §1 choice: 3).
+      grid_size: control grid, int n or (rows, cols) (docs/method.md#choices: 3).
       num_examples: None for an infinite stream (batches of exactly batch_size, static shape),
         else exactly num_examples examples, one pass (the last batch may be smaller); repeating
         it is up to the caller (a repeat gives the same examples again).
