@@ -26,13 +26,13 @@ from pipelines import idx
 from tests.launch_test import run_launcher
 from tests.run_files import snapshot
 
-SPEC = data_lib.DataSpec(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
+DATA_SPEC = data_lib.DataSpec(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
                          max_train_examples=256)
 CONFIG = train_lib.TrainConfig(
     experiment="cifar10", model_config="mnist", downsampling="max_pool", width=0.0625,
     input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, train_steps=6,
     learning_rate=0.05, eval_grid_size=3, eval_strength=2.0, measure_every=2,
-    num_measure_images=8, checkpoint_every=2, log_every=2, data=dataclasses.asdict(SPEC))
+    num_measure_images=8, checkpoint_every=2, log_every=2, data=dataclasses.asdict(DATA_SPEC))
 # launch.evaluate with the measurement settings of CONFIG (its defaults for fashion_mnist).
 EVALUATE = ["--dataset=fashion_mnist", f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}",
             "--width=0.0625", "--num_measure_images=8", "--seed=0"]
@@ -65,7 +65,7 @@ class LaunchFaultsTest(tf.test.TestCase):
     def setUpClass(cls):
         super().setUpClass()
         cls.config = CONFIG
-        cls.data, _ = data_lib.build(SPEC, CONFIG.batch_size, CONFIG.seed,
+        cls.data, _ = data_lib.build(DATA_SPEC, CONFIG.batch_size, CONFIG.seed,
                                      CONFIG.num_measure_images)
         cls.root = tempfile.mkdtemp()
         cls.trained = os.path.join(cls.root, "trained")
