@@ -27,8 +27,6 @@ from absl import logging
 import keras
 
 from deform_tf import models
-from launch import common
-from launch import train_lib
 
 SIGMAS = (0.0, 0.5, 1.0, 2.0)
 STRENGTHS = (1.0, 2.0, 3.0, 4.0)
@@ -297,12 +295,35 @@ def flagfiles():
     return files
 
 
+def write_flagfiles(directory):
+    """Writes every flagfile of `flagfiles()` into `directory`; returns the names it changed."""
+    os.makedirs(directory, exist_ok=True)
+    changed = []
+    for flagfile in flagfiles():
+        path = os.path.join(directory, flagfile.name)
+        text = flagfile.text()
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+        with open(path, "w") as f:
+            f.write(text)
+        changed.append(flagfile.name)
+    return changed
+
+
 def is_finished(run, root):
     return os.path.exists(os.path.join(root, run.name, "final.json"))
 
 
 def execute(run, root):
-    """Trains one run in this process (same code path as its launcher); returns final.json."""
+    """Trains one run in this process (same code path as its launcher); returns final.json.
+
+    The launcher modules (and `launch.common`, which defines the training flags) are imported
+    here, so that the grid and the flagfiles can be built in a process that defines other flags.
+    """
+    from launch import common  # pylint: disable=g-import-not-at-top
+    from launch import train_lib  # pylint: disable=g-import-not-at-top
     launcher = importlib.import_module(run.launcher)
     settings = common.default_settings(launcher.DEFAULTS)
     settings.update(run.settings)

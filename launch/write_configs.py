@@ -21,28 +21,11 @@ flags.DEFINE_string("configs_dir", experiments.CONFIGS_DIR, "Where the flagfiles
 FLAGS = flags.FLAGS
 
 
-def write(directory):
-    """Writes every generated flagfile into `directory`; returns the names of changed files."""
-    os.makedirs(directory, exist_ok=True)
-    changed = []
-    for flagfile in experiments.flagfiles():
-        path = os.path.join(directory, flagfile.name)
-        text = flagfile.text()
-        if os.path.exists(path):
-            with open(path) as f:
-                if f.read() == text:
-                    continue
-        with open(path, "w") as f:
-            f.write(text)
-        changed.append(flagfile.name)
-    return changed
-
-
 def main(argv):
     if len(argv) > 1:
         raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
     logging.set_verbosity(logging.INFO)
-    changed = write(FLAGS.configs_dir)
+    changed = experiments.write_flagfiles(FLAGS.configs_dir)
     logging.info("%d flagfiles written to %s%s", len(changed), FLAGS.configs_dir,
                  f": {', '.join(changed)}" if changed else " (all were up to date)")
     generated = {f.name for f in experiments.flagfiles()}

@@ -5,42 +5,24 @@ value valid), turns it into the settings of the grid run it stands for, and then
 because the data is absent (--data_dir points at an empty directory), writing nothing.
 """
 
+import json
 import os
-import re
+import subprocess
+import sys
 import tempfile
 
-from absl import flags
 from absl.testing import parameterized
 import tensorflow as tf
 
-from launch import common
 from launch import experiments
-from launch import write_configs
-# The launchers (importing them defines their flags).
-from launch import cifar10
-from launch import imagenet
-from launch import synthetic_mnist
+from tests.launch_test import REPO
 
-FLAGS = flags.FLAGS
-LAUNCHERS = {m.__name__: m for m in (cifar10, imagenet, synthetic_mnist)}
 FLAGFILES = {f.name: f for f in experiments.flagfiles()}
 
 
 def committed(name):
     with open(os.path.join(experiments.CONFIGS_DIR, name)) as f:
         return f.read()
-
-
-def flag_names(text):
-    """Flag names set by a flagfile's lines (`--no<name>` counts as <name>)."""
-    names = []
-    for line in text.splitlines():
-        if line.startswith("--"):
-            name = re.match(r"--([^=]+)", line).group(1)
-            if name not in FLAGS and name.startswith("no"):
-                name = name[2:]
-            names.append(name)
-    return names
 
 
 class GeneratedTest(tf.test.TestCase):
@@ -52,10 +34,10 @@ class GeneratedTest(tf.test.TestCase):
             self.assertEqual(committed(name), flagfile.text(),
                              f"{name} differs from the grid: run python -m launch.write_configs")
 
-    def test_write_configs_writes_each_file_once(self):
+    def test_write_flagfiles_writes_each_file_once(self):
         directory = os.path.join(self.get_temp_dir(), "configs")
-        self.assertCountEqual(write_configs.write(directory), FLAGFILES)
-        self.assertEqual(write_configs.write(directory), [])  # up to date
+        self.assertCountEqual(experiments.write_flagfiles(directory), FLAGFILES)
+        self.assertEqual(experiments.write_flagfiles(directory), [])  # up to date
         with open(os.path.join(directory, "cifar10_max_pool.cfg")) as f:
             self.assertEqual(f.read(), committed("cifar10_max_pool.cfg"))
 
@@ -68,39 +50,32 @@ class GeneratedTest(tf.test.TestCase):
 
 
 class AcceptedTest(parameterized.TestCase, tf.test.TestCase):
+    """Each launcher, in one subprocess (`tests.flagfile_check`), fed each committed file."""
 
-    def setUp(self):
-        super().setUp()
-        self.flags_were_parsed = FLAGS.is_parsed()
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.empty = tempfile.mkdtemp(prefix="empty_data")
+        cls.outputs = os.path.join(tempfile.mkdtemp(prefix="flagfile_runs"), "runs")
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        done = subprocess.run([sys.executable, "-m", "tests.flagfile_check", cls.empty,
+                               cls.outputs], cwd=REPO, env=env, capture_output=True, text=True,
+                              timeout=600)
+        if done.returncode:
+            raise AssertionError(f"tests.flagfile_check failed:\n{done.stderr[-3000:]}")
+        cls.results = json.loads(done.stdout.strip().splitlines()[-1])
 
-    def tearDown(self):
-        FLAGS.unparse_flags()  # every flag back to its default
-        if self.flags_were_parsed:
-            FLAGS([__name__])
-        super().tearDown()
+    def test_every_flagfile_was_checked(self):
+        self.assertCountEqual(self.results, FLAGFILES)
 
     @parameterized.parameters(sorted(FLAGFILES))
     def test_launcher_stops_only_on_the_absent_data(self, name):
-        flagfile = FLAGFILES[name]
-        launcher = LAUNCHERS[flagfile.run.launcher]
-        own = {f.name for module in ("launch.common", flagfile.run.launcher)
-               for f in FLAGS.get_flags_for_module(module)}
-        for flag in flag_names(committed(name)):
-            self.assertIn(flag, own, f"{name}: --{flag} is not a flag of {launcher.__name__}")
-
-        empty = tempfile.mkdtemp(dir=self.get_temp_dir())
-        output_dir = os.path.join(self.get_temp_dir(), name)
-        FLAGS.unparse_flags()
-        FLAGS([launcher.__name__, f"--flagfile={experiments.CONFIGS_DIR}/{name}",
-               f"--data_dir={empty}", f"--output_dir={output_dir}"])  # validators run here
-        settings = common.settings_from_flags(launcher.DEFAULTS)
-        for key, value in flagfile.run.settings.items():
-            if key not in experiments.COMMAND_LINE_SETTINGS:
-                self.assertEqual(settings[key], value, f"{name}: --{key}")
-        with self.assertRaises(common.LaunchError) as stopped:
-            launcher.main([launcher.__name__])
-        self.assertIn(empty, stopped.exception.message)
-        self.assertFalse(os.path.exists(output_dir))
+        result = self.results[name]
+        self.assertEqual(result["foreign_flags"], [], f"{name}: flags its launcher lacks")
+        self.assertEqual(result["stopped"], "LaunchError", f"{name}: {result['message']}")
+        self.assertEqual(result["mismatched_settings"], {}, f"{name}: [launcher, grid]")
+        self.assertIn(self.empty, result["message"])  # it stopped on the data directory
+        self.assertFalse(result["wrote_output_dir"])
 
 
 if __name__ == "__main__":
