@@ -335,7 +335,8 @@ class RepresentationRunner:
                 if self.preprocess is not None:
                     x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
-                for l, rep in enumerate(self.rep_model(x, training=False)):
+                outputs = keras.tree.flatten(self.rep_model(x, training=False))
+                for l, rep in enumerate(outputs):
                     # Split outside XLA: a slice along the batch is a view of the forward's
                     # output.
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)

@@ -263,6 +263,16 @@ def _decode(path):
     return tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
 
 
+def _decode_problem(path):
+    """What TensorFlow says when decoding the file alone (its message without the tf.data
+    context)."""
+    try:
+        _decode(path)
+    except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
+        return e.message.splitlines()[0][:200]
+    return "it decodes alone but not in the input pipeline"
+
+
 def _read_folder(files, count, image_shape):
     dataset = tf.data.Dataset.from_tensor_slices(files[:count]).map(
         lambda path: _fit(_decode(path), *image_shape), num_parallel_calls=tf.data.AUTOTUNE,
@@ -271,9 +281,8 @@ def _read_folder(files, count, image_shape):
     for path in files[:count]:
         try:
             images.append(next(iterator).numpy())
-        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-            raise ValueError(f"Cannot read the image {path!r}: "
-                             f"{e.message.splitlines()[0][:200]}") from None
+        except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError):
+            raise ValueError(f"Cannot read the image {path!r}: {_decode_problem(path)}") from None
     return np.stack(images)
 
 
