@@ -269,7 +269,8 @@ def _decode_problem(path):
     try:
         _decode(path)
     except (tf.errors.InvalidArgumentError, tf.errors.NotFoundError) as e:
-        return e.message.splitlines()[0][:200]
+        message = re.sub(r"\{\{[^}]*\}\}\s*", "", e.message.splitlines()[0])
+        return message.split(" [Op:")[0][:200]
     return "it decodes alone but not in the input pipeline"
 
 
