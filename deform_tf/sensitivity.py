@@ -174,14 +174,6 @@ def _gram_of_rows(unit_rows, norms, block_columns):
     return gram + block_gram(full_blocks * width, tail) if tail else gram
 
 
-def _store_unit_rows(buffer, clean, norms, start):
-    """Writes the unit rows of a chunk [n, ...] into `buffer` [N, ...] at row `start`."""
-    buffer[start:start + clean.shape[0]].assign(_unit_rows(clean, norms))
-
-
-_store_unit_rows_xla = tf.function(_store_unit_rows, jit_compile=True)
-
-
 def _distances_from_gram(gram, distance, norms=None):
     """Pairwise distances [..., N, N] (numpy float64) from the Gram matrices of centred unit rows.
 
@@ -259,8 +251,8 @@ def _layer_measures(clean, moved, noisy, whole):
     Returns:
       dict of per-row [n] float32 values: "norms" (|clean|), "moved_sq" (|moved - clean|^2),
       "paired_cosine", "paired_euclidean" (clean vs deformed), and with `noisy` "noise_sq"
-      (|noisy - clean|^2); and, if `whole`, "gram" [n, n] (the Gram matrix of the centred unit
-      rows, `_centred_unit_rows`).
+      (|noisy - clean|^2); and "gram" [n, n] (the Gram matrix of the centred unit rows,
+      `_centred_unit_rows`) if `whole`, else "unit_rows" [n, ...] (`_unit_rows`).
     """
     norms = _norms(clean)
     moved_sq = _row_sum(tf.math.squared_difference(moved, clean))
@@ -270,6 +262,8 @@ def _layer_measures(clean, moved, noisy, whole):
         out["noise_sq"] = _row_sum(tf.math.squared_difference(noisy, clean))
     if whole:
         out["gram"] = _centred_unit_gram_xla(clean, norms)
+    else:
+        out["unit_rows"] = _unit_rows(clean, norms)
     return out
 
 
@@ -331,20 +325,16 @@ class RepresentationRunner:
         key = (num_groups, relative, whole)
         if key not in self._chunk_fns:
 
-            def chunk(x, start, buffers):
+            def chunk(x):
                 if self.preprocess is not None:
                     x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
-                outputs = keras.tree.flatten(self.rep_model(x, training=False))
-                for l, rep in enumerate(outputs):
+                for rep in keras.tree.flatten(self.rep_model(x, training=False)):
                     # Split outside XLA: a slice along the batch is a view of the forward's
                     # output.
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)
-                    measured = _layer_measures(groups[0], groups[1],
-                                               groups[2] if relative else None, whole)
-                    if not whole:
-                        _store_unit_rows_xla(buffers[l], groups[0], measured["norms"], start)
-                    results.append(measured)
+                    results.append(_layer_measures(groups[0], groups[1],
+                                                   groups[2] if relative else None, whole))
                 return results
 
             self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
@@ -378,8 +368,12 @@ class RepresentationRunner:
         chunk_fn = self._chunk_fn(len(groups), relative, whole)
         for start in range(0, total, batch_size):
             end = min(start + batch_size, total)
-            measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0),
-                                tf.constant(start), None if whole else buffers)
+            measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0))
+            if not whole:
+                # Eagerly, not inside the compiled call: a tf.function keeps the variables of
+                # its first call alive.
+                for buffer, layer in zip(buffers, measured):
+                    buffer[start:end].assign(layer.pop("unit_rows"))
             if progress is not None:
                 progress(end * len(groups), total * len(groups))
             yield measured
@@ -398,7 +392,8 @@ class RepresentationRunner:
             # Graph mode: TF's multithreaded matmul ran 2x faster than XLA's here. A distinct
             # function object per shape (functools.partial): none of them retraces.
             self._gram_fns[key] = tf.function(functools.partial(_gram_of_rows))
-        return self._gram_fns[key](unit_rows, norms, block_columns)
+        # A tensor, not the variable: a tf.function keeps the variables of its first call alive.
+        return self._gram_fns[key](tf.convert_to_tensor(unit_rows), norms, block_columns)
 
 
 def _check_distance(distance):

@@ -1,8 +1,10 @@
 """Tests of deformation sensitivity and relative stability against numpy brute force."""
 
+import gc
 import itertools
 import json
 import os
+import weakref
 
 from absl.testing import parameterized
 import keras
@@ -168,7 +170,7 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         whole = sensitivity._centred_unit_gram(rows, norms)
         buffer = tf.Variable(tf.zeros(rows.shape))
         for a, b in ((0, 3), (3, 4), (4, 10)):
-            sensitivity._store_unit_rows_xla(buffer, rows[a:b], norms[a:b], a)
+            buffer[a:b].assign(sensitivity._unit_rows(rows[a:b], norms[a:b]))
         # In one block, and in blocks of 5 columns (4 full blocks and a tail of 4), under XLA.
         stored = [tf.function(sensitivity._gram_of_rows, jit_compile=True)(
             buffer, norms, columns) for columns in (24, 5)]
@@ -217,6 +219,24 @@ class MeasureDeformationTest(tf.test.TestCase):
                 self.assertAllClose(chunked["relative_stability"][field],
                                     whole["relative_stability"][field], rtol=1e-5)
         json.dumps(whole)
+
+    def test_chunked_measurements_keep_no_rows(self):
+        model = _tiny_model()
+        runner = sensitivity.RepresentationRunner(model)
+        allocate, buffers = runner.row_buffers, []
+
+        def recording_row_buffers(num_images):
+            allocated = allocate(num_images)
+            buffers.extend(weakref.ref(b) for b in allocated)
+            return allocated
+
+        runner.row_buffers = recording_row_buffers
+        for _ in range(2):
+            sensitivity.measure_deformation(model, _images(6), _deform, batch_size=4,
+                                            runner=runner)
+        gc.collect()
+        self.assertLen(buffers, 2 * 13)
+        self.assertEqual([b() for b in buffers], [None] * len(buffers))
 
     def test_xla_forward_equals_graph_forward(self):
         model = _tiny_model()
