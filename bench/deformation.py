@@ -336,7 +336,8 @@ def select_workloads(spec, pool):
     names = {n.strip().lower() for n in spec.split(",") if n.strip()}
     workloads = tuple(w for w in pool if w.name.lower() in names)
     if not workloads:
-        raise SystemExit(f"--workloads: none of {spec!r} is CIFAR or ImageNet")
+        raise SystemExit(f"--workloads: none of {spec!r} is one of "
+                         f"{', '.join(w.name for w in pool)}")
     return workloads
 
 

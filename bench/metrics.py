@@ -21,8 +21,8 @@ N = 32 images 224x224x3, 5x5 grid, C = 10 px) it times, side by side:
 With `--breakdown`, the library evaluation is also split into its stages, each timed alone with
 the same inputs, calling the library's internals the way `measure_deformation` runs them: the
 deformation; the runner's one compiled call that forwards the 2N images and computes every
-per-layer measure inside the graph (`measure_groups`: paired distances and Gram matrices of the
-centred clean rows, each layer under XLA); the exact pairwise medians (numpy). One more row times
+per-layer measure inside the graph (`measure_groups`: paired distances in graph mode and the Gram
+matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more row times
 the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
 this CPU (the target stays defined against the graph mode).
 
@@ -155,8 +155,8 @@ def _entries(w, candidate, breakdown, seeds):
     if breakdown:
         # pylint: disable=protected-access
         groups = [images, deformed]
-        chunk = next(runner.measure_groups(groups, None, ("cosine",), False))
-        grams = [layer["gram_cosine"].numpy() for layer in chunk]
+        chunk = next(runner.measure_groups(groups, None, False))
+        grams = [layer["gram"].numpy() for layer in chunk]
         forward_xla = tf.function(lambda x: model(x, training=False), input_signature=[spec],
                                   jit_compile=True)
 
@@ -164,8 +164,8 @@ def _entries(w, candidate, breakdown, seeds):
             sensitivity._deform(deform_fn_of(seeds.take()), images).numpy()
 
         def run_measures():
-            measured = next(runner.measure_groups(groups, None, ("cosine",), False))
-            measured[-1]["gram_cosine"].numpy()
+            measured = next(runner.measure_groups(groups, None, False))
+            measured[-1]["gram"].numpy()
 
         def run_medians():
             sensitivity._medians_of_pairs(

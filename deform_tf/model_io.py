@@ -9,6 +9,11 @@ Checkpoint files: `ckpt-N.index` plus `ckpt-N.data-SSSSS-of-TTTTT` (one per shar
 the `checkpoint` state file. A checkpoint is *complete* when its index and all its data shards
 are present; `latest_checkpoint` falls back to the newest complete one when the file the state
 names is missing (moved away), and reports a damaged state file instead of ignoring it.
+
+Any Keras model can be read from a `.keras` file. A `.keras` file keeps no declared measured
+points (`deform_tf.representations.declare_measured_layers`), so a model of the VGG family read
+from one is recognized by its layer names and declared again: it is measured at the same 13 / 19
+points as when it was built.
 """
 
 import json
@@ -19,6 +24,7 @@ import keras
 import tensorflow as tf
 
 from deform_tf import models
+from deform_tf import representations
 
 MODEL_CONFIG_FILE = "model_config.json"
 CHECKPOINT_STATE_FILE = "checkpoint"
@@ -136,19 +142,42 @@ def load_model(source):
         raise FileNotFoundError(f"No model at {path!r}: expected a .keras file or a checkpoint.")
     if path.endswith((".keras", ".h5")):
         try:
-            return keras.models.load_model(path)
+            model = keras.models.load_model(path)
         except Exception as e:  # Keras raises many types for corrupt files.
             raise ValueError(f"Cannot load the Keras model file {path!r}: {e}") from None
+        vgg_layers = models.vgg_layout_layers(model)
+        if vgg_layers:
+            representations.declare_measured_layers(model, vgg_layers)
+        return model
     return _load_checkpoint(path)
 
 
-def as_representation_model(model):
-    """(rep_model, names) from a `(rep_model, names)` pair, a vgg model or a path."""
-    if isinstance(model, tuple):
+def as_representations(model, layers=None, input_shape=None):
+    """`deform_tf.representations.Representations` of what to measure.
+
+    Args:
+      model: a `Representations`; a `(rep_model, names)` pair (a model returning the outputs to
+        measure, and their names); a Keras model or a path (`load_model`).
+      layers, input_shape: for a Keras model or a path: the selection and the input size (see
+        `deform_tf.representations.representation_model`); must be None otherwise.
+    """
+    if isinstance(model, (tuple, representations.Representations)):
+        if layers is not None or input_shape is not None:
+            raise ValueError("`layers` and `input_shape` apply to a Keras model or a path, not to "
+                             "a given representation model.")
+        if isinstance(model, representations.Representations):
+            return model
         rep_model, names = model
         if len(rep_model.outputs) != len(names):
             raise ValueError(
                 f"The representation model has {len(rep_model.outputs)} outputs but "
                 f"{len(names)} names were given.")
-        return rep_model, list(names)
-    return models.representation_model(load_model(model))
+        return representations.Representations(
+            rep_model, representations.output_points(rep_model, names))
+    return representations.representation_model(load_model(model), layers, input_shape)
+
+
+def as_representation_model(model):
+    """(rep_model, names) of what `as_representations` selects by default."""
+    reps = as_representations(model)
+    return reps.model, reps.names

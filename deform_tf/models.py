@@ -17,9 +17,10 @@ Downsampling variants (each halves height and width, rounding down):
   strided       2x2 conv, stride 2, same channel count, with bias, linear (no BN, no ReLU)
   strided_relu  the same conv (no bias) followed by batch norm and ReLU
 
-`representation_model(model)` maps the input to what is measured (docs/method.md#sensitivity): the
-input (layer 0), each conv unit's output and each downsampling output, in order, up to the last
-downsampling layer: 13 for the CIFAR-10 net, 19 for the ImageNet net.
+The builder declares the measured points as data while it builds them
+(`deform_tf.representations.declare_measured_layers`; docs/method.md#sensitivity): the input (layer 0), each conv unit's output and each downsampling output, in
+order, up to the last downsampling layer: 13 for the CIFAR-10 net, 19 for the ImageNet net.
+`representation_model(model)` maps the input to them.
 """
 
 import re
@@ -28,6 +29,7 @@ import keras
 import tensorflow as tf
 
 from deform_tf import initializers
+from deform_tf import representations
 
 # Channels per conv of each stage (docs/method.md#models). `mnist` is the CIFAR-10 net on 1-channel
 # 32x32 input (28x28 digits zero-padded by the input pipeline).
@@ -132,6 +134,7 @@ def vgg(
 
     inputs = keras.Input(shape=input_shape, name="input")
     x = inputs
+    measured = []  # the measured points, collected as they are built
     for i, stage in enumerate(stages, start=1):
         for j, channels in enumerate(stage, start=1):
             x = keras.layers.Conv2D(
@@ -139,10 +142,14 @@ def vgg(
                 kernel_initializer=init(), name=f"block{i}_conv{j}")(x)
             x = bn(f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
+            measured.append(f"block{i}_relu{j}")
         x = _downsampling_layers(downsampling, x.shape[-1], init, bn, f"block{i}_down")(x)
+        measured.append(f"block{i}_down_relu" if downsampling == "strided_relu"
+                        else f"block{i}_down")
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
     outputs = keras.layers.Dense(num_classes, kernel_initializer=init(), name="logits")(x)
-    return keras.Model(inputs, outputs, name=name or f"vgg_{config}_{downsampling}")
+    model = keras.Model(inputs, outputs, name=name or f"vgg_{config}_{downsampling}")
+    return representations.declare_measured_layers(model, measured)
 
 
 def _downsampling_layers(kind, channels, init, bn, name):
@@ -162,39 +169,49 @@ def _downsampling_layers(kind, channels, init, bn, name):
     return lambda x: relu(norm(conv(x)))
 
 
-def measured_layer_names(model):
-    """Names of the layers whose outputs are measured, in order (without the input).
+def vgg_layout_layers(model):
+    """The measured layers of a model with the VGG family's layer names, or None.
 
-    Every conv unit's ReLU (`block{i}_relu{j}`) and every downsampling output (`block{i}_down`,
-    or `block{i}_down_relu` for `strided_relu`), up to the last downsampling layer.
-
-    Raises:
-      ValueError: if the model has no such layers (not built by `vgg`).
+    Recognizes a `vgg` model by its layer names (`block{i}_relu{j}`, `block{i}_down`,
+    `block{i}_down_relu`): for models read back from `.keras` files, which keep no declaration.
+    Every conv unit's ReLU and every downsampling output, up to the last downsampling layer.
     """
     names = [layer.name for layer in model.layers if _MEASURED.match(layer.name)]
     # For strided_relu the unit output is block{i}_down_relu, not the conv block{i}_down.
     names = [n for n in names if not (n.endswith("_down") and f"{n}_relu" in names)]
     downs = [k for k, n in enumerate(names) if "_down" in n]
-    if not downs:
+    return names[:downs[-1] + 1] if downs else None
+
+
+def measured_layer_names(model):
+    """Names of the layers whose outputs are measured, in order (without the input).
+
+    The layers `vgg` declared; for a model without a declaration, those of its VGG layout
+    (`vgg_layout_layers`).
+
+    Raises:
+      ValueError: if the model has neither (not built by `vgg`).
+    """
+    names = representations.declared_measured_layers(model) or vgg_layout_layers(model)
+    if not names:
         raise ValueError(
-            f"Model {model.name!r} has no layers named block{{i}}_relu{{j}} / block{{i}}_down; "
-            "representations can only be measured on models built by deform_tf.models.vgg "
-            "(or following its layer names).")
-    return names[:downs[-1] + 1]
+            f"Model {model.name!r} has no declared measured layers and no layers named "
+            "block{i}_relu{j} / block{i}_down: not a deform_tf.models.vgg model. Use "
+            "deform_tf.representations.representation_model for any other model.")
+    return list(names)
 
 
 def representation_model(model):
     """A model from the input to every measured representation, and their names.
 
     Args:
-      model: a model built by `vgg` (or with the same layer names).
+      model: a model built by `vgg` (or read back from a `.keras` file of one).
 
     Returns:
       (rep_model, names): `rep_model(images)` returns a list of tensors, one per measured layer:
       the input itself (layer 0, named "input"), then each `measured_layer_names(model)` output,
       in order. `names` lists their names ("input", "block1_relu1", ...).
     """
-    names = measured_layer_names(model)
-    outputs = [model.inputs[0]] + [model.get_layer(n).output for n in names]
-    rep_model = keras.Model(model.inputs[0], outputs, name=f"{model.name}_representations")
-    return rep_model, ["input"] + names
+    reps = representations.representation_model(
+        model, [representations.INPUT_NAME] + measured_layer_names(model))
+    return reps.model, reps.names

@@ -16,31 +16,46 @@ the same L2 norm as tau_i x_i - x_i,
     R_l = D_l / G_l
 
 Both run the clean and perturbed images of a chunk through one batched forward pass, in chunks
-of `batch_size` images (the result does not depend on the chunking).
+of `batch_size` images (the result does not depend on the chunking). What is measured: the
+points of `deform_tf.representations` (the paper's 13 / 19 for the VGG family; for any other
+model the input, every nonlinearity and downsampling output and the final output, or an explicit
+`layers` selection), after an optional `preprocess` of the clean, deformed and noisy images.
 
 How it runs (`RepresentationRunner`): one compiled function per chunk forwards the clean and
-perturbed images and computes every per-layer measure inside the graph, each layer's under XLA
-(`_layer_measures`), so the representations never come back as eager tensors: the paired
-distances, the relative-stability sums and, when the chunk holds all N images, the N x N Gram
-matrix of the clean rows (centred, see below). With several chunks, each returns its centred
-clean rows instead and one XLA function computes the Gram matrices after the last chunk
-(`_centred_gram`). numpy then takes the exact median of the N (N - 1) / 2 distances.
-Cosine distances are half the squared Euclidean distances of the unit rows, so both distances
-come from the Gram matrix of centred rows: with float32 products, centring keeps the error
-proportional to the distances themselves (no cancellation against the rows' common component;
-within ~1e-6 relative of a float64 computation on the paper's nets). Memory: with several chunks,
-the centred clean rows of all N images are kept until the Gram matrices (N x sum of layer sizes
-x 4 bytes per distance: ~72 MB for the full-width CIFAR-10 net at N = 128).
+perturbed images and computes every per-layer measure in the graph (`_layer_measures`: TF's
+multithreaded row reductions, which ran several times faster on CPU than XLA's for large
+layers), so the representations never come back as eager tensors: per image the norm of the
+clean representation, |moved - clean|^2 (the Euclidean distance, D_f's sum) and the cosine
+distance derived from them, and |noisy - clean|^2. The pairwise distances come from the Gram
+matrix of the clean representations' unit rows, centred (`_centred_unit_rows`): cosine distances
+are half the squared distances of the unit rows, Euclidean distances follow from those and the
+norms (`_distances_from_gram`), and the mean squared pairwise distance of the relative stability
+too. With float32 products, centring keeps the error proportional to the distances (no
+cancellation against the rows' common component; within ~1e-6 relative of a float64 computation
+on the paper's nets). When the chunk holds all N images, the Gram matrix is formed inside the
+chunk's call (under XLA); with several chunks, each writes the unit rows of its clean images into
+one variable per layer (`row_buffers`) and the Gram matrices are formed after the last chunk,
+layer by layer, over column blocks (`_gram_of_rows`). numpy then takes the exact median of the
+N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers' sizes) x 4 bytes of
+unit rows (~72 MB for the full-width CIFAR-10 net at N = 128, 5.3 GiB for ResNet50 at 224 px),
+plus one chunk's forward pass.
 
 Results are plain dicts of Python lists and numbers (JSON-serializable).
 """
 
+import functools
+
+import keras
 import numpy as np
 import tensorflow as tf
 
 from deform_tf import model_io
 
 DISTANCES = ("cosine", "euclidean")
+# With several chunks, the Gram matrix of a layer is accumulated over column blocks of at most
+# this many bytes of centred rows (a copy of all rows of a large layer would add its size to the
+# peak memory).
+GRAM_BLOCK_BYTES = 32 << 20
 
 
 def _row_sum(values):
@@ -93,64 +108,90 @@ def paired_distance(a, b, distance):
     return tf.sqrt(_row_sum(tf.square(a - b)))
 
 
-def _centred_rows(clean, distance, norms=None):
-    """The rows [n, F] whose pairwise Euclidean distances give `distance`, centred.
+def _unit_rows(clean, norms):
+    """The rows of [n, ...] `clean` divided by their [n] `norms` (a zero row stays zero)."""
+    tiny = tf.constant(1e-30, clean.dtype)
+    return clean * _per_row(1.0 / tf.maximum(norms, tiny), clean)
+
+
+def _centred_unit_rows(clean, norms):
+    """The unit rows of one chunk [n, F], centred, and their centre [F].
 
     Args:
       clean: [n, ...] float32 representations.
-      distance: "cosine" (unit rows: 1 - cos(a, b) = |a/|a| - b/|b||^2 / 2) or "euclidean" (the
-        rows themselves).
-      norms: optional [n] L2 norms of the rows of `clean` (cosine), if already computed.
+      norms: [n] L2 norms of the rows of `clean`.
 
     Returns:
-      (rows [n, F] minus a centre, the centre [F]). Any centre leaves the distances unchanged;
-      one inside the rows' hull keeps the float32 products of the Gram matrix away from
-      cancellation. Euclidean: the mean row. Cosine: sum_i r_i / sum_i |r_i|, the mean of the
-      unit rows weighted by the norms, summed from the representations directly (the plain mean
-      of the unit rows would make XLA store them). The unit rows are products with the
-      reciprocal norms, cheap enough for XLA to recompute wherever they are used.
+      (unit rows minus the centre [n, F], the centre [F]). Any centre leaves the distances
+      unchanged; one inside the rows' hull keeps the float32 products of the Gram matrix away
+      from cancellation: sum_i r_i / sum_i |r_i|, the mean of the unit rows weighted by the
+      norms, summed from the representations directly (the plain mean of the unit rows would
+      make XLA store them). The unit rows are products with the reciprocal norms, cheap enough
+      for XLA to recompute wherever they are used.
     """
     size = int(np.prod(clean.shape[1:]))
-    if distance == "cosine":
-        norms = _norms(clean) if norms is None else norms
-        tiny = tf.constant(1e-30, clean.dtype)
-        rows = clean * _per_row(1.0 / tf.maximum(norms, tiny), clean)
-        centre = tf.reduce_sum(clean, axis=0) / tf.maximum(tf.reduce_sum(norms), tiny)
-    else:
-        rows = clean
-        centre = tf.reduce_mean(clean, axis=0)
-    return tf.reshape(rows - centre, [-1, size]), tf.reshape(centre, [size])
+    tiny = tf.constant(1e-30, clean.dtype)
+    centre = tf.reduce_sum(clean, axis=0) / tf.maximum(tf.reduce_sum(norms), tiny)
+    return (tf.reshape(_unit_rows(clean, norms) - centre, [-1, size]),
+            tf.reshape(centre, [size]))
 
 
-def _centred_gram(chunks, centres):
-    """Gram matrix [N, N] of the rows of all chunks, on one common centre.
-
-    Args:
-      chunks: list of [n_k, F] row chunks, each centred on its own centre (`_centred_rows`).
-      centres: list of the [F] chunk centres. With several chunks, each is moved to the
-        count-weighted mean of the centres (exact for the distances; the shifts are small).
-    """
-    if len(chunks) == 1:
-        rows = chunks[0]
-    else:
-        counts = [tf.cast(tf.shape(c)[0], tf.float32) for c in chunks]
-        common = tf.add_n([k * m for k, m in zip(counts, centres)]) / tf.add_n(counts)
-        rows = tf.concat([c + (m - common) for c, m in zip(chunks, centres)], axis=0)
+def _gram(rows):
+    """Gram matrix [n, n] of [n, F] rows."""
     return tf.matmul(rows, rows, transpose_b=True)
 
 
-def _grams(chunks, centres):
-    """`_centred_gram` of every layer: chunks[l] and centres[l] are the lists of layer l."""
-    return [_centred_gram(c, m) for c, m in zip(chunks, centres)]
+def _gram_of_rows(unit_rows, norms, block_columns):
+    """Gram matrix [N, N] of the centred unit rows of one layer, from all N of them.
+
+    The centre is sum_i r_i / sum_i |r_i| (as in `_centred_unit_rows`), formed here from the unit
+    rows and their norms. Accumulated over blocks of `block_columns` columns (in a loop, so that
+    only one block of centred rows [N, block_columns] exists at a time, not a copy of all rows).
+
+    Args:
+      unit_rows: [N, ...] float32 unit rows (`_unit_rows`), e.g. a variable filled by chunks.
+      norms: [N] float32 norms of the rows.
+      block_columns: int, columns per block.
+    """
+    total = unit_rows.shape[0]
+    rows = tf.reshape(unit_rows, [total, -1])
+    weights = norms[None, :] / tf.maximum(tf.reduce_sum(norms), 1e-30)
+
+    def block_gram(start, width):
+        block = tf.slice(rows, [0, start], [total, width])
+        return _gram(block - tf.matmul(weights, block))
+
+    size = rows.shape[1]
+    width = min(size, block_columns)
+    full_blocks, tail = divmod(size, width)
+    if full_blocks == 1:
+        gram = block_gram(0, width)
+    else:
+        gram = tf.while_loop(
+            lambda k, g: k < full_blocks,
+            lambda k, g: (k + 1, g + block_gram(k * width, width)),
+            (tf.constant(0), tf.zeros([total, total])), parallel_iterations=1)[1]
+    return gram + block_gram(full_blocks * width, tail) if tail else gram
 
 
-def _distances_from_gram(gram, distance):
-    """Pairwise distances [..., N, N] (numpy float64) from [..., N, N] Gram matrices of centred
-    rows (`_centred_rows`)."""
+def _distances_from_gram(gram, distance, norms=None):
+    """Pairwise distances [..., N, N] (numpy float64) from the Gram matrices of centred unit rows.
+
+    Args:
+      gram: [..., N, N] Gram matrices of centred unit rows (`_centred_unit_rows`).
+      distance: "cosine": |u_i - u_j|^2 / 2 = 1 - cos(r_i, r_j). "euclidean": |r_i - r_j| =
+        sqrt((n_i - n_j)^2 + n_i n_j |u_i - u_j|^2) with n the norms (exact for unit rows; the
+        rounding error scales with the distances, as for centred rows).
+      norms: [..., N] L2 norms of the rows (float64), for "euclidean".
+    """
     gram = np.asarray(gram, np.float64)
     sq = np.diagonal(gram, axis1=-2, axis2=-1)
-    squared = np.maximum(sq[..., :, None] + sq[..., None, :] - 2.0 * gram, 0.0)
-    return 0.5 * squared if distance == "cosine" else np.sqrt(squared)
+    unit_squared = np.maximum(sq[..., :, None] + sq[..., None, :] - 2.0 * gram, 0.0)
+    if distance == "cosine":
+        return 0.5 * unit_squared
+    norms = np.asarray(norms, np.float64)
+    a, b = norms[..., :, None], norms[..., None, :]
+    return np.sqrt(np.square(a - b) + a * b * unit_squared)
 
 
 def _medians_of_pairs(distances):
@@ -159,10 +200,16 @@ def _medians_of_pairs(distances):
     return np.median(distances[..., upper[0], upper[1]], axis=-1)
 
 
+def _norms64(rows):
+    """L2 norms [n] (float64) of the rows of [n, ...]."""
+    return tf.sqrt(_row_sum(tf.square(tf.cast(rows, tf.float64))))
+
+
 def pairwise_distances(rows, distance):
     """All pairwise distances among the rows of [N, ...] -> [N, N] numpy float64."""
-    centred, centre = _centred_rows(tf.cast(rows, tf.float32), distance)
-    return _distances_from_gram(_centred_gram([centred], [centre]).numpy(), distance)
+    rows = tf.cast(rows, tf.float32)
+    centred, _ = _centred_unit_rows(rows, _norms(rows))
+    return _distances_from_gram(_gram(centred).numpy(), distance, _norms64(rows).numpy())
 
 
 def median_pairwise_distance(rows, distance):
@@ -170,42 +217,53 @@ def median_pairwise_distance(rows, distance):
     return float(_medians_of_pairs(pairwise_distances(rows, distance)))
 
 
-def _layer_measures(clean, moved, noisy, distances, whole):
-    """Every measure of one layer on one chunk (compiled by XLA inside the runner's forward).
+def _cosine_from_sums(diff_sq, norm_a, norm_b):
+    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
+
+    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
+    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
+    a zero row is at distance 0.5 from any other row and 0 from a zero row.
+    """
+    tiny = tf.constant(1e-30, diff_sq.dtype)
+    product = norm_a * norm_b
+    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
+        product, tiny)
+    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
+    return tf.where(product > 0, cosine, one_zero)
+
+
+def _centred_unit_gram(clean, norms):
+    """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA)."""
+    return _gram(_centred_unit_rows(clean, norms)[0])
+
+
+_centred_unit_gram_xla = tf.function(_centred_unit_gram, jit_compile=True)
+
+
+def _layer_measures(clean, moved, noisy, whole):
+    """Every per-chunk measure of one layer, in graph mode (TF's multithreaded reductions).
 
     Args:
       clean, moved: [n, ...] float32 representations of the clean and deformed images.
       noisy: [n, ...] representations of the noisy images for the relative stability, or None.
-      distances: tuple of the distances of the sensitivity (subset of DISTANCES).
-      whole: the chunk holds all N images: compute the Gram matrices here.
+      whole: the chunk holds all N images: compute the Gram matrix here (under XLA).
 
     Returns:
-      dict with, for each distance d, "paired_<d>" [n] (clean vs deformed) and either, if
-      `whole`, "gram_<d>" [n, n] (the Gram matrix of the centred rows, `_centred_gram`) or
-      "rows_<d>" [n, F] and "centre_<d>" [F] (the centred rows and their centre,
-      `_centred_rows`, for `_centred_gram` over all chunks); with `noisy`, the float64 sums over
-      the chunk "deform_sq" = sum |moved - clean|^2, "noise_sq" = sum |noisy - clean|^2,
-      "clean_sq" = sum |clean|^2 (scalars) and "clean_sum" [F] = sum_i clean_i.
+      dict of per-row [n] float32 values: "norms" (|clean|), "moved_sq" (|moved - clean|^2),
+      "paired_cosine", "paired_euclidean" (clean vs deformed), and with `noisy` "noise_sq"
+      (|noisy - clean|^2); and "gram" [n, n] (the Gram matrix of the centred unit rows,
+      `_centred_unit_rows`) if `whole`, else "unit_rows" [n, ...] (`_unit_rows`).
     """
-    out = {}
-    for d in distances:
-        if d == "cosine":
-            norm_clean, norm_moved = _pair_norms(clean, moved)
-            out["paired_cosine"] = _paired_cosine(clean, moved, norm_clean, norm_moved)
-            rows, centre = _centred_rows(clean, d, norm_clean)
-        else:
-            out["paired_euclidean"] = paired_distance(clean, moved, d)
-            rows, centre = _centred_rows(clean, d)
-        if whole:
-            out[f"gram_{d}"] = _centred_gram([rows], [centre])
-        else:
-            out[f"rows_{d}"], out[f"centre_{d}"] = rows, centre
+    norms = _norms(clean)
+    moved_sq = _row_sum(tf.math.squared_difference(moved, clean))
+    out = {"norms": norms, "moved_sq": moved_sq, "paired_euclidean": tf.sqrt(moved_sq),
+           "paired_cosine": _cosine_from_sums(moved_sq, norms, _norms(moved))}
     if noisy is not None:
-        c = tf.cast(clean, tf.float64)
-        out["deform_sq"] = tf.reduce_sum(tf.square(tf.cast(moved, tf.float64) - c))
-        out["noise_sq"] = tf.reduce_sum(tf.square(tf.cast(noisy, tf.float64) - c))
-        out["clean_sq"] = tf.reduce_sum(tf.square(c))
-        out["clean_sum"] = tf.reshape(tf.reduce_sum(c, axis=0), [-1])
+        out["noise_sq"] = _row_sum(tf.math.squared_difference(noisy, clean))
+    if whole:
+        out["gram"] = _centred_unit_gram_xla(clean, norms)
+    else:
+        out["unit_rows"] = _unit_rows(clean, norms)
     return out
 
 
@@ -217,18 +275,39 @@ class RepresentationRunner:
 
     Args:
       model: as in `deformation_sensitivity`.
-      jit_compile: compile the forward pass with XLA too (the per-layer measures and the Gram
-        matrices always are). Off by default: on the CIFAR-10 net, the whole call compiled with
-        XLA was slower on the benchmark CPU (bench/README.md, bench.metrics).
+      jit_compile: compile each chunk's whole call (forward and measures) with XLA. Off by
+        default: on the CIFAR-10 net, the whole call compiled with XLA was slower on the
+        benchmark CPU (bench/README.md, bench.metrics).
+      layers: which outputs to measure (see `deform_tf.representations`); None = the model's
+        declared points (the VGG family) or the default of any network.
+      preprocess: None, or a callable mapping a float32 image batch [n, H, W, C] to the model's
+        input (e.g. a `keras.applications` family's `preprocess_input`); applied to the clean,
+        deformed and noisy images alike, after the deformation, inside the compiled call.
+      input_shape: (height, width, channels), for models whose input size is undefined.
+
+    Attributes:
+      rep_model: the `keras.Model` from images to the measured outputs.
+      points: tuple of `deform_tf.representations.Point`, one per output.
+      names: the points' names.
     """
 
-    def __init__(self, model, jit_compile=False):
-        self.rep_model, self.names = model_io.as_representation_model(model)
+    def __init__(self, model, jit_compile=False, layers=None, preprocess=None,
+                 input_shape=None):
+        reps = model_io.as_representations(model, layers, input_shape)
+        self.rep_model, self.points, self.names = reps.model, reps.points, reps.names
         self.input_shape = tuple(self.rep_model.inputs[0].shape[1:])
         self.jit_compile = jit_compile
-        # (num_groups, distances, relative, whole) -> compiled chunk function
+        self.preprocess = preprocess
+        # (num_groups, relative, whole) -> compiled chunk function
         self._chunk_fns = {}
-        self._grams_fn = tf.function(_grams, jit_compile=True, reduce_retracing=True)
+        # (row shape, block columns) -> compiled `_gram_of_rows` (one per layer shape, so
+        # that none retraces)
+        self._gram_fns = {}
+
+    @property
+    def feature_count(self):
+        """Values per image summed over all measured outputs (sum of height x width x channels)."""
+        return sum(p.height * p.width * p.channels for p in self.points)
 
     def check_images(self, images, min_images=2):
         images = tf.convert_to_tensor(images)
@@ -242,51 +321,79 @@ class RepresentationRunner:
                 f"{images.shape[0]}.")
         return tf.cast(images, tf.float32)
 
-    def _chunk_fn(self, num_groups, distances, relative, whole):
-        key = (num_groups, distances, relative, whole)
+    def _chunk_fn(self, num_groups, relative, whole):
+        key = (num_groups, relative, whole)
         if key not in self._chunk_fns:
-            measures = tf.function(_layer_measures, jit_compile=True)
 
             def chunk(x):
+                if self.preprocess is not None:
+                    x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
-                for rep in self.rep_model(x, training=False):
+                for rep in keras.tree.flatten(self.rep_model(x, training=False)):
                     # Split outside XLA: a slice along the batch is a view of the forward's
-                    # output; XLA would copy it for the column sums.
-                    groups = tf.split(rep, num_groups)
-                    results.append(measures(groups[0], groups[1],
-                                            groups[2] if relative else None, distances, whole))
+                    # output.
+                    groups = tf.split(tf.cast(rep, tf.float32), num_groups)
+                    results.append(_layer_measures(groups[0], groups[1],
+                                                   groups[2] if relative else None, whole))
                 return results
 
-            spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
-            self._chunk_fns[key] = tf.function(chunk, input_signature=[spec],
-                                               jit_compile=self.jit_compile)
+            self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
         return self._chunk_fns[key]
 
-    def measure_groups(self, groups, batch_size, distances, relative):
+    def row_buffers(self, num_images):
+        """One float32 variable [num_images, height, width, channels] per point, for the unit
+        rows of the clean images when they go through the model in several chunks."""
+        return [tf.Variable(tf.zeros((num_images,) + tuple(o.shape[1:])), trainable=False)
+                for o in self.rep_model.outputs]
+
+    def measure_groups(self, groups, batch_size, relative, progress=None, buffers=None):
         """Yields, per chunk, a list (per layer) of the `_layer_measures` dicts.
 
         Args:
           groups: [N, ...] float32 image tensors: clean, deformed (, noisy for `relative`). Each
             chunk of all groups goes through the model as one batch, in one compiled call.
           batch_size: images per group and chunk; None = all N at once (then the Gram matrices
-            come with the chunk's measures, as "gram_<d>").
-          distances: tuple of the distances of the sensitivity (subset of DISTANCES).
-          relative: also compute the relative-stability sums.
+            come with the chunk's measures, as "gram").
+          relative: also measure the noisy images (the third group).
+          progress: None, or a callable(images forwarded so far, images to forward) called
+            after each chunk.
+          buffers: with several chunks, `row_buffers(N)`, which receive the unit rows of the
+            clean images (for `gram_of_rows` after the last chunk).
         """
         total = int(groups[0].shape[0])
         batch_size = min(batch_size or total, total)
-        chunk_fn = self._chunk_fn(len(groups), tuple(distances), relative, batch_size == total)
+        whole = batch_size == total
+        if not whole and buffers is None:
+            raise ValueError("Measuring in several chunks needs `buffers` (row_buffers(N)).")
+        chunk_fn = self._chunk_fn(len(groups), relative, whole)
         for start in range(0, total, batch_size):
-            yield chunk_fn(tf.concat([g[start:start + batch_size] for g in groups], axis=0))
+            end = min(start + batch_size, total)
+            measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0))
+            if not whole:
+                # Eagerly, not inside the compiled call: a tf.function keeps the variables of
+                # its first call alive.
+                for buffer, layer in zip(buffers, measured):
+                    buffer[start:end].assign(layer.pop("unit_rows"))
+            if progress is not None:
+                progress(end * len(groups), total * len(groups))
+            yield measured
 
-    def grams(self, chunks, centres):
-        """Per layer, the Gram matrix [N, N] of its centred rows (`_centred_gram`), under XLA.
+    def gram_of_rows(self, unit_rows, norms):
+        """The Gram matrix [N, N] of the centred unit rows of one layer (`_gram_of_rows`).
 
         Args:
-          chunks: per layer, the list of its [n_k, F] centred row chunks ("rows_<d>").
-          centres: per layer, the list of the [F] chunk centres ("centre_<d>").
+          unit_rows: the layer's [N, ...] unit rows (a `row_buffers` variable).
+          norms: [N] float32 norms of its rows.
         """
-        return self._grams_fn(chunks, centres)
+        total = int(unit_rows.shape[0])
+        block_columns = max(1, GRAM_BLOCK_BYTES // (4 * total))
+        key = (tuple(unit_rows.shape), block_columns)
+        if key not in self._gram_fns:
+            # Graph mode: TF's multithreaded matmul ran 2x faster than XLA's here. A distinct
+            # function object per shape (functools.partial): none of them retraces.
+            self._gram_fns[key] = tf.function(functools.partial(_gram_of_rows))
+        # A tensor, not the variable: a tf.function keeps the variables of its first call alive.
+        return self._gram_fns[key](tf.convert_to_tensor(unit_rows), norms, block_columns)
 
 
 def _check_distance(distance):
@@ -303,8 +410,31 @@ def _deform(deform_fn, images):
     return deformed
 
 
+def make_runner(model, images, layers=None, preprocess=None, runner=None):
+    """The runner to measure `model` on `images`: `runner` if given, else a new one.
+
+    A new runner gets `layers` and `preprocess`, and the images' size for a model whose input
+    size is undefined. With a `runner`, `layers` and `preprocess` must be None (the runner has
+    its own).
+    """
+    if runner is not None:
+        if layers is not None or preprocess is not None:
+            raise ValueError("Pass `layers` and `preprocess` to the RepresentationRunner, not "
+                             "with `runner=`.")
+        return runner
+    if not isinstance(model, tuple):
+        model = model_io.load_model(model)
+        shape = getattr(images, "shape", None)
+        if (isinstance(model, keras.Model) and model.inputs
+                and None in tuple(model.inputs[0].shape[1:]) and shape is not None):
+            return RepresentationRunner(model, layers=layers, preprocess=preprocess,
+                                        input_shape=tuple(shape[1:]))
+    return RepresentationRunner(model, layers=layers, preprocess=preprocess)
+
+
 def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=True,
-                        noise_seed=(0, 0), batch_size=None, runner=None):
+                        noise_seed=(0, 0), batch_size=None, runner=None, layers=None,
+                        preprocess=None, progress=None):
     """Sensitivity for several distances and relative stability from one forward pass.
 
     Clean, deformed (and, for `relative`, noisy) images of each chunk go through the model as
@@ -312,10 +442,13 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     compiled call (see the module docstring).
 
     Args:
-      model, images, deform_fn, batch_size, runner: as in `deformation_sensitivity`.
+      model, images, deform_fn, batch_size, runner, layers, preprocess: as in
+        `deformation_sensitivity`.
       distances: the distances of the sensitivity results wanted (subset of DISTANCES).
       relative: also compute `relative_stability`.
       noise_seed: stateless seed [2] of the Gaussian noise of the relative stability.
+      progress: None, or a callable(images forwarded so far, images to forward), called after
+        each chunk (e.g. to update a progress bar).
 
     Returns:
       dict with "sensitivity_<distance>" for each distance (as `deformation_sensitivity`
@@ -324,26 +457,37 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     distances = tuple(distances)
     for distance in distances:
         _check_distance(distance)
-    runner = runner or RepresentationRunner(model)
+    runner = make_runner(model, images, layers, preprocess, runner)
     images = runner.check_images(images)
     deformed = _deform(deform_fn, images)
     groups = [images, deformed]
     if relative:
         groups.append(images + matched_gaussian_noise(images, deformed, noise_seed))
     n_total = int(images.shape[0])
-    chunks = list(runner.measure_groups(groups, batch_size, distances, relative))
-    layers = range(len(runner.names))
+    whole = (batch_size or n_total) >= n_total
+    buffers = None if whole else runner.row_buffers(n_total)
+    chunks = list(runner.measure_groups(groups, batch_size, relative, progress, buffers))
+    del groups, deformed
+    num_layers = len(runner.names)
+
+    def gathered(key):
+        """[layers, N] float64 per-row values of all chunks."""
+        return np.stack([np.concatenate([np.asarray(c[l][key]) for c in chunks])
+                         for l in range(num_layers)]).astype(np.float64)
+
+    if whole:
+        grams = [layer["gram"].numpy() for layer in chunks[0]]
+    else:
+        norms = tf.constant(gathered("norms"), tf.float32)
+        grams = []
+        for l in range(num_layers):
+            grams.append(runner.gram_of_rows(buffers[l], norms[l]).numpy())
+            buffers[l] = None  # frees the rows of this layer
+    grams, norms = np.stack(grams), gathered("norms")
     result = {}
     for d in distances:
-        if len(chunks) == 1:
-            grams = [chunks[0][l][f"gram_{d}"] for l in layers]
-        else:
-            grams = runner.grams([[c[l][f"rows_{d}"] for c in chunks] for l in layers],
-                                 [[c[l][f"centre_{d}"] for c in chunks] for l in layers])
-        numerators = [float(np.mean(np.concatenate(
-            [c[l][f"paired_{d}"].numpy() for c in chunks]).astype(np.float64))) for l in layers]
-        denominators = _medians_of_pairs(
-            _distances_from_gram(np.stack([g.numpy() for g in grams]), d)).tolist()
+        numerators = np.mean(gathered(f"paired_{d}"), axis=1).tolist()
+        denominators = _medians_of_pairs(_distances_from_gram(grams, d, norms)).tolist()
         result[f"sensitivity_{d}"] = {
             "layers": list(runner.names),
             "sensitivity": [n / m if m > 0 else float("nan")
@@ -354,16 +498,11 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
             "num_images": n_total,
         }
     if relative:
-        def chunk_total(key):
-            return np.array([sum(float(c[l][key]) for c in chunks) for l in layers])
-
-        # sum_{i<j} |r_i - r_j|^2 = N sum_i |r_i|^2 - |sum_i r_i|^2, over N (N - 1) / 2 pairs.
-        sum_sq = np.array([float(tf.reduce_sum(tf.square(tf.add_n(
-            [c[l]["clean_sum"] for c in chunks])))) for l in layers])
-        pair_mean = ((n_total * chunk_total("clean_sq") - sum_sq)
-                     / (n_total * (n_total - 1) / 2))
-        d_f = (chunk_total("deform_sq") / n_total) / pair_mean
-        g_f = (chunk_total("noise_sq") / n_total) / pair_mean
+        upper = np.triu_indices(n_total, k=1)
+        pair_mean = np.mean(np.square(_distances_from_gram(grams, "euclidean", norms))[
+            :, upper[0], upper[1]], axis=-1)
+        d_f = np.mean(gathered("moved_sq"), axis=1) / pair_mean
+        g_f = np.mean(gathered("noise_sq"), axis=1) / pair_mean
         result["relative_stability"] = {
             "layers": list(runner.names),
             "relative_stability": (d_f / g_f).tolist(),
@@ -376,20 +515,28 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
 
 
 def deformation_sensitivity(model, images, deform_fn, distance="cosine", batch_size=None,
-                            runner=None):
+                            runner=None, layers=None, preprocess=None):
     """Per-layer normalized deformation sensitivity (the paper's Fig. 3, 4, 7 measure).
 
     Args:
-      model: a classifier built by `deform_tf.models.vgg`, a `(rep_model, names)` pair from
-        `representation_model`, or a path to a saved `.keras` model or a checkpoint directory
-        (see `deform_tf.model_io.load_model`).
-      images: [N, height, width, channels] float images, N >= 2 (paper: N = 128).
+      model: a built Keras model with one image input (functional, Sequential, or nesting such
+        models; see `deform_tf.representations`), a path to a saved `.keras` model or a
+        checkpoint directory (see `deform_tf.model_io.load_model`), or a `(rep_model, names)`
+        pair / `deform_tf.representations.Representations` naming the outputs to measure.
+      images: [N, height, width, channels] float images, N >= 2 (paper: N = 128), in the pixel
+        space of the deformation (before `preprocess`).
       deform_fn: callable mapping the [N, ...] images to one deformation of each (e.g.
         `lambda x: random_tps_deformation(x, 3, 2.0, seed)`); called once on all N images.
       distance: "cosine" or "euclidean".
       batch_size: images per forward chunk (each chunk forwards 2 x batch_size images);
         None = all at once. The result does not depend on it.
-      runner: optional `RepresentationRunner` to reuse a compiled forward pass.
+      runner: optional `RepresentationRunner` to reuse a compiled forward pass (it then holds
+        the layer selection and preprocessing).
+      layers: which outputs to measure (see `deform_tf.representations`); None = the model's
+        declared points (the VGG family: 13 / 19 points) or the default of any network.
+      preprocess: None, or a callable applied to the clean and deformed images alike, after
+        the deformation, to make the model's input (e.g. a keras.applications
+        `preprocess_input`).
 
     Returns:
       dict with "layers" (names, layer 0 = "input"), "sensitivity", "numerator" (mean clean vs
@@ -398,7 +545,8 @@ def deformation_sensitivity(model, images, deform_fn, distance="cosine", batch_s
     """
     _check_distance(distance)
     return measure_deformation(model, images, deform_fn, (distance,), relative=False,
-                               batch_size=batch_size, runner=runner)[f"sensitivity_{distance}"]
+                               batch_size=batch_size, runner=runner, layers=layers,
+                               preprocess=preprocess)[f"sensitivity_{distance}"]
 
 
 def matched_gaussian_noise(images, deformed, seed):
@@ -411,11 +559,12 @@ def matched_gaussian_noise(images, deformed, seed):
 
 
 def relative_stability(model, images, deform_fn, noise_seed=(0, 0), batch_size=None,
-                       runner=None):
+                       runner=None, layers=None, preprocess=None):
     """Per-layer D_f, G_f and R_f = D_f / G_f of Petrini et al. 2021.
 
     Args:
-      model, images, deform_fn, batch_size, runner: as in `deformation_sensitivity`.
+      model, images, deform_fn, batch_size, runner, layers, preprocess: as in
+        `deformation_sensitivity` (the noise is added before `preprocess`).
       noise_seed: stateless seed [2] for the Gaussian noise.
 
     Returns:
@@ -425,4 +574,5 @@ def relative_stability(model, images, deform_fn, noise_seed=(0, 0), batch_size=N
     """
     return measure_deformation(model, images, deform_fn, (), relative=True,
                                noise_seed=noise_seed, batch_size=batch_size,
-                               runner=runner)["relative_stability"]
+                               runner=runner, layers=layers,
+                               preprocess=preprocess)["relative_stability"]

@@ -1,8 +1,10 @@
 """Tests of deformation sensitivity and relative stability against numpy brute force."""
 
+import gc
 import itertools
 import json
 import os
+import weakref
 
 from absl.testing import parameterized
 import keras
@@ -125,11 +127,13 @@ class DeformationSensitivityTest(parameterized.TestCase, tf.test.TestCase):
             sensitivity.deformation_sensitivity(self.model, images, deform_fn, distance,
                                                 runner=self.runner)
 
-    def test_model_without_measured_layers(self):
+    def test_model_without_declared_points_is_measured_at_its_default_points(self):
         inputs = keras.Input([16, 16, 3])
         model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="c")(inputs))
-        with self.assertRaisesRegex(ValueError, "block"):
-            sensitivity.deformation_sensitivity(model, _images(4), _deform)
+        result = sensitivity.deformation_sensitivity(model, _images(4), _deform)
+        # A linear "valid" conv is neither a nonlinearity nor a downsampling: only the input
+        # and the final output.
+        self.assertEqual(result["layers"], ["input", "c"])
 
 
 class GramTest(parameterized.TestCase, tf.test.TestCase):
@@ -158,32 +162,42 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
                             np.median(expected[upper]), rtol=1e-3)
 
     @parameterized.parameters("cosine", "euclidean")
-    def test_gram_over_chunks_equals_gram_of_all_rows(self, distance):
+    def test_gram_of_stored_rows_equals_gram_of_one_chunk(self, distance):
         rows = tf.constant(self._clustered_rows(n=10, size=24).reshape(10, 2, 3, 4))
+        norms = tf.norm(tf.reshape(rows, [10, -1]), axis=1)
+        norms64 = np.linalg.norm(rows.numpy().reshape(10, -1).astype(np.float64), axis=1)
         # pylint: disable=protected-access
-        whole = sensitivity._centred_gram(*[[t] for t in sensitivity._centred_rows(rows, distance)])
-        chunks, centres = zip(*[sensitivity._centred_rows(rows[a:b], distance)
-                                for a, b in ((0, 3), (3, 4), (4, 10))])
-        chunked = sensitivity._centred_gram(list(chunks), list(centres))
+        whole = sensitivity._centred_unit_gram(rows, norms)
+        buffer = tf.Variable(tf.zeros(rows.shape))
+        for a, b in ((0, 3), (3, 4), (4, 10)):
+            buffer[a:b].assign(sensitivity._unit_rows(rows[a:b], norms[a:b]))
+        # In one block, and in blocks of 5 columns (4 full blocks and a tail of 4), under XLA.
+        stored = [tf.function(sensitivity._gram_of_rows, jit_compile=True)(
+            buffer, norms, columns) for columns in (24, 5)]
         expected = self._brute_pairwise(rows.numpy(), distance)
-        for gram in (whole, chunked):
-            got = sensitivity._distances_from_gram(gram.numpy(), distance)
+        for gram in [whole] + stored:
+            got = sensitivity._distances_from_gram(gram.numpy(), distance, norms64)
             self.assertAllClose(got, expected, rtol=1e-3, atol=1e-12)
         # pylint: enable=protected-access
 
-    def test_layer_measures_under_xla_equal_eager(self):
+    def test_layer_measures_match_numpy(self):
         rng = np.random.default_rng(3)
-        clean, moved, noisy = (tf.constant(rng.uniform(size=(6, 4, 4, 3)), tf.float32)
+        clean, moved, noisy = (rng.uniform(size=(6, 4, 4, 3)).astype(np.float32)
                                for _ in range(3))
+        clean[1] = moved[1]  # a paired distance of exactly 0
         # pylint: disable=protected-access
-        measures = sensitivity._layer_measures
-        compiled = tf.function(measures, jit_compile=True)
-        for whole in (True, False):
-            eager = measures(clean, moved, noisy, sensitivity.DISTANCES, whole)
-            xla = compiled(clean, moved, noisy, sensitivity.DISTANCES, whole)
-            self.assertEqual(set(eager), set(xla))
-            for key in eager:
-                self.assertAllClose(xla[key], eager[key], rtol=1e-5, atol=1e-6, msg=key)
+        measures = tf.function(sensitivity._layer_measures)(clean, moved, noisy, False)
+        c, m, n = (x.reshape(6, -1).astype(np.float64) for x in (clean, moved, noisy))
+        self.assertAllClose(measures["norms"], np.linalg.norm(c, axis=1), rtol=1e-6)
+        self.assertAllClose(measures["moved_sq"], np.sum((m - c) ** 2, axis=1), rtol=1e-5)
+        self.assertAllClose(measures["noise_sq"], np.sum((n - c) ** 2, axis=1), rtol=1e-5)
+        self.assertAllClose(measures["paired_cosine"],
+                            [_brute_distance(a, b, "cosine") for a, b in zip(c, m)], rtol=1e-5)
+        self.assertEqual(measures["paired_cosine"][1], 0.0)
+        self.assertEqual(measures["paired_euclidean"][1], 0.0)
+        whole = tf.function(sensitivity._layer_measures)(clean, moved, None, True)
+        self.assertAllClose(sensitivity._distances_from_gram(whole["gram"], "cosine"),
+                            self._brute_pairwise(clean, "cosine"), atol=1e-6)
         # pylint: enable=protected-access
 
 
@@ -205,6 +219,24 @@ class MeasureDeformationTest(tf.test.TestCase):
                 self.assertAllClose(chunked["relative_stability"][field],
                                     whole["relative_stability"][field], rtol=1e-5)
         json.dumps(whole)
+
+    def test_chunked_measurements_keep_no_rows(self):
+        model = _tiny_model()
+        runner = sensitivity.RepresentationRunner(model)
+        allocate, buffers = runner.row_buffers, []
+
+        def recording_row_buffers(num_images):
+            allocated = allocate(num_images)
+            buffers.extend(weakref.ref(b) for b in allocated)
+            return allocated
+
+        runner.row_buffers = recording_row_buffers
+        for _ in range(2):
+            sensitivity.measure_deformation(model, _images(6), _deform, batch_size=4,
+                                            runner=runner)
+        gc.collect()
+        self.assertLen(buffers, 2 * 13)
+        self.assertEqual([b() for b in buffers], [None] * len(buffers))
 
     def test_xla_forward_equals_graph_forward(self):
         model = _tiny_model()
@@ -261,7 +293,7 @@ class RelativeStabilityTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(tf.norm(tf.reshape(noise, [5, -1]), axis=1),
                             tf.norm(tf.reshape(deformed - images, [5, -1]), axis=1), rtol=1e-5)
 
-    def test_vgg_chunked_equals_unchunked_and_pooling_is_stabler(self):
+    def test_vgg_chunked_equals_unchunked_and_is_one_at_the_input(self):
         model = _tiny_model("avg_pool")
         images = _images(8)
         runner = sensitivity.RepresentationRunner(model)

@@ -1,0 +1,275 @@
+"""Peak memory and time of a full deformation-stability profile of keras.applications networks.
+
+Run as `python -m bench.profile` (`--quick` for a smoke run of seconds). For each workload
+(ResNet50 and MobileNetV2 at 224 x 224, weights=None, N = 128 images, TPS 5x5 grid, C = 10 px,
+the default points: 59 and 42) it measures:
+
+  memory   `deform_tf.profile.profile(model, images, deform_fn)` with the default chunking, in a
+           fresh subprocess per workload, which reports its peak resident memory
+           (`resource.getrusage(RUSAGE_SELF).ru_maxrss`), the same after building the model and
+           the images (baseline), and the chunk size. A second subprocess forwards the 3N images
+           through the classifier in the same chunks (the memory any evaluation needs).
+           Target: ResNet50 at most 8 GiB.
+  time     in one process, round-robin: `forward 3N`, a `tf.function` forwarding the clean,
+           deformed and noisy images through the classifier (`model(x, training=False)`, graph
+           mode) in the profile's chunks of 3 x chunk images; and `profile`, the full profile
+           (both distances, the exact medians of all N(N-1)/2 pairs, R_f) with one prebuilt
+           `RepresentationRunner` and a fresh deformation seed per call. Each entry is called
+           once before timing (tracing, XLA compilation). Target: profile <= 1.5x forward 3N.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from bench import tf_env  # pylint: disable=wrong-import-position
+
+tf_env.configure()  # before TF is imported
+import keras  # pylint: disable=wrong-import-position
+import tensorflow as tf  # pylint: disable=wrong-import-position
+
+import deform_tf  # pylint: disable=wrong-import-position
+from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
+from deform_tf import profile  # pylint: disable=wrong-import-position
+from deform_tf import sensitivity  # pylint: disable=wrong-import-position
+
+FORWARD = "forward 3N (classifier)"
+PROFILE = "profile"
+TIME_TARGET = 1.5
+MEMORY_TARGET_GIB = {"ResNet50": 8.0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+    name: str
+    constructor: str  # keras.applications attribute
+    size: int
+    num_images: int
+    grid_size: int = 5
+    strength: float = 10.0
+    alpha: float = 1.0  # MobileNet width multiplier (for the quick workloads)
+
+    def build(self):
+        kwargs = dict(weights=None, input_shape=(self.size, self.size, 3),
+                      classifier_activation=None)
+        if self.alpha != 1.0:
+            kwargs["alpha"] = self.alpha
+        keras.utils.set_random_seed(0)
+        return getattr(keras.applications, self.constructor)(**kwargs)
+
+    def describe(self):
+        alpha = f" alpha={self.alpha:g}" if self.alpha != 1.0 else ""
+        return (f"{self.constructor}{alpha} (weights=None), N={self.num_images} images "
+                f"{self.size}x{self.size}x3, {self.grid_size}x{self.grid_size} grid, "
+                f"C={self.strength:g}")
+
+
+PAPER_WORKLOADS = (
+    Workload("ResNet50", "ResNet50", 224, 128),
+    Workload("MobileNetV2", "MobileNetV2", 224, 128),
+)
+QUICK_WORKLOADS = (Workload("MobileNetV2", "MobileNetV2", 32, 6, 3, 2.0, alpha=0.35),)
+DEFAULT_REPS = 3
+
+
+def _images(w):
+    return tf.random.stateless_uniform([w.num_images, w.size, w.size, 3], [1, 2], maxval=255.0)
+
+
+def _deform_fn(w, seed):
+    return lambda x: deform_tf.random_tps_deformation(x, w.grid_size, w.strength, seed)
+
+
+def _forward_3n(model, images, chunk):
+    """A function forwarding 3 copies of the images' chunks (as the profile's groups)."""
+    spec = tf.TensorSpec((None,) + tuple(images.shape[1:]), tf.float32)
+    forward = tf.function(lambda x: model(x, training=False), input_signature=[spec])
+    moved = images + 1.0
+    noisy = images + 2.0
+
+    def run():
+        for start in range(0, int(images.shape[0]), chunk):
+            end = start + chunk
+            forward(tf.concat([images[start:end], moved[start:end], noisy[start:end]], 0)).numpy()
+    return run
+
+
+def _peak_mib():
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def child_memory(w, what):
+    """In a fresh process: peak memory of one profile (or forward 3N) of workload `w`."""
+    model = w.build()
+    images = _images(w)
+    runner = sensitivity.RepresentationRunner(model)
+    chunk = profile.chunk_size(runner, w.num_images)
+    baseline = _peak_mib()
+    start = time.perf_counter()
+    if what == PROFILE:
+        rows = profile.profile(model, images, _deform_fn(w, [3, 4]), runner=runner)
+        assert len(rows) == len(runner.points)
+    else:
+        _forward_3n(model, images, chunk)()
+    return {"workload": w.name, "entry": what, "peak_mib": _peak_mib(), "baseline_mib": baseline,
+            "chunk": chunk, "points": len(runner.points), "seconds": time.perf_counter() - start,
+            "stored_mib": w.num_images * runner.feature_count * 4 / 2**20}
+
+
+def measure_memory(workload, quick, what, log):
+    """Runs `child_memory` in a subprocess; returns its dict."""
+    command = [sys.executable, "-m", "bench.profile", "--child", what,
+               "--workloads", workload.name] + (["--quick"] if quick else [])
+    log(f"  memory: {workload.name} {what} (subprocess)")
+    result = subprocess.run(command, capture_output=True, text=True, check=False,
+                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if result.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def measure_time(w, reps, log):
+    """Median seconds of FORWARD and PROFILE, round-robin; returns {entry: [seconds]}."""
+    model = w.build()
+    images = _images(w)
+    runner = sensitivity.RepresentationRunner(model)
+    chunk = profile.chunk_size(runner, w.num_images)
+    seeds = iter(range(1, 10**6))
+
+    def run_profile():
+        profile.profile(model, images, _deform_fn(w, tf.constant([next(seeds), 7])),
+                        runner=runner)
+
+    entries = [(FORWARD, _forward_3n(model, images, chunk)), (PROFILE, run_profile)]
+    for name, fn in entries:
+        start = time.perf_counter()
+        fn()
+        log(f"  warm-up {w.name} {name}: {time.perf_counter() - start:.1f} s")
+    samples = {name: [] for name, _ in entries}
+    for rep in range(reps):
+        for name, fn in entries[rep % 2:] + entries[:rep % 2]:
+            start = time.perf_counter()
+            fn()
+            samples[name].append(time.perf_counter() - start)
+        log(f"  {w.name}: round {rep + 1}/{reps} done")
+    return samples, chunk
+
+
+def run_benchmark(workloads, reps, quick, memory=True, log=None):
+    """Rows (dicts) of the memory and time measurements of every workload."""
+    log = log or (lambda message: None)
+    rows = []
+    for w in workloads:
+        row = {"workload": w.name}
+        if memory:
+            for what in (PROFILE, FORWARD):
+                m = measure_memory(w, quick, what, log)
+                key = "profile" if what == PROFILE else "forward"
+                row[f"{key}_peak_mib"] = m["peak_mib"]
+                row["baseline_mib"], row["stored_mib"] = m["baseline_mib"], m["stored_mib"]
+                row["points"] = m["points"]
+        samples, chunk = measure_time(w, reps, log)
+        row["chunk"] = chunk
+        for name, values in samples.items():
+            row[name] = float(np.median(values))
+            q25, q75 = np.percentile(values, [25, 75])
+            row[f"{name} IQR"] = float((q75 - q25) / np.median(values))
+        row["ratio"] = row[PROFILE] / row[FORWARD]
+        rows.append(row)
+    return rows
+
+
+def format_report(rows, memory):
+    lines = []
+    if memory:
+        lines += ["| workload | points | chunk | peak RSS, profile | peak RSS, forward 3N | "
+                  "baseline (model, images) | unit rows N x F x 4 B |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            lines.append(
+                f"| {r['workload']} | {r['points']} | {r['chunk']} | "
+                f"{r['profile_peak_mib'] / 1024:.2f} GiB | {r['forward_peak_mib'] / 1024:.2f} "
+                f"GiB | {r['baseline_mib'] / 1024:.2f} GiB | {r['stored_mib'] / 1024:.2f} GiB |")
+        lines.append("")
+    lines += ["| workload | forward 3N s (IQR) | profile s (IQR) | profile / forward 3N |",
+              "|---|---:|---:|---:|"]
+    for r in rows:
+        lines.append(f"| {r['workload']} | {r[FORWARD]:.3f} ({100 * r[FORWARD + ' IQR']:.0f}%) "
+                     f"| {r[PROFILE]:.3f} ({100 * r[PROFILE + ' IQR']:.0f}%) | "
+                     f"{r['ratio']:.2f} |")
+    lines.append("")
+    for r in rows:
+        met = "met" if r["ratio"] <= TIME_TARGET else "NOT met"
+        lines.append(f"- {r['workload']}: profile = {r['ratio']:.2f}x forward 3N; target <= "
+                     f"{TIME_TARGET}x: {met}.")
+        if memory and r["workload"] in MEMORY_TARGET_GIB:
+            peak, target = r["profile_peak_mib"] / 1024, MEMORY_TARGET_GIB[r["workload"]]
+            lines.append(f"- {r['workload']}: peak RSS {peak:.2f} GiB; target <= {target:g} "
+                         f"GiB: {'met' if peak <= target else 'NOT met'}.")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(prog="python -m bench.profile",
+                                     description=__doc__.split("\n\n")[0])
+    parser.add_argument("--reps", type=int, default=None,
+                        help=f"round-robin rounds per workload (default {DEFAULT_REPS}; 1 with "
+                        "--quick)")
+    parser.add_argument("--quick", action="store_true", help="smoke run: a tiny MobileNetV2")
+    parser.add_argument("--workloads", default=None,
+                        help="comma-separated subset of ResNet50,MobileNetV2")
+    parser.add_argument("--no_memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--child", choices=(PROFILE, FORWARD), default=None,
+                        help=argparse.SUPPRESS)  # internal: one memory measurement
+    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
+    args = parser.parse_args(argv)
+    if args.reps is None:
+        args.reps = 1 if args.quick else DEFAULT_REPS
+    if args.reps < 1:
+        parser.error("--reps must be >= 1")
+    return args
+
+
+def main(argv=None, out=None):
+    """Runs the benchmark and prints the report; returns it as a string."""
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    out = out or sys.stdout
+    all_workloads = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
+    workloads = (select_workloads(args.workloads, all_workloads) if args.workloads
+                 else all_workloads)
+    if args.child:
+        print(json.dumps(child_memory(workloads[0], args.child)), file=out, flush=True)
+        return None
+
+    def log(message):
+        if args.verbose:
+            print(message, file=sys.stderr, flush=True)
+
+    start = time.perf_counter()
+    load = os.getloadavg()[0]
+    rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log)
+    report = "\n".join([
+        "# Deformation-stability profile: memory and time (bench.profile)"
+        + (" -- QUICK smoke run" if args.quick else ""),
+        "",
+        machine_info() + f"; 1-min load average at start {load:.2f}",
+        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+        f"Round-robin rounds: {args.reps}; median s/call; IQR = interquartile range / median; "
+        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s.",
+        "",
+        format_report(rows, not args.no_memory),
+    ])
+    print(report, file=out, flush=True)
+    return report
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+r"""Deformation-stability profile of Keras models: per-layer sensitivity and relative stability.
+
+Measures, at every point of each --model (by default the input, every nonlinearity and
+downsampling output and the final output; the paper's points for its VGG nets; or --layers), the
+deformation sensitivity with the cosine and the Euclidean distance and the relative stability
+R_f = D_f / G_f, on --num_images images and one random deformation each (`deform_tf.profile`):
+
+  python -m launch.profile --model=resnet50 --weights=none --images=DIR_OR_DATASET \
+      --num_images=128 --deformation=tps --grid_size=5 --strength=10 --output_dir=/tmp/prof
+
+--model: comma-separated keras.applications names (vgg16, resnet50, mobilenet_v2,
+efficientnet_b0, densenet121, convnext_tiny, ...; see `launch.profile_lib.APPLICATIONS`), the
+paper's nets (vgg_<cifar10|imagenet|mnist>_<downsampling>), .keras files or checkpoint
+directories written by the training launchers. Each model's own input conventions are applied
+after the deformation (the family's keras.applications `preprocess_input`; the training
+pipeline's normalization for the paper's nets; --preprocess overrides). --images: a folder of
+JPEG/PNG files, an ImageNet TFRecord file or glob, or the embedded Fashion-MNIST subset (the
+default). --layers: layer names, `re:<regex>` or `class:<keras layer class>`, comma-separated.
+
+Writes into --output_dir: profile.csv (one row per model and point), profile.json (the rows and
+the settings), profile.png (the curves against relative depth) and summaries/ (TensorBoard). Bad
+flags, unreadable images, an unknown model or unavailable weights: one message, exit status 2,
+nothing written. Existing outputs are kept: with --overwrite they are moved into
+--output_dir/replaced-<time>/ (nothing is deleted).
+"""
+
+import contextlib
+import sys
+import time
+
+from absl import flags
+from absl import logging
+import keras
+import tensorflow as tf
+
+from deform_tf import profile
+from deform_tf import sensitivity
+from launch import common
+from launch import profile_lib
+
+flags.DEFINE_list("model", None, "Comma-separated models: keras.applications names, the paper's "
+                  "vgg_<config>_<downsampling> nets, .keras files, checkpoint directories.")
+flags.DEFINE_string("weights", "none", "none (initialization), imagenet (keras.applications; "
+                    "from the Keras cache or the network) or a weights file.")
+flags.DEFINE_integer("image_size", None, "Input height and width in pixels; default: each "
+                     "model's own (224 for keras.applications).")
+flags.DEFINE_multi_string("layers", None, "Points to measure: layer names, re:<regex>, "
+                          "class:<keras layer class>, comma-separated; default: the input, every "
+                          "nonlinearity and downsampling output and the final output.")
+flags.DEFINE_string("images", None, "A folder of JPEG/PNG images, an ImageNet TFRecord file or "
+                    "glob, or fashion_mnist (the embedded subset, the default).")
+flags.DEFINE_integer("num_images", 128, "Images N (the median runs over all N(N-1)/2 pairs).")
+flags.DEFINE_enum("deformation", "tps", ["tps", "diffeo"], "tps: random thin-plate spline "
+                  "(--grid_size, --strength); diffeo: Petrini et al.'s random diffeomorphism "
+                  "(--temperature, --cutoff).")
+flags.DEFINE_integer("grid_size", 5, "TPS control grid (n x n points, border included).")
+flags.DEFINE_float("strength", 10.0, "TPS strength C in pixels (offsets uniform in [-C, C]).")
+flags.DEFINE_float("temperature", None, "Diffeo temperature T; default: the T whose RMS "
+                   "displacement equals the TPS deformation's (--grid_size, --strength).")
+flags.DEFINE_integer("cutoff", 3, "Diffeo cutoff: the highest sine mode per axis.")
+flags.DEFINE_integer("chunk_size", None, "Images per group (clean, deformed, noisy) and forward "
+                     "chunk; default: what keeps a chunk's measured outputs under 512 MiB.")
+flags.DEFINE_enum("preprocess", "auto", list(profile_lib.PREPROCESS), "Input conventions: auto "
+                  "(each model's own), none (pixels 0..255), unit (pixels / 255), or a "
+                  "keras.applications mode (caffe, tf, torch).")
+
+flags.register_validator("num_images", lambda v: v >= 2,
+                         message="--num_images must be >= 2 (pairwise distances).")
+flags.register_validator("image_size", lambda v: v is None or v >= 2,
+                         message="--image_size must be >= 2 pixels.")
+flags.register_validator("grid_size", lambda v: v >= 2, message="--grid_size must be >= 2.")
+flags.register_validator("strength", lambda v: v >= 0, message="--strength must be >= 0 pixels.")
+flags.register_validator("temperature", lambda v: v is None or v >= 0,
+                         message="--temperature must be >= 0.")
+flags.register_validator("cutoff", lambda v: v >= 1, message="--cutoff must be >= 1.")
+flags.register_validator("chunk_size", lambda v: v is None or v >= 1,
+                         message="--chunk_size must be a positive integer.")
+
+FLAGS = flags.FLAGS
+# Flags of launch.common this launcher uses; its training flags do not apply here.
+COMMON_FLAGS = ("output_dir", "seed", "overwrite")
+
+
+def _check_flags():
+    given = [flag.name for flag in FLAGS.get_flags_for_module(common.__name__)
+             if flag.present and flag.name not in COMMON_FLAGS]
+    if given:
+        raise common.usage_error(f"--{given[0]} is a training flag; launch.profile does not use "
+                                 "it (see --helpshort).")
+    if not FLAGS.model:
+        raise common.usage_error("--model is required: keras.applications names, the paper's "
+                                 "vgg_<config>_<downsampling>, .keras files or checkpoint dirs.")
+    if len(set(FLAGS.model)) != len(FLAGS.model):
+        raise common.usage_error(f"--model lists a model twice: {FLAGS.model}.")
+    if not FLAGS.output_dir:
+        raise common.usage_error("--output_dir is required: where the profile is written.")
+    existing = profile_lib.existing_outputs(FLAGS.output_dir)
+    if existing and not FLAGS.overwrite:
+        raise common.usage_error(f"{FLAGS.output_dir} already holds {', '.join(existing)}; pass "
+                                 "--overwrite to move them aside or choose another --output_dir.")
+
+
+class _ProgressBar:
+    """A keras Progbar on stderr over the images forwarded (clean, deformed, noisy)."""
+
+    def __init__(self, name):
+        self.name, self.bar = name, None
+
+    def __call__(self, done, total):
+        with contextlib.redirect_stdout(sys.stderr):
+            if self.bar is None:
+                sys.stderr.write(f"{self.name}: forward passes (images)\n")
+                self.bar = keras.utils.Progbar(total, unit_name="image")
+            self.bar.update(done)
+
+
+def _settings(models, deformation):
+    height, width = models[0].image_shape[:2]
+    if deformation.kind == "tps":
+        text = f"TPS {deformation.grid_size}x{deformation.grid_size} grid, C = " \
+               f"{deformation.strength:g} px"
+    else:
+        text = f"diffeo T = {deformation.temperature_for(height, width):.3g} (at " \
+               f"{height}x{width}), cutoff {deformation.cutoff}"
+    return {
+        "models": [m.name for m in models],
+        "weights": FLAGS.weights,
+        "image_shapes": {m.name: list(m.image_shape) for m in models},
+        "preprocess": {m.name: m.preprocess_name for m in models},
+        "layers": FLAGS.layers,
+        "images": FLAGS.images or profile_lib.EMBEDDED,
+        "num_images": FLAGS.num_images,
+        "deformation": deformation.kind,
+        "grid_size": deformation.grid_size,
+        "strength": deformation.strength,
+        "temperature": ({m.name: deformation.temperature_for(*m.image_shape[:2]) for m in models}
+                        if deformation.kind == "diffeo" else None),
+        "cutoff": deformation.cutoff,
+        "seed": FLAGS.seed,
+        "chunk_size": FLAGS.chunk_size,
+        "deformation_text": text,
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+    }
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    _check_flags()
+    logging.set_verbosity(logging.INFO)
+    deformation = profile_lib.Deformation(
+        FLAGS.deformation, FLAGS.grid_size, FLAGS.strength, FLAGS.temperature, FLAGS.cutoff,
+        FLAGS.seed)
+    try:
+        layers = profile_lib.parse_layers(FLAGS.layers)
+        profile_lib.check_image_source(FLAGS.images)
+        models = [profile_lib.resolve_model(spec, FLAGS.weights, FLAGS.image_size,
+                                            FLAGS.preprocess, FLAGS.seed) for spec in FLAGS.model]
+        images = {}
+        for m in models:
+            if m.image_shape not in images:
+                images[m.image_shape] = profile_lib.load_images(FLAGS.images, FLAGS.num_images,
+                                                                m.image_shape)
+        runners = []
+        for m in models:
+            try:
+                runners.append(sensitivity.RepresentationRunner(
+                    m.model, layers=layers, preprocess=m.preprocess))
+            except ValueError as e:
+                raise ValueError(f"{m.name}: {e}") from None
+        # Every deformation is built before the first measurement (bad parameters fail here).
+        deform_fns = [deformation.function(*m.image_shape[:2]) for m in models]
+    except (FileNotFoundError, ValueError) as e:
+        raise common.usage_error(str(e)) from None
+    rows, seconds = [], {}
+    for m, runner, deform_fn in zip(models, runners, deform_fns):
+        logging.info("Profiling %s: %d points, %s images, preprocess %s", m.name,
+                     len(runner.points), "x".join(map(str, m.image_shape)), m.preprocess_name)
+        start = time.perf_counter()
+        rows += profile.profile(None, images[m.image_shape], deform_fn, runner=runner,
+                                name=m.name, noise_seed=(FLAGS.seed, 7),
+                                batch_size=FLAGS.chunk_size, progress=_ProgressBar(m.name))
+        seconds[m.name] = round(time.perf_counter() - start, 1)
+        logging.info("%s: %.1f s", m.name, seconds[m.name])
+    settings = _settings(models, deformation)
+    settings["seconds"] = seconds
+    moved = profile_lib.move_aside(FLAGS.output_dir)
+    if moved:
+        logging.info("Moved the previous outputs to %s", moved)
+    for path in profile_lib.write_outputs(FLAGS.output_dir, rows, settings):
+        logging.info("Wrote %s", path)
+
+
+if __name__ == "__main__":
+    common.run(main)

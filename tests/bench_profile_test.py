@@ -1,0 +1,43 @@
+"""Smoke test of `bench.profile`: the quick workload, one round, the report's rows and verdicts."""
+
+import io
+
+import tensorflow as tf
+
+from bench import profile as bench_profile
+
+
+class BenchProfileTest(tf.test.TestCase):
+
+    def test_quick_time_report(self):
+        out = io.StringIO()
+        report = bench_profile.main(["--quick", "--no_memory"], out=out)
+        self.assertEqual(out.getvalue().strip(), report.strip())
+        self.assertIn("QUICK", report)
+        row = next(line for line in report.splitlines() if line.startswith("| MobileNetV2 |"))
+        forward, profiled, ratio = (float(cell.split()[0]) for cell in
+                                    row.strip("|").split("|")[1:4])
+        self.assertGreater(forward, 0)
+        self.assertAllClose(ratio, profiled / forward, rtol=0.1)
+        self.assertIn("target <= 1.5x", report)
+
+    def test_memory_report_and_verdicts(self):
+        row = {"workload": "ResNet50", "points": 59, "chunk": 4, "profile_peak_mib": 7000.0,
+               "forward_peak_mib": 2000.0, "baseline_mib": 1000.0, "stored_mib": 5400.0,
+               bench_profile.FORWARD: 10.0, bench_profile.PROFILE: 16.0,
+               bench_profile.FORWARD + " IQR": 0.0, bench_profile.PROFILE + " IQR": 0.0,
+               "ratio": 1.6}
+        report = bench_profile.format_report([row], memory=True)
+        self.assertIn("| ResNet50 | 59 | 4 | 6.84 GiB | 1.95 GiB | 0.98 GiB | 5.27 GiB |", report)
+        self.assertIn("peak RSS 6.84 GiB; target <= 8 GiB: met", report)
+        self.assertIn("1.60x forward 3N; target <= 1.5x: NOT met", report)
+
+    def test_bad_flags(self):
+        with self.assertRaises(SystemExit):
+            bench_profile.parse_args(["--reps=0"])
+        with self.assertRaises(SystemExit):
+            bench_profile.main(["--quick", "--workloads=VGG"], out=io.StringIO())
+
+
+if __name__ == "__main__":
+    tf.test.main()
