@@ -88,7 +88,8 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
         cls.root = root
 
     def _run(self, module, args):
-        return run_launcher(module, args, env=self.env)
+        # A generous timeout: these runs build the 13-conv ImageNet net on a shared 2-core machine.
+        return run_launcher(module, args, env=self.env, timeout=900)
 
     def _assert_resume_reproduces_the_last_checkpoint(self, module, args, out, middle, last):
         """Rewinds `out` to checkpoint `middle`, reruns, and compares checkpoint `last`."""
