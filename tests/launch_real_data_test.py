@@ -267,9 +267,10 @@ class RealDataLaunchTest(parameterized.TestCase, tf.test.TestCase):
                 extra = ["--image_size=32"] if _launcher_of(path) == "launch.imagenet" else []
                 cases.append(dict(name=os.path.basename(path), launcher=_launcher_of(path),
                                   args=[f"--flagfile={path}"] + small + extra, data_dirs=dirs))
+            # The launcher's defaults (the synthetic flagfiles give --train_steps, which may not
+            # be combined with --epochs).
             synthetic = dict(launcher="launch.synthetic_mnist", data_dirs=data_dirs, args=[
-                f"--flagfile={REPO}/launch/configs/synthetic_c1.cfg", "--epochs=3",
-                "--warmup_epochs=1"] + small)
+                "--synthetic_strength=1", "--epochs=3", "--warmup_epochs=1"] + small)
             cases.append(dict(synthetic, name="epochs_with_examples_per_epoch",
                               args=synthetic["args"] + ["--examples_per_epoch=64"]))
             cases.append(dict(synthetic, name="epochs_of_an_infinite_stream"))
