@@ -343,8 +343,11 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         return loss, correct
 
+    # The iterator is an argument, not a capture: a traced function that captures it keeps the
+    # input pipeline's threads alive until the process exits, and at interpreter exit each such
+    # iterator took up to a minute to shut down.
     @tf.function
-    def run_steps(num_steps):
+    def run_steps(iterator, num_steps):
         loss_sum = tf.constant(0.0)
         correct_sum = tf.constant(0.0)
         for _ in tf.range(num_steps):
@@ -386,7 +389,7 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
         num_steps = min(b for b in boundaries if b > step) - step
         tick = time.time()
         try:
-            loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+            loss_sum, correct_sum = run_steps(iterator, tf.constant(num_steps))
         except DATA_ERRORS as e:
             raise data_error(data, e, "train", step * config.batch_size, input_context) from None
         elapsed = time.time() - tick
