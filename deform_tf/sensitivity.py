@@ -141,6 +141,16 @@ def _gram(rows):
     return tf.matmul(rows, rows, transpose_b=True)
 
 
+def _symmetric_gram(rows):
+    """Gram matrix [n, n] of [n, F] rows from three products of halves (3/4 of the products of
+    `_gram`): [[A A', (B A')'], [B A', B B']] for rows [A; B]."""
+    half = rows.shape[0] // 2
+    top, bottom = rows[:half], rows[half:]
+    cross = tf.matmul(bottom, top, transpose_b=True)
+    return tf.concat([tf.concat([_gram(top), tf.transpose(cross)], axis=1),
+                      tf.concat([cross, _gram(bottom)], axis=1)], axis=0)
+
+
 def _gram_of_rows(unit_rows, norms, block_columns):
     """Gram matrix [N, N] of the centred unit rows of one layer, from all N of them.
 
@@ -159,7 +169,7 @@ def _gram_of_rows(unit_rows, norms, block_columns):
 
     def block_gram(start, width):
         block = tf.slice(rows, [0, start], [total, width])
-        return _gram(block - tf.matmul(weights, block))
+        return _symmetric_gram(block - tf.matmul(weights, block))
 
     size = rows.shape[1]
     width = min(size, block_columns)
