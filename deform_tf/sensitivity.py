@@ -77,35 +77,32 @@ def _norms(rows):
     return tf.sqrt(_row_sum(tf.square(rows)))
 
 
-def _pair_norms(a, b):
-    """L2 norms [n] of the rows of [n, ...] `a` and `b`, from one reduction (so equal rows get
-    bitwise equal norms)."""
-    both = tf.stack([a, b])
-    norms = tf.sqrt(tf.reduce_sum(tf.square(both), axis=list(range(2, both.shape.rank))))
-    return norms[0], norms[1]
+def _cosine_from_sums(diff_sq, norm_a, norm_b):
+    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
 
-
-def _paired_cosine(a, b, norm_a, norm_b):
-    """|a/|a| - b/|b||^2 / 2 per row, from the `_pair_norms`.
-
-    The rows are divided by their norms: XLA may contract products into fused multiply-adds,
-    which round differently, and a == b must give exactly 0.
+    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
+    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
+    a zero row is at distance 0.5 from any other row and 0 from a zero row.
     """
-    tiny = tf.constant(1e-30, a.dtype)
-    return 0.5 * _row_sum(tf.square(a / _per_row(tf.maximum(norm_a, tiny), a)
-                                    - b / _per_row(tf.maximum(norm_b, tiny), b)))
+    tiny = tf.constant(1e-30, diff_sq.dtype)
+    product = norm_a * norm_b
+    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
+        product, tiny)
+    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
+    return tf.where(product > 0, cosine, one_zero)
 
 
 def paired_distance(a, b, distance):
     """Distances between matching rows of [n, ...] tensors -> [n] (float32).
 
-    Cosine distance is computed as |a/|a| - b/|b||^2 / 2, which equals 1 - cos(a, b) and is exactly
-    0 for a == b (the direct formula leaves rounding noise of ~1e-7).
+    The cosine distance 1 - cos(a, b) comes from |a - b|^2 and the norms (`_cosine_from_sums`),
+    exactly 0 for a == b.
     """
     a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    diff_sq = _row_sum(tf.math.squared_difference(b, a))
     if distance == "cosine":
-        return _paired_cosine(a, b, *_pair_norms(a, b))
-    return tf.sqrt(_row_sum(tf.square(a - b)))
+        return _cosine_from_sums(diff_sq, _norms(a), _norms(b))
+    return tf.sqrt(diff_sq)
 
 
 def _unit_rows(clean, norms):
@@ -225,21 +222,6 @@ def pairwise_distances(rows, distance):
 def median_pairwise_distance(rows, distance):
     """Exact median of d(r_i, r_j) over all pairs i < j of the rows of [N, ...]."""
     return float(_medians_of_pairs(pairwise_distances(rows, distance)))
-
-
-def _cosine_from_sums(diff_sq, norm_a, norm_b):
-    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
-
-    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
-    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
-    a zero row is at distance 0.5 from any other row and 0 from a zero row.
-    """
-    tiny = tf.constant(1e-30, diff_sq.dtype)
-    product = norm_a * norm_b
-    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
-        product, tiny)
-    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
-    return tf.where(product > 0, cosine, one_zero)
 
 
 def _centred_unit_gram(clean, norms):

@@ -185,19 +185,22 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         clean, moved, noisy = (rng.uniform(size=(6, 4, 4, 3)).astype(np.float32)
                                for _ in range(3))
         clean[1] = moved[1]  # a paired distance of exactly 0
+        clean[2] = 0.0  # a zero row: cosine distance 0.5, as |a/|a| - b/|b||^2 / 2
         # pylint: disable=protected-access
         measures = tf.function(sensitivity._layer_measures)(clean, moved, noisy, False)
         c, m, n = (x.reshape(6, -1).astype(np.float64) for x in (clean, moved, noisy))
         self.assertAllClose(measures["norms"], np.linalg.norm(c, axis=1), rtol=1e-6)
         self.assertAllClose(measures["moved_sq"], np.sum((m - c) ** 2, axis=1), rtol=1e-5)
         self.assertAllClose(measures["noise_sq"], np.sum((n - c) ** 2, axis=1), rtol=1e-5)
-        self.assertAllClose(measures["paired_cosine"],
-                            [_brute_distance(a, b, "cosine") for a, b in zip(c, m)], rtol=1e-5)
+        rows = [0, 1, 3, 4, 5]
+        self.assertAllClose(tf.gather(measures["paired_cosine"], rows),
+                            [_brute_distance(c[i], m[i], "cosine") for i in rows], rtol=1e-5)
         self.assertEqual(measures["paired_cosine"][1], 0.0)
+        self.assertEqual(measures["paired_cosine"][2], 0.5)
         self.assertEqual(measures["paired_euclidean"][1], 0.0)
-        whole = tf.function(sensitivity._layer_measures)(clean, moved, None, True)
+        whole = tf.function(sensitivity._layer_measures)(moved, clean, None, True)
         self.assertAllClose(sensitivity._distances_from_gram(whole["gram"], "cosine"),
-                            self._brute_pairwise(clean, "cosine"), atol=1e-6)
+                            self._brute_pairwise(moved, "cosine"), atol=1e-6)
         # pylint: enable=protected-access
 
 
