@@ -3,9 +3,9 @@
 Run as `python -m bench.pipelines` (`--quick` for a smoke run of a few seconds). It measures
 examples per second of:
 
-  pipelines    every input pipeline finished by `pipelines.core.finish(..., training=True,
+  pipelines    every training stream finished by `pipelines.core.finish(..., training=True,
                deformation=core.Deformation(grid, C))` (as `launch.data_lib` builds them):
-               Fashion-MNIST (`pipelines.mnist.load` on the embedded subset
+               Fashion-MNIST (`pipelines.mnist.train_stream` on the embedded subset
                `pipelines/data/fashion_mnist_small`) and CIFAR-10 (`pipelines.cifar10.load`,
                training=True, on a fake binary release written into a temp dir in the real
                format: random bytes, 5 train files of `--cifar_records` records) at batch 128,
@@ -13,7 +13,7 @@ examples per second of:
                Fashion-MNIST prototypes of the embedded subset, C = 3, 3x3 grid; it deforms in
                its own stream) at batch 128; ImageNet (`pipelines.imagenet.load`, training=True,
                random-resized crop to 224, on fake TFRecord shards: 256 JPEG-encoded 256x320
-               smooth images with noise, 4 shards; finish's shuffle buffer 1024 as in
+               smooth images with noise, 4 shards; windows of 1024 encoded records as in
                `launch.data_lib`) at batch 32, 5x5 grid, C = 10.
   training     the launcher's training step (`launch.train_lib`: forward, backward, SGD with
                momentum, the warmup/cosine schedule and decoupled weight decay, built with
@@ -22,8 +22,8 @@ examples per second of:
                width 0.25 (the quick runs) and 1.0, batch 128; vgg("imagenet") width 0.25 at
                224x224, batch 32.
 
-Each pipeline sample builds a fresh iterator, pulls `--warmup_batches` batches untimed (shuffle
-buffers fill, threads start, autotuning settles), times the next `--batches` batches, then drops
+Each pipeline sample builds a fresh iterator, pulls `--warmup_batches` batches untimed (buffers
+fill, threads start, autotuning settles), times the next `--batches` batches, then drops
 the iterator (its background threads stop): pipelines never run while something else is timed.
 A training sample is one call of as many steps as fill about `--min_sample_time`, after two
 warm-up calls. Each pipeline and each training step is thus measured ALONE: on this 2-core machine
@@ -78,9 +78,7 @@ class Settings:
     imagenet_jpeg_size: tuple = (256, 320)
     imagenet_shards: int = 4
     imagenet_size: int = 224
-    small_shuffle_buffer: int = 10_000  # finish's buffer for the small inputs (launch.data_lib)
-    imagenet_shuffle_buffer: int = 1024  # finish's buffer, as launch.data_lib uses for ImageNet
-    imagenet_record_shuffle: int = 1024  # imagenet.load's buffer of encoded records (default)
+    imagenet_window: int = 1024  # encoded records permuted together (launch.data_lib's)
     small_grid: int = 3
     small_strength: float = 2.0
     synthetic_strength: float = 3.0
@@ -92,8 +90,7 @@ class Settings:
 
 QUICK_SETTINGS = Settings(
     small_batch=32, imagenet_batch=4, cifar_records=64, imagenet_images=16,
-    imagenet_jpeg_size=(80, 96), imagenet_shards=4, imagenet_size=64, small_shuffle_buffer=256,
-    imagenet_shuffle_buffer=16, imagenet_record_shuffle=16,
+    imagenet_jpeg_size=(80, 96), imagenet_shards=4, imagenet_size=64, imagenet_window=16,
     imagenet_strength=3.0, small_widths=(0.125,), imagenet_widths=(0.125,))
 
 
@@ -139,10 +136,14 @@ def _fake_photo(rng, height, width):
     return np.clip(np.round(image), 0, 255).astype(np.uint8)
 
 
-def write_fake_imagenet(root, num_images, size, num_shards, seed=0):
-    """Writes fake ImageNet train shards (JPEG, 1-based labels) in the standard layout."""
+def write_fake_imagenet(root, num_images, size, num_shards, seed=0, split="train"):
+    """Writes fake ImageNet shards of `split` (JPEG, 1-based labels) in the standard layout.
+
+    Image k (a smooth random photo of `size` (height, width) pixels, label 1 + k % 1000) goes to
+    shard k % num_shards. Returns the mean JPEG size in bytes.
+    """
     rng = np.random.default_rng(seed)
-    writers = [tf.io.TFRecordWriter(os.path.join(root, f"train-{i:05d}-of-{num_shards:05d}"))
+    writers = [tf.io.TFRecordWriter(os.path.join(root, f"{split}-{i:05d}-of-{num_shards:05d}"))
                for i in range(num_shards)]
     total_bytes = 0
     for k in range(num_images):
@@ -170,17 +171,17 @@ def _pipelines(settings, tmp):
     jpeg_bytes = write_fake_imagenet(imagenet_root, s.imagenet_images, s.imagenet_jpeg_size,
                                      s.imagenet_shards)
     prototypes, _ = mnist.prototypes("fashion_mnist", idx.EMBEDDED_FASHION_MNIST_DIR)
-    fashion_examples = mnist.load("train", "fashion_mnist", idx.EMBEDDED_FASHION_MNIST_DIR)
-    num_fashion = int(fashion_examples.cardinality())
+    fashion_images, fashion_labels = mnist.load_arrays("train", "fashion_mnist",
+                                                       idx.EMBEDDED_FASHION_MNIST_DIR)
+    num_fashion = len(fashion_labels)
 
     def fashion():
-        return core.finish(fashion_examples, s.small_batch, training=True, seed=0,
-                           deformation=small, shuffle_buffer=s.small_shuffle_buffer)
+        return core.finish(mnist.train_stream(fashion_images, fashion_labels, seed=0),
+                           s.small_batch, training=True, seed=0, deformation=small)
 
     def cifar():
         return core.finish(cifar10.load("train", cifar_root, training=True, seed=0),
-                           s.small_batch, training=True, seed=0, deformation=small,
-                           shuffle_buffer=s.small_shuffle_buffer)
+                           s.small_batch, training=True, seed=0, deformation=small)
 
     def synthetic_task():
         return synthetic.train(prototypes, s.synthetic_strength, s.small_batch, seed=0,
@@ -189,10 +190,9 @@ def _pipelines(settings, tmp):
     def imagenet_train():
         return core.finish(
             imagenet.load("train", imagenet_root, training=True, seed=0,
-                          image_size=s.imagenet_size, shuffle_buffer=s.imagenet_record_shuffle),
+                          image_size=s.imagenet_size, window=s.imagenet_window),
             s.imagenet_batch, training=True, seed=0,
-            deformation=core.Deformation(s.imagenet_grid, s.imagenet_strength),
-            shuffle_buffer=s.imagenet_shuffle_buffer)
+            deformation=core.Deformation(s.imagenet_grid, s.imagenet_strength))
 
     described = (
         f"{FASHION}: embedded subset, {num_fashion} train images 28x28 padded to 32x32x1, "
@@ -204,9 +204,8 @@ def _pipelines(settings, tmp):
         f"{s.imagenet_images} fake JPEGs {s.imagenet_jpeg_size[0]}x{s.imagenet_jpeg_size[1]} "
         f"(mean {jpeg_bytes / 1e3:.0f} kB) in {s.imagenet_shards} shards, random-resized crop to "
         f"{s.imagenet_size}, {s.imagenet_grid}x{s.imagenet_grid} grid, "
-        f"C={s.imagenet_strength:g}; shuffle buffers: finish {s.small_shuffle_buffer} (small "
-        f"inputs), {s.imagenet_shuffle_buffer} (ImageNet), ImageNet records "
-        f"{s.imagenet_record_shuffle}")
+        f"C={s.imagenet_strength:g}; stateless epoch orders (pipelines.order), ImageNet windows "
+        f"of {s.imagenet_window} records")
     # Built once (reading the IDX files, tracing the maps); every sample iterates afresh.
     entries = [(FASHION, s.small_batch, fashion()), (CIFAR, s.small_batch, cifar()),
                (SYNTHETIC, s.small_batch, synthetic_task()),

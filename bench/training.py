@@ -109,7 +109,8 @@ def launcher_samples(case, steps_per_call, intervals, tmp):
     train_steps = steps_per_call * (intervals + 1)
     config = _train_config(case, steps_per_call, train_steps)
     data = train_lib.Data(
-        train=lambda input_context: tf.data.Dataset.from_tensors((images, labels)).repeat(),
+        train=lambda input_context, start_step: tf.data.Dataset.from_tensors(
+            (images, labels)).repeat(),
         evaluate=None, measure_images=images[:2].numpy())
     output_dir = tempfile.mkdtemp(prefix="launcher_", dir=tmp)
     try:

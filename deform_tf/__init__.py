@@ -1,7 +1,8 @@
 """deform-tf: deformation stability of CNNs in TensorFlow 2 / Keras 3.
 
-Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order):
-`dense_image_warp`, `sparse_image_warp`, `interpolate_spline`; the paper's random thin-plate-spline
+Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order), drop-in
+replacements for tfa's: `dense_image_warp`, `sparse_image_warp`, `interpolate_spline`,
+`interpolate_bilinear`; SpecAugment's `time_warp` on them; the paper's random thin-plate-spline
 deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`, `tps_grid_operator`; and
 the Keras layer `RandomTPSDeformation`; Petrini et al.'s max-entropy diffeomorphisms
 (`random_diffeo`, ...).
@@ -24,8 +25,10 @@ from deform_tf.diffeo import temperature_matching_tps
 from deform_tf.diffeo import temperature_range
 from deform_tf.diffeo import tps_rms_displacement
 from deform_tf.diffeo import typical_displacement
+from deform_tf.interpolate import interpolate_bilinear
 from deform_tf.layers import RandomTPSDeformation
 from deform_tf.sparse_warp import sparse_image_warp
+from deform_tf.specaugment import time_warp
 from deform_tf.spline import interpolate_spline
 from deform_tf.tps import grid_points
 from deform_tf.tps import random_source_offsets

@@ -2,7 +2,9 @@
 
 Static facts (rank, known sizes, Python numbers) are checked when the op is built and raise
 `ValueError`; values only known at run time are checked with `tf.debugging` asserts, which raise
-`tf.errors.InvalidArgumentError` with the same kind of message.
+`tf.errors.InvalidArgumentError` with the same kind of message. The `ensure_*` checks accept a
+rank or size unknown when a function is traced (`tf.TensorSpec(shape=None)`): they check it at
+run time and return the tensor with the checked static shape.
 """
 
 import math
@@ -31,6 +33,37 @@ def check_rank(tensor, rank, name, layout):
         )
 
 
+def ensure_rank(tensor, rank, name, layout):
+    """`check_rank` when the rank is known, else a run-time check; returns `tensor`.
+
+    The returned tensor has static rank `rank`; with an unknown rank it first asserts the rank
+    at run time (InvalidArgumentError naming `name` and `layout`).
+    """
+    if tensor.shape.rank is not None:
+        check_rank(tensor, rank, name, layout)
+        return tensor
+    check = tf.debugging.assert_rank(
+        tensor, rank, message=f"`{name}` must have rank {rank} {layout}.")
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(tensor, [None] * rank)
+
+
+def ensure_last_dim(tensor, size, name, meaning):
+    """`check_last_dim` when the size is known, else a run-time check; returns `tensor`.
+
+    `tensor` must have a known rank (see `ensure_rank`); the returned tensor's last axis is
+    statically `size`.
+    """
+    check_last_dim(tensor, size, name, meaning)
+    if tensor.shape[-1] is not None:
+        return tensor
+    check = tf.debugging.assert_equal(
+        tf.shape(tensor)[-1], size,
+        message=f"The last axis of `{name}` must have size {size} ({meaning}).")
+    with tf.control_dependencies([check]):
+        return tf.ensure_shape(tensor, tensor.shape[:-1].concatenate([size]))
+
+
 def check_last_dim(tensor, size, name, meaning):
     """Raises ValueError unless the last axis of `tensor` is statically `size` (or unknown)."""
     last = tensor.shape[-1]
@@ -39,6 +72,32 @@ def check_last_dim(tensor, size, name, meaning):
             f"The last axis of `{name}` must have size {size} ({meaning}), "
             f"got shape {tensor.shape.as_list()}."
         )
+
+
+def ensure_same_sizes(first, second, axes, message):
+    """Checks that two tensors agree on pairs of axes; returns `second` (after the check).
+
+    Args:
+      first, second: tensors of known rank.
+      axes: pairs (axis of `first`, axis of `second`) that must have equal sizes.
+      message: the error message, naming both arguments (e.g. "`image` and `flow` must have the
+        same batch, height and width.").
+
+    Sizes known when the op is built are compared then (ValueError, with both shapes); the others
+    at run time (InvalidArgumentError).
+    """
+    for axis_first, axis_second in axes:
+        a, b = first.shape[axis_first], second.shape[axis_second]
+        if a is not None and b is not None and a != b:
+            raise ValueError(f"{message} Got shapes {first.shape.as_list()} and "
+                             f"{second.shape.as_list()}.")
+    if all(first.shape[i] is not None and second.shape[j] is not None for i, j in axes):
+        return second
+    check = tf.debugging.assert_equal(
+        tf.gather(tf.shape(first), [i for i, _ in axes]),
+        tf.gather(tf.shape(second), [j for _, j in axes]), message=message)
+    with tf.control_dependencies([check]):
+        return tf.identity(second)
 
 
 def check_image_dtype(image, name="image"):
@@ -53,11 +112,20 @@ def check_float(tensor, name):
         raise ValueError(f"`{name}` must be a float tensor (pixels), got dtype {tensor.dtype.name}.")
 
 
-def assert_finite(tensor, name):
+def assert_finite(tensor, name, meaning="pixel coordinates"):
     """Run-time check that `tensor` holds no NaN/Inf; returns `tensor` (identity otherwise)."""
     return tf.debugging.assert_all_finite(
-        tensor, f"`{name}` must be finite (no NaN or Inf) pixel coordinates."
+        tensor, f"`{name}` must hold finite {meaning} (no NaN or Inf)."
     )
+
+
+def assert_not_nan(tensor, name, meaning):
+    """Run-time check that `tensor` holds no NaN (infinities are allowed); returns `tensor`."""
+    check = tf.debugging.Assert(
+        tf.logical_not(tf.reduce_any(tf.math.is_nan(tensor))),
+        [f"`{name}` must not contain NaN ({meaning})."])
+    with tf.control_dependencies([check]):
+        return tf.identity(tensor)
 
 
 def check_grid_size(grid_size):
@@ -79,20 +147,24 @@ def check_grid_size(grid_size):
     return rows, cols
 
 
-def check_strength(strength):
-    """Validates a deformation strength in pixels; returns it (Python float or tensor)."""
+def check_strength(strength, name="strength",
+                   meaning="the maximal source offset in pixels"):
+    """Validates a non-negative amount in pixels; returns it (Python float or tensor).
+
+    A Python number must be finite and >= 0 (ValueError); a tensor must be a scalar, and is
+    checked to be >= 0 at run time (InvalidArgumentError). Messages name `name` and `meaning`.
+    """
     if isinstance(strength, (int, float)):
         if not math.isfinite(strength) or strength < 0:
             raise ValueError(
-                f"`strength` is the maximal source offset in pixels and must be a finite "
-                f"number >= 0, got {strength!r}."
+                f"`{name}` is {meaning} and must be a finite number >= 0, got {strength!r}."
             )
         return float(strength)
     strength = tf.convert_to_tensor(strength)
     if strength.shape.rank not in (None, 0):
-        raise ValueError(f"`strength` must be a scalar, got shape {strength.shape.as_list()}.")
+        raise ValueError(f"`{name}` must be a scalar, got shape {strength.shape.as_list()}.")
     with tf.control_dependencies(
-        [tf.debugging.assert_non_negative(strength, "`strength` must be >= 0 pixels.")]
+        [tf.debugging.assert_non_negative(strength, f"`{name}` must be >= 0 pixels.")]
     ):
         return tf.identity(strength)
 

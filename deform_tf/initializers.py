@@ -1,4 +1,4 @@
-"""Weight init of the paper: fan-in truncated normal and Gaussian-smoothed filters (SPEC §4).
+"""Weight init of the paper: fan-in truncated normal, smoothed filters (docs/method.md#models).
 
 `FanInTruncatedNormal` is Sonnet's default, which DeepMind used: a normal with stddev
 1 / sqrt(fan_in), redrawn outside 2 std (as `keras.initializers.TruncatedNormal`). The truncation
@@ -7,7 +7,7 @@ which divides by 0.8796). Its 3x3 filters have a smoothness measure of ~1.857.
 
 Smooth init (Fig. 4): `gaussian_smooth_kernel` convolves each 2-D spatial filter with a Gaussian of
 std sigma pixels, restricted to the filter's own support (zero padding, output the same size), and
-rescales each filter to its original L2 norm (SPEC choice: only the spatial structure changes, not
+rescales each filter to its former L2 norm (docs/method.md#choices): only the spatial structure, not
 the scale, so signal propagation at init is comparable across sigma). `SmoothedInitializer` draws
 from a base initializer and smooths; `smooth_model_kernels` smooths a built model in place.
 """

@@ -5,6 +5,11 @@ A checkpoint directory is what the launchers write: `tf.train.Checkpoint(model=.
 arguments of `deform_tf.models.vgg` that rebuild the architecture. A path may name the directory
 (the latest checkpoint is used) or one checkpoint prefix (`.../ckpt-N`).
 
+Checkpoint files: `ckpt-N.index` plus `ckpt-N.data-SSSSS-of-TTTTT` (one per shard), listed by
+the `checkpoint` state file. A checkpoint is *complete* when its index and all its data shards
+are present; `latest_checkpoint` falls back to the newest complete one when the file the state
+names is missing (moved away), and reports a damaged state file instead of ignoring it.
+
 Any Keras model can be read from a `.keras` file. A `.keras` file keeps no declared measured
 points (`deform_tf.representations.declare_measured_layers`), so a model of the VGG family read
 from one is recognized by its layer names and declared again: it is measured at the same 13 / 19
@@ -13,6 +18,7 @@ points as when it was built.
 
 import json
 import os
+import re
 
 import keras
 import tensorflow as tf
@@ -21,6 +27,8 @@ from deform_tf import models
 from deform_tf import representations
 
 MODEL_CONFIG_FILE = "model_config.json"
+CHECKPOINT_STATE_FILE = "checkpoint"
+_DATA_SHARD = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5})-of-(?P<count>\d{5})$")
 
 
 def save_model_config(directory, **vgg_kwargs):
@@ -28,9 +36,69 @@ def save_model_config(directory, **vgg_kwargs):
     models.vgg(**vgg_kwargs)  # fails early on arguments that cannot build a model
     tf.io.gfile.makedirs(directory)
     path = os.path.join(directory, MODEL_CONFIG_FILE)
-    with tf.io.gfile.GFile(path, "w") as f:
+    temp = path + ".tmp"  # then renamed: a reader never sees a partial file
+    with tf.io.gfile.GFile(temp, "w") as f:
         json.dump(vgg_kwargs, f, indent=2, sort_keys=True)
+    tf.io.gfile.rename(temp, path, overwrite=True)
     return path
+
+
+def _checkpoint_number(prefix):
+    match = re.search(r"-(\d+)$", prefix)
+    return (int(match.group(1)) if match else -1, prefix)
+
+
+def complete_checkpoints(directory):
+    """Prefixes of the complete checkpoints in `directory` (index and every data shard present),
+    oldest first (by N of `ckpt-N`); [] if the directory does not exist."""
+    if not tf.io.gfile.isdir(directory):
+        return []
+    names = set(tf.io.gfile.listdir(directory))
+    shards = {}
+    for name in names:
+        match = _DATA_SHARD.match(name)
+        if match:
+            shards.setdefault((match["prefix"], int(match["count"])), set()).add(
+                int(match["shard"]))
+    prefixes = [prefix for (prefix, count), found in shards.items()
+                if prefix + ".index" in names and found == set(range(count))]
+    return [os.path.join(directory, p) for p in sorted(prefixes, key=_checkpoint_number)]
+
+
+def checkpoint_files(prefix):
+    """The files of checkpoint `prefix` that exist (`prefix.index`, `prefix.data-*`), sorted."""
+    directory, base = os.path.split(prefix)
+    if not tf.io.gfile.isdir(directory):
+        return []
+    return [os.path.join(directory, name) for name in sorted(tf.io.gfile.listdir(directory))
+            if name == base + ".index" or name.startswith(base + ".data-")]
+
+
+def latest_checkpoint(directory):
+    """The prefix of the checkpoint `directory` stands for, or None if it holds none.
+
+    The latest checkpoint its `checkpoint` state file names, if complete; otherwise (the files
+    were moved away, or there is no state file) the newest complete checkpoint present.
+
+    Raises:
+      ValueError: the state file exists but cannot be read (named in the message).
+    """
+    state_path = os.path.join(directory, CHECKPOINT_STATE_FILE)
+    present = complete_checkpoints(directory)
+    if tf.io.gfile.exists(state_path):
+        try:
+            state = tf.train.get_checkpoint_state(directory)
+        except (ValueError, tf.errors.OpError) as e:  # UnicodeDecodeError is a ValueError
+            state, error = None, f"{type(e).__name__}: {e}"
+        else:
+            error = "not a checkpoint state"
+        if state is None or not state.model_checkpoint_path:
+            raise ValueError(f"The checkpoint state file {state_path} is damaged ({error}).")
+        named = os.path.basename(state.model_checkpoint_path)
+        for prefix in present:
+            if os.path.basename(prefix) == named:
+                return prefix
+    return present[-1] if present else None
 
 
 def _load_checkpoint(path):
@@ -47,13 +115,16 @@ def _load_checkpoint(path):
         model = models.vgg(**config)
     except (ValueError, TypeError) as e:
         raise ValueError(f"Cannot rebuild the model from {config_path}: {e}") from None
-    prefix = tf.train.latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
+    prefix = latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
     if prefix is None:
         raise ValueError(f"No checkpoint found in directory {path!r}.")
     try:
         tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
-    except (tf.errors.OpError, AssertionError, ValueError) as e:
-        raise ValueError(f"Cannot restore the model from checkpoint {prefix!r}: {e}") from None
+    except Exception as e:  # pylint: disable=broad-except
+        # A damaged file raises anything from OpError to IndexError inside the reader.
+        files = ", ".join(checkpoint_files(prefix)) or "no files"
+        raise ValueError(f"Cannot restore the model from checkpoint {prefix!r} ({files}): "
+                         f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}") from None
     return model
 
 

@@ -1,4 +1,4 @@
-"""The VGG-like networks of the study, with five downsampling variants (SPEC §4).
+"""The VGG-like networks of the study, with five downsampling variants (docs/method.md#models).
 
 One builder, `vgg`, makes a Keras functional model in the style of `keras.applications.vgg16`:
 
@@ -18,8 +18,7 @@ Downsampling variants (each halves height and width, rounding down):
   strided_relu  the same conv (no bias) followed by batch norm and ReLU
 
 The builder declares the measured points as data while it builds them
-(`deform_tf.representations.declare_measured_layers`; see `docs/method.md`, section
-sensitivity): the input (layer 0), each conv unit's output and each downsampling output, in
+(`deform_tf.representations.declare_measured_layers`; docs/method.md#sensitivity): the input (layer 0), each conv unit's output and each downsampling output, in
 order, up to the last downsampling layer: 13 for the CIFAR-10 net, 19 for the ImageNet net.
 `representation_model(model)` maps the input to them.
 """
@@ -32,7 +31,7 @@ import tensorflow as tf
 from deform_tf import initializers
 from deform_tf import representations
 
-# Channels per conv of each stage (paper, SPEC §4). `mnist` is the CIFAR-10 net on 1-channel
+# Channels per conv of each stage (docs/method.md#models). `mnist` is the CIFAR-10 net on 1-channel
 # 32x32 input (28x28 digits zero-padded by the input pipeline).
 STAGES = {
     "cifar10": ((32, 32), (64, 64), (128, 128), (256, 256)),
@@ -97,7 +96,7 @@ def vgg(
       num_classes: size of the logits layer; defaults to the config's.
       kernel_initializer: Keras initializer for conv and dense kernels; defaults to
         `initializers.FanInTruncatedNormal` (truncated normal, std 1 / sqrt(fan_in)).
-      batch_norm_momentum: moving-statistics momentum (0.9: usable after few steps, SPEC §7).
+      batch_norm_momentum: moving-statistics momentum (0.9 works after few steps; docs/method.md).
       seed: int or None; when given, every kernel gets its own seed derived from it, so two
         builds with the same seed have the same weights.
       name: model name; defaults to f"vgg_{config}_{downsampling}".

@@ -1,4 +1,4 @@
-"""Per-layer deformation sensitivity (SPEC §2) and Petrini et al.'s relative stability.
+"""Per-layer deformation sensitivity and relative stability (docs/method.md#sensitivity).
 
 For representations r_l (flattened activations of layer l), N images x_i and one deformation
 tau_i per image:

@@ -1,4 +1,4 @@
-"""The paper's normalized filter smoothness measure (Ruderman et al. 2018, Fig. 5, 6; SPEC §3).
+"""The paper's normalized filter smoothness measure (Fig. 5, 6; docs/method.md#smoothness).
 
 For a conv kernel W of shape [kh, kw, c_in, c_out] the total variation TV(W) is the sum, over the
 whole kernel, of the absolute differences between spatial neighbours along both spatial axes

@@ -18,7 +18,6 @@ import functools
 import numpy as np
 import tensorflow as tf
 
-from deform_tf import bilinear_xla
 from deform_tf import checks
 from deform_tf import dense_warp
 from deform_tf import stateless_random
@@ -134,26 +133,23 @@ def _grid_displacements(height, width, grid_size, source_offsets):
     return planes[0], planes[1]
 
 
-def _warp_core(images, source_offsets, image_size, grid, return_flow=True, use_xla_ops=False):
+def _warp_core(images, source_offsets, image_size, grid, return_flow=True):
     """Warped images (and flow); images and offsets already in one float compute dtype.
 
     `image_size` is the static (height, width, channels) (channels may be None) and `grid` the
     (rows, cols); as Python values they keep the shapes static in every trace (a
     `reduce_retracing` trace would otherwise relax a channel count that varied between calls).
-    `use_xla_ops` selects `bilinear_xla.resample_bilinear` (only valid under XLA).
     """
     height, width, channels = image_size
     images = tf.ensure_shape(images, [None, height, width, channels])
     dy, dx = _grid_displacements(height, width, grid, source_offsets)
     grid_y, grid_x = dense_warp.pixel_grid(height, width, images.dtype)
-    resample = bilinear_xla.resample_bilinear if use_xla_ops else dense_warp.resample_bilinear
     # out[y, x] = image[(y, x) - flow] with flow = -(dy, dx).
-    warped = resample(images, grid_y + dy, grid_x + dx)
+    warped = dense_warp.resample_bilinear(images, grid_y + dy, grid_x + dx)
     return (warped, -tf.stack([dy, dx], axis=-1)) if return_flow else warped
 
 
-def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, return_flow=True,
-                      use_xla_ops=False):
+def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, return_flow=True):
     """`_warp_core` with the offsets drawn from a checked seed (one compiled call in all).
 
     The seed's shape, [2] or [batch, 2], is static in every trace: it selects one stream for
@@ -162,17 +158,15 @@ def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, retu
     seed = tf.ensure_shape(seed, seed_shape)
     rows, cols = grid
     offsets = _uniform_offsets(tf.shape(images)[0], rows * cols, strength, seed, images.dtype)
-    return _warp_core(images, offsets, image_size, grid, return_flow, use_xla_ops)
+    return _warp_core(images, offsets, image_size, grid, return_flow)
 
 
-# The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic and,
-# with the XLA-only resampling of `bilinear_xla`, runs several times faster than TF's graph
-# kernels on CPU (bench/deformation.py). Retraced per image size, grid, dtype and
-# `return_flow`; the batch size (and the strength, a tensor) may vary.
-_warp_core_xla = tf.function(functools.partial(_warp_core, use_xla_ops=True),
-                             jit_compile=True, reduce_retracing=True)
-_random_warp_core_xla = tf.function(functools.partial(_random_warp_core, use_xla_ops=True),
-                                    jit_compile=True, reduce_retracing=True)
+# The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic into
+# one loop, several times faster than TF's graph kernels on CPU (bench/deformation.py).
+# Retraced per image size, grid, dtype and `return_flow`; the batch size (and the strength, a
+# tensor) may vary.
+_warp_core_xla = tf.function(_warp_core, jit_compile=True, reduce_retracing=True)
+_random_warp_core_xla = tf.function(_random_warp_core, jit_compile=True, reduce_retracing=True)
 
 
 def _check_images(images):

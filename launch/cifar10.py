@@ -1,4 +1,4 @@
-r"""Trains the paper's CIFAR-10 VGG net (SPEC §4) and measures its deformation stability.
+r"""Trains the paper's CIFAR-10 VGG net (docs/method.md#models); measures its deformation stability.
 
 The study: the five downsampling variants (Fig. 3c/d, 6b), random labels (Fig. 6c, 7) and the
 smooth-init sweep (Fig. 4). Flagfiles for each are in launch/configs/cifar10_*.cfg;

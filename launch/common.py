@@ -19,6 +19,7 @@ import tensorflow as tf
 from deform_tf import models
 from launch import data_lib
 from launch import train_lib
+from pipelines import core
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
                     "summaries and metrics. Required.")
@@ -47,6 +48,9 @@ flags.DEFINE_enum("schedule", "cosine", list(train_lib.SCHEDULES),
                   "Learning-rate decay after warmup.")
 flags.DEFINE_float("warmup_epochs", None, "Linear warmup length in epochs.")
 flags.DEFINE_float("epochs", None, "Training length in epochs (or give --train_steps).")
+flags.DEFINE_integer("examples_per_epoch", None, "Examples per epoch, for turning --epochs and "
+                     "--warmup_epochs into steps; default: the number of training examples "
+                     "(counted from the data; required with --epochs for the synthetic stream).")
 flags.DEFINE_integer("train_steps", None, "Training length in steps (instead of --epochs); 0 "
                      "measures the initialization only.")
 flags.DEFINE_float("weight_decay", None, "Decoupled weight decay (not on BN or biases).")
@@ -77,10 +81,14 @@ flags.DEFINE_integer("num_logical_devices", 0, "Split the CPU into N logical dev
 
 flags.register_validator("train_steps", lambda v: v is None or v >= 0,
                          message="--train_steps must be >= 0.")
-for _name in ("batch_size", "max_train_examples", "num_measure_images",
-              "checkpoint_every", "log_every", "train_grid_size", "eval_grid_size"):
+for _name in ("batch_size", "max_train_examples", "examples_per_epoch", "num_measure_images",
+              "checkpoint_every", "log_every"):
     flags.register_validator(_name, lambda v: v is None or v >= 1,
                              message=f"--{_name} must be a positive integer.")
+for _name in ("train_grid_size", "eval_grid_size"):
+    flags.register_validator(_name, lambda v: v is None or v >= 2,
+                             message=f"--{_name} must be >= 2 (a thin-plate spline needs "
+                             "control points spanning the image).")
 for _name in ("learning_rate", "epochs", "width"):
     flags.register_validator(_name, lambda v: v is None or (math.isfinite(v) and v > 0),
                              message=f"--{_name} must be a positive number.")
@@ -160,7 +168,8 @@ def setup_runtime():
 # exactly these keys.
 SETTINGS = ("dataset", "data_dir", "max_train_examples", "architecture", "downsampling", "width",
             "seed", "batch_size", "optimizer", "learning_rate", "momentum", "schedule",
-            "warmup_epochs", "epochs", "train_steps", "weight_decay", "label_smoothing",
+            "warmup_epochs", "epochs", "examples_per_epoch", "train_steps", "weight_decay",
+            "label_smoothing",
             "random_labels", "train_grid_size", "train_strength", "eval_grid_size",
             "eval_strength", "smooth_init_sigma", "measure_every", "num_measure_images",
             "checkpoint_every", "log_every", "mixed_precision", "xla", "deterministic")
@@ -182,17 +191,25 @@ def settings_from_flags(defaults):
 
 
 def _resolve_steps(settings, num_train):
-    """(train_steps, warmup_steps): train_steps if set, else epochs x examples / batch."""
+    """(train_steps, warmup_steps, examples per epoch or None).
+
+    train_steps is --train_steps if set, else ceil(epochs x examples per epoch / batch size);
+    warmup is round(warmup_epochs x examples per epoch / batch size). Examples per epoch:
+    --examples_per_epoch if given, else `num_train` (the training examples, None for an infinite
+    stream).
+    """
     batch_size, epochs, steps = settings["batch_size"], settings["epochs"], settings["train_steps"]
+    per_epoch = settings.get("examples_per_epoch") or num_train
     if steps is None:
-        if num_train is None:
-            raise usage_error("This data set is an infinite stream: give --train_steps.")
         if epochs is None:
             raise usage_error("Give --epochs or --train_steps.")
-        steps = math.ceil(epochs * num_train / batch_size)
+        if per_epoch is None:
+            raise usage_error("This data set is an infinite stream: give --train_steps, or "
+                              "--examples_per_epoch to count --epochs in examples.")
+        steps = math.ceil(epochs * per_epoch / batch_size)
     warmup_epochs = settings["warmup_epochs"] or 0.0
-    warmup = round(warmup_epochs * num_train / batch_size) if num_train else 0
-    return steps, min(warmup, steps)
+    warmup = round(warmup_epochs * per_epoch / batch_size) if per_epoch else 0
+    return steps, min(warmup, steps), per_epoch
 
 
 def build_run(experiment, settings, spec_fields=None):
@@ -204,7 +221,7 @@ def build_run(experiment, settings, spec_fields=None):
         train_strength=s["train_strength"], **(spec_fields or {}))
     architecture, input_shape, num_classes = data_lib.model_config(spec)
     data, num_train = data_lib.build(spec, s["batch_size"], s["seed"], s["num_measure_images"])
-    steps, warmup = _resolve_steps(s, num_train)
+    steps, warmup, per_epoch = _resolve_steps(s, num_train)
     config = train_lib.TrainConfig(
         experiment=experiment, model_config=s["architecture"] or architecture,
         downsampling=s["downsampling"], width=s["width"], input_shape=tuple(input_shape),
@@ -216,7 +233,9 @@ def build_run(experiment, settings, spec_fields=None):
         eval_strength=s["eval_strength"], measure_every=s["measure_every"],
         num_measure_images=len(data.measure_images), checkpoint_every=s["checkpoint_every"],
         log_every=s["log_every"], mixed_precision=s["mixed_precision"], jit_compile=s["xla"],
-        deterministic=s["deterministic"], data=dataclasses.asdict(spec))
+        deterministic=s["deterministic"],
+        data=dict(dataclasses.asdict(spec), train_examples=num_train,
+                  examples_per_epoch=per_epoch))
     return config, data
 
 
@@ -239,7 +258,7 @@ def train_main(experiment, defaults, spec_fields=None):
             raise usage_error(str(e)) from None
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                 tf.errors.NotFoundError) as e:
-            raise usage_error(f"Bad input data: {e.message.splitlines()[0]}") from None
+            raise usage_error(f"Bad input data: {core.error_line(e)}") from None
         logging.info("Finished: %s", final)
 
     return main

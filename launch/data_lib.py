@@ -1,17 +1,20 @@
 """Assembles a run's data (`train_lib.Data`) from the pipelines, per data set. No flags here.
 
-Training streams are built per worker from a `tf.distribute.InputContext` and finished by
-`pipelines.core.finish` (shuffle, repeat, batch, optional in-graph TPS deformation with
-per-example seeds). Random labels replace the labels of the unshuffled, unsharded training set
-once, then shard; they are trained without augmentation (as in the random-label literature),
-so that every epoch sees the same (image, label) pairs.
+Everything that can be checked is checked when `build` runs, before a run writes anything: MNIST
+and CIFAR-10 are read whole into memory (each record checked; the test split too), ImageNet shards
+are counted from their record headers (framing checked; both splits). Training streams are pure
+functions of (seed, position) (`pipelines.order`): `Data.train(input_context, start_step)`
+rebuilds the stream of a run resumed at `start_step` from position start_step * batch_size, so a
+checkpoint needs no input pipeline state. Random labels replace the labels of the training set
+once (by the example's index in canonical order); they are trained without augmentation (as in
+the random-label literature), so that every epoch sees the same (image, label) pairs.
 """
 
 import dataclasses
+import os
 from typing import Optional
 
 import numpy as np
-import tensorflow as tf
 
 from launch import train_lib
 from pipelines import cifar10
@@ -19,10 +22,14 @@ from pipelines import core
 from pipelines import imagenet
 from pipelines import labels as labels_lib
 from pipelines import mnist
+from pipelines import order
 from pipelines import synthetic
 
 MNIST_LIKE = ("fashion_mnist", "mnist")
 EVAL_BATCH_SIZE = 250
+# ImageNet input order: shards read concurrently and encoded records permuted together.
+IMAGENET_CYCLE_LENGTH = 16
+IMAGENET_WINDOW = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +57,13 @@ def model_config(spec):
     return "imagenet", (spec.image_size, spec.image_size, 3), imagenet.NUM_CLASSES
 
 
+def count_cache_path():
+    """Where record counts of TFRecord shards are cached: $XDG_CACHE_HOME/deform_tf (default
+    ~/.cache/deform_tf)/record_counts.json."""
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(root, "deform_tf", "record_counts.json")
+
+
 def _take_images(dataset, count):
     """The first `count` images of an unbatched (image, label) dataset, as numpy."""
     images = [image for image, _ in dataset.take(count).as_numpy_iterator()]
@@ -59,18 +73,38 @@ def _take_images(dataset, count):
     return np.stack(images).astype(np.float32)
 
 
-def _examples(spec, split, training, seed, input_context):
-    """Unbatched (image, label) examples of one split."""
-    if spec.dataset in MNIST_LIKE:
-        return mnist.load(split, spec.dataset, spec.data_dir, input_context=input_context,
-                          max_examples=spec.max_train_examples if split == "train" else None)
-    if spec.dataset == "cifar10":
-        return cifar10.load(split, spec.data_dir, training=training, seed=seed,
-                            input_context=input_context,
-                            max_examples=spec.max_train_examples if split == "train" else None)
-    return imagenet.load(split, spec.data_dir, training=training, seed=seed,
-                         input_context=input_context, image_size=spec.image_size,
-                         max_examples=spec.max_train_examples if split == "train" else None)
+@dataclasses.dataclass(frozen=True)
+class _Arrays:
+    """An in-memory data set (MNIST-like or CIFAR-10): its checked splits and how to feed them."""
+
+    spec: DataSpec
+    train: tuple  # (images uint8 [N, H, W, C], labels int32 [N])
+    test: tuple
+
+    @classmethod
+    def read(cls, spec, test_only=False):
+        def split(name, max_examples=None):
+            if spec.dataset == "cifar10":
+                return cifar10.load_arrays(name, spec.data_dir, max_examples=max_examples)
+            return mnist.load_arrays(name, spec.dataset, spec.data_dir,
+                                     max_examples=max_examples)
+
+        test = split("test")
+        return cls(spec, None if test_only else split("train", spec.max_train_examples), test)
+
+    def train_stream(self, seed, first_position, input_context, labels):
+        images = self.train[0]
+        if self.spec.dataset == "cifar10":
+            return cifar10.train_stream(images, labels, seed, first_position, input_context,
+                                        augment_images=not self.spec.random_labels)
+        return mnist.train_stream(images, labels, seed, self.spec.dataset, first_position,
+                                  input_context)
+
+    def test_examples(self):
+        images, labels = self.test
+        if self.spec.dataset == "cifar10":
+            return cifar10.examples(images, labels)
+        return mnist.examples(images, labels, self.spec.dataset)
 
 
 def measure_images(spec, count, seed=0):
@@ -80,38 +114,119 @@ def measure_images(spec, count, seed=0):
         return np.concatenate([images for images, _ in synthetic.test(
             prototypes, spec.synthetic_strength, max(count, 2), EVAL_BATCH_SIZE, seed,
             grid_size=spec.train_grid_size, dataset=spec.synthetic_source).as_numpy_iterator()])
-    split = "validation" if spec.dataset == "imagenet" else "test"
-    return _take_images(_examples(spec, split, False, seed, None), count)
+    if spec.dataset == "imagenet":
+        files = imagenet.list_shards(spec.data_dir, "validation", count_cache_path())
+        return _imagenet_measure_images(spec, files, count)
+    return _take_images(_Arrays.read(spec, test_only=True).test_examples(), count)
+
+
+def _imagenet_eval_order(files):
+    return order.RecordOrder(files, cycle_length=IMAGENET_CYCLE_LENGTH, shuffle=False)
+
+
+def _imagenet_eval(spec, files):
+    return imagenet.read(_imagenet_eval_order(files), image_size=spec.image_size)
+
+
+def _imagenet_measure_images(spec, files, count):
+    """The first `count` validation images; a bad record among them is a ValueError naming it."""
+    try:
+        return _take_images(_imagenet_eval(spec, files), count)
+    except train_lib.DATA_ERRORS as e:
+        raise ValueError(describe_data_error(e, _imagenet_eval_order(files).files_from(0),
+                                             imagenet.find_bad_record)) from None
 
 
 def build(spec, batch_size, seed, num_measure_images):
-    """Returns (train_lib.Data, number of training examples or None if infinite)."""
+    """Returns (train_lib.Data, number of training examples per epoch or None if infinite).
+
+    Raises:
+      FileNotFoundError, ValueError: missing or bad data (named), bad settings.
+    """
     deformation = (core.Deformation(spec.train_grid_size, spec.train_strength)
                    if spec.train_strength > 0 else None)
     if spec.dataset == "synthetic":
         return _build_synthetic(spec, batch_size, seed, num_measure_images, deformation)
-    eval_split = "validation" if spec.dataset == "imagenet" else "test"
+    labels_lib.check_seed(seed)
+    if spec.dataset == "imagenet":
+        return _build_imagenet(spec, batch_size, seed, num_measure_images, deformation)
+    arrays = _Arrays.read(spec)
+    labels = arrays.train[1]
+    if spec.random_labels:
+        labels = labels_lib.random_label_array(len(labels), model_config(spec)[2], seed)
 
-    def train(input_context):
+    def train(input_context, start_step=0):
         per_worker = batch_size // input_context.num_input_pipelines
-        if spec.random_labels:
-            source = _examples(spec, "train", False, seed, None)
-            source = labels_lib.with_random_labels(source, model_config(spec)[2], seed,
-                                                   input_context=input_context)
-        else:
-            source = _examples(spec, "train", True, seed, input_context)
-        return core.finish(source, per_worker, training=True, seed=seed, deformation=deformation,
-                           shuffle_buffer=1024 if spec.dataset == "imagenet" else 10_000,
+        stream = arrays.train_stream(seed, start_step * batch_size, input_context, labels)
+        return core.finish(stream, per_worker, training=True, seed=seed,
+                           deformation=deformation, first_example=start_step * per_worker,
                            input_context=input_context)
 
     def evaluate():
-        return core.finish(_examples(spec, eval_split, False, seed, None), EVAL_BATCH_SIZE,
-                           training=False)
+        return core.finish(arrays.test_examples(), EVAL_BATCH_SIZE, training=False)
 
-    measure = measure_images(spec, num_measure_images, seed)
-    num_train = _examples(spec, "train", False, seed, None).cardinality()
-    num_train = int(num_train) if num_train >= 0 else None
-    return train_lib.Data(train, evaluate, measure), num_train
+    measure = _take_images(arrays.test_examples(), num_measure_images)
+    return train_lib.Data(train, evaluate, measure), len(labels)
+
+
+def _build_imagenet(spec, batch_size, seed, num_measure_images, deformation):
+    if spec.random_labels:
+        raise ValueError("--random_labels is implemented for the in-memory data sets (CIFAR-10, "
+                         "MNIST, Fashion-MNIST), as in the paper, not for ImageNet.")
+    train_files = imagenet.list_shards(spec.data_dir, "train", count_cache_path()).first(
+        spec.max_train_examples)
+    eval_files = imagenet.list_shards(spec.data_dir, "validation", count_cache_path())
+
+    def train_order(input_context):
+        return order.RecordOrder(train_files, seed, IMAGENET_CYCLE_LENGTH, IMAGENET_WINDOW,
+                                 input_context=input_context)
+
+    def train(input_context, start_step=0):
+        per_worker = batch_size // input_context.num_input_pipelines
+        examples = imagenet.read(train_order(input_context), training=True,
+                                 first_position=start_step * batch_size,
+                                 image_size=spec.image_size)
+        return core.finish(examples, per_worker, training=True, seed=seed,
+                           deformation=deformation, first_example=start_step * per_worker,
+                           input_context=input_context)
+
+    def evaluate():
+        return core.finish(_imagenet_eval(spec, eval_files), EVAL_BATCH_SIZE, training=False)
+
+    def describe_error(error, split, position, input_context=None):
+        if split == "train":
+            paths = train_order(input_context).files_from(position)
+        else:
+            paths = _imagenet_eval_order(eval_files).files_from(position)
+        return describe_data_error(error, paths, imagenet.find_bad_record)
+
+    measure = _imagenet_measure_images(spec, eval_files, num_measure_images)
+    return (train_lib.Data(train, evaluate, measure, describe_error=describe_error),
+            train_files.num_records)
+
+
+def describe_data_error(error, paths, find_bad_record):
+    """One message for a data error met while reading `paths`, naming the file and record.
+
+    Args:
+      error: the `tf.errors.OpError` raised by the input pipeline.
+      paths: the files being read at that point, in read order.
+      find_bad_record: fn(paths) -> None or (path, record index, message), e.g.
+        `imagenet.find_bad_record`.
+
+    Returns:
+      str. The error's own line when it already names the file (the pipelines' in-graph checks
+      do), else the located file and record, else the error's line and the files searched.
+    """
+    line = core.error_line(error)
+    if "[file]" in line:
+        return f"Bad input record: {line}"
+    found = find_bad_record(paths)
+    if found is not None:
+        path, record, message = found
+        return f"Bad input record {record} of {path}: {message}"
+    return (f"Input error ({line}); no bad record found in the {len(paths)} file(s) being read "
+            f"at that point ({', '.join(os.path.basename(p) for p in paths)}).")
 
 
 def _build_synthetic(spec, batch_size, seed, num_measure_images, deformation):
@@ -122,11 +237,12 @@ def _build_synthetic(spec, batch_size, seed, num_measure_images, deformation):
         raise ValueError("--random_labels does not apply to the synthetic task.")
     prototypes, _ = mnist.prototypes(spec.synthetic_source, spec.data_dir)
 
-    def train(input_context):
+    def train(input_context, start_step=0):
         return synthetic.train(prototypes, spec.synthetic_strength,
                                batch_size // input_context.num_input_pipelines, seed,
                                grid_size=spec.train_grid_size, input_context=input_context,
-                               dataset=spec.synthetic_source)
+                               dataset=spec.synthetic_source,
+                               first_position=start_step * batch_size)
 
     def evaluate():
         return synthetic.test(prototypes, spec.synthetic_strength, spec.num_test_examples,

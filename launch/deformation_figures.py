@@ -6,6 +6,7 @@ grace_hopper.jpg, 224x224) and Fashion-MNIST items of the embedded subset (padde
 
 import os
 
+from absl import app
 from absl import logging
 import matplotlib
 import numpy as np
@@ -15,7 +16,7 @@ from deform_tf.figures import deformation
 from pipelines import idx
 
 PHOTO_SIZE = 224  # The paper's ImageNet resolution.
-DIGIT_SIZE = 32  # Synthetic MNIST: 28x28 items padded to 32x32 (SPEC section 4).
+DIGIT_SIZE = 32  # Synthetic MNIST: 28x28 items padded to 32x32 (docs/method.md#models).
 FIG1_PHOTO_SEEDS = 2  # The photo, deformed with this many different seeds in Fig. 1.
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
                          "Sneaker", "Bag", "Ankle boot")

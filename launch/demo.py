@@ -8,7 +8,7 @@ replaced):
                      (grace_hopper.jpg) resized and centre-cropped to 224x224, strength
                      --strength_photo (the paper's ImageNet C = 10 px);
   fig2_digit.png     the same on a Fashion-MNIST item of the embedded subset, padded to 32x32 as
-                     the synthetic-MNIST task (SPEC section 4), strength --strength_digit;
+                     the synthetic-MNIST task (docs/method.md#data), strength --strength_digit;
   fig1_examples.png  originals beside deformed copies: the photo with two seeds at
                      --strength_photo and four Fashion-MNIST items at --strength_digit.
 

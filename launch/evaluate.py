@@ -11,10 +11,12 @@ data set's, --downsampling, --width, --seed, --smooth_init_sigma). The images ar
 
 Writes --output_dir/evaluation.json with "sensitivity_cosine", "sensitivity_euclidean",
 "relative_stability" (each with per-layer lists) and "smoothness" (per conv layer); refuses to
-replace an existing evaluation.json unless --overwrite.
+replace an existing evaluation.json unless --overwrite. A damaged checkpoint (or checkpoint state
+file) is an error naming its files (exit status 2); given a run's checkpoint directory whose
+latest checkpoint was moved away, the newest complete checkpoint left is measured.
 """
 
-import json
+import dataclasses
 import os
 
 from absl import flags
@@ -27,6 +29,7 @@ from deform_tf import models
 from deform_tf import sensitivity
 from launch import common
 from launch import data_lib
+from launch import run_dir
 from launch import train_lib
 
 flags.DEFINE_string("model", None, "A .keras file or a checkpoint directory/prefix written by a "
@@ -49,12 +52,18 @@ def main(argv):
         spec = data_lib.DataSpec(dataset=dataset, data_dir=FLAGS.data_dir)
         architecture, input_shape, num_classes = data_lib.model_config(spec)
         if FLAGS.model:
-            model = model_io.load_model(FLAGS.model)
+            measured = FLAGS.model
+            if tf.io.gfile.isdir(FLAGS.model):  # the directory's latest complete checkpoint
+                measured = model_io.latest_checkpoint(FLAGS.model) or FLAGS.model
+                logging.info("Measuring checkpoint %s.", measured)
+            model = model_io.load_model(measured)
         else:
             model = models.vgg(FLAGS.architecture or architecture, FLAGS.downsampling,
                                FLAGS.width, input_shape, num_classes, seed=FLAGS.seed)
             if FLAGS.smooth_init_sigma:
                 initializers.smooth_model_kernels(model, FLAGS.smooth_init_sigma)
+        if dataset == "imagenet":  # the images at the model's resolution
+            spec = dataclasses.replace(spec, image_size=int(model.input_shape[1]))
         images = data_lib.measure_images(spec, FLAGS.num_measure_images)
         config = train_lib.TrainConfig(
             experiment="evaluate", model_config=architecture, downsampling=FLAGS.downsampling,
@@ -66,11 +75,13 @@ def main(argv):
                                    tf.constant(images), config, step=0)
     except (FileNotFoundError, ValueError) as e:
         raise common.usage_error(str(e)) from None
-    result.update(model=FLAGS.model or "fresh initialization", dataset=dataset,
+    result.update(model=measured if FLAGS.model else "fresh initialization", dataset=dataset,
                   grid_size=config.eval_grid_size, strength=config.eval_strength)
-    tf.io.gfile.makedirs(FLAGS.output_dir)
-    with tf.io.gfile.GFile(output, "w") as f:
-        json.dump(result, f, indent=1)
+    try:
+        tf.io.gfile.makedirs(FLAGS.output_dir)
+        run_dir.write_json(output, result)  # atomically: no partial file after a kill
+    except (OSError, tf.errors.OpError) as e:
+        raise common.usage_error(f"Cannot write {output}: {e}") from None
     logging.info("Wrote %s", output)
 
 

@@ -6,18 +6,20 @@ process through the same `common.build_run` / `train_lib.train` path as the laun
 started here and one started with `Run.command()` on a cluster write the same files), skipping
 runs that finished (their `final.json` exists) and resuming interrupted ones.
 
-Profiles:
-  micro  tiny models, a handful of steps, 2 seeds: the tests' end-to-end check (a minute).
-  quick  Fashion-MNIST (the embedded subset unless a full copy is found) on the CIFAR-10 net
-         at width 0.125, 150 steps, 3 seeds: minutes on 2 CPU cores.
-  paper  the paper's settings: CIFAR-10 (5 variants x 5 seeds, real and random labels, the
-         smooth-init sweep), the synthetic task C = 1..4 (5 seeds), ImageNet max_pool vs
-         strided_relu (2 seeds); for a cluster, e.g. via --print_commands.
+Profiles (`PROFILES`; each function's docstring says what it runs and how it was sized):
+  micro     tiny models, a handful of steps: the tests' end-to-end check.
+  quick     the embedded Fashion-MNIST subset, width 0.125: under 15 minutes on 2 CPU cores.
+  standard  the full Fashion-MNIST, width 0.5: about 2 hours on 2 CPU cores.
+  paper     the paper's settings on CIFAR-10 and ImageNet, for a cluster.
+
+The flagfiles in launch/configs/ are generated from the same grid (`flagfiles`, written by
+`python -m launch.write_configs`), so a flagfile and the run of the grid it stands for agree.
 """
 
 import dataclasses
 import importlib
 import os
+import textwrap
 import time
 from typing import Optional
 
@@ -25,8 +27,6 @@ from absl import logging
 import keras
 
 from deform_tf import models
-from launch import common
-from launch import train_lib
 
 SIGMAS = (0.0, 0.5, 1.0, 2.0)
 STRENGTHS = (1.0, 2.0, 3.0, 4.0)
@@ -44,20 +44,27 @@ class Run:
     settings: dict  # overrides of the launcher's settings (flag names)
     spec_fields: dict = dataclasses.field(default_factory=dict)  # launcher-specific flags
 
-    def command(self, root):
-        """The equivalent launcher command line."""
-        args = [f"python -m {self.launcher}", f"--output_dir={os.path.join(root, self.name)}"]
+    def flags(self, exclude=()):
+        """The run's settings as launcher flags ("--key=value", sorted), None values left out."""
+        args = []
         for key, value in sorted({**self.settings, **self.spec_fields}.items()):
+            if key in exclude or value is None:
+                continue
             if isinstance(value, bool):
                 args.append(f"--{key}" if value else f"--no{key}")
-            elif value is not None:
+            else:
                 args.append(f"--{key}={value}")
-        return " ".join(args)
+        return args
+
+    def command(self, root):
+        """The equivalent launcher command line."""
+        return " ".join([f"python -m {self.launcher}",
+                         f"--output_dir={os.path.join(root, self.name)}", *self.flags()])
 
 
 @dataclasses.dataclass(frozen=True)
 class Profile:
-    """Grid sizes and training settings of a profile."""
+    """Grid sizes and training settings of a profile (see the profile functions below)."""
 
     name: str
     dataset: str
@@ -72,9 +79,11 @@ class Profile:
     sigmas: tuple = SIGMAS
     strengths: tuple = STRENGTHS
     synthetic_steps: int = 150
+    synthetic_width: Optional[float] = None  # None: `width`
+    synthetic_seeds: Optional[int] = None  # seeds of the smallest and largest C; None: `seeds`
     max_train_examples: Optional[int] = None
     imagenet_seeds: int = 0
-    data_dir: Optional[str] = None
+    allow_embedded: bool = True  # may train on the embedded Fashion-MNIST subset
 
     @property
     def title(self):
@@ -85,22 +94,94 @@ class Profile:
                 f"{self.seeds} seeds")
 
 
-PROFILES = {
-    "micro": Profile("micro", "fashion_mnist", width=0.0625, batch_size=16, train_steps=4,
-                     seeds=2, measure_every=2, num_measure_images=8, learning_rate=0.02,
-                     variants=("max_pool", "strided"), sigmas=(0.0, 1.0), strengths=(1.0, 3.0),
-                     synthetic_steps=4, max_train_examples=256),
-    "quick": Profile("quick", "fashion_mnist", width=0.125, batch_size=64, train_steps=150,
-                     seeds=3, measure_every=50, num_measure_images=64, learning_rate=0.05),
-    "paper": Profile("paper", "cifar10", width=1.0, batch_size=128, train_steps=None,
-                     seeds=5, measure_every=2000, num_measure_images=128, learning_rate=0.05,
-                     synthetic_steps=5000, imagenet_seeds=2),
-}
+def micro():
+    """Tiny models, a handful of steps, 2 seeds: the tests' end-to-end check (a minute)."""
+    return Profile("micro", "fashion_mnist", width=0.0625, batch_size=16, train_steps=4,
+                   seeds=2, measure_every=2, num_measure_images=8, learning_rate=0.02,
+                   variants=("max_pool", "strided"), sigmas=(0.0, 1.0), strengths=(1.0, 3.0),
+                   synthetic_steps=4, max_train_examples=256)
+
+
+def quick():
+    """README command 1: every finding and figure in under 15 minutes on 2 CPU cores.
+
+    Fashion-MNIST (the embedded 4,000/1,000-image subset unless a full copy is found) on the
+    CIFAR-10 net at width 0.125, 150 steps of batch 64, 3 seeds: 60 runs.
+
+    The synthetic task (finding 4) runs at width 0.25, with 6 seeds at C = 1 and C = 4 (the pair
+    finding 4 compares, seed by seed) and 3 at C = 2, 3. Sizing, from a pilot of C = 1 vs 4 at
+    150 steps: at width 0.125 the per-seed paired difference of the mean smoothness measure
+    varied with a standard deviation of 0.026 (the first conv's 4 filters are noisy), at width
+    0.25 with 0.0125 around a mean difference of 0.019 (10 seeds: 0.023 on seeds 0-4, 0.015 on
+    seeds 5-9); 6 seeds then show it (> 2 SE) with probability 0.93 (0.79 for an effect of
+    0.015; simulated with the t-spread of 6-seed SEs). The profile's seeds 0-5 are pilot seeds,
+    so its finding-4 numbers repeat the pilot's. 600 steps instead of 150 gave the same
+    difference at width 0.125. A run of this size is dominated by per-run compilation, so the
+    wider synthetic net adds ~2 s per run, the 6 extra runs ~1.5 minutes.
+    """
+    return Profile("quick", "fashion_mnist", width=0.125, batch_size=64, train_steps=150,
+                   seeds=3, measure_every=50, num_measure_images=64, learning_rate=0.05,
+                   synthetic_width=0.25, synthetic_seeds=6)
+
+
+def standard():
+    """The full Fashion-MNIST, the CIFAR-10 net at width 0.5: about 2 hours on 2 CPU cores.
+
+    60,000/10,000 images (Debian's dataset-fashion-mnist or --data_dir; `launch.reproduce`
+    refuses the embedded subset), 940 steps of batch 128 (2 epochs) at a peak learning rate of
+    0.05 with cosine decay, measured every 235 steps on N = 128 images, 3 seeds; the synthetic
+    task at the same width for 300 steps, with 6 seeds at C = 1 and C = 4 (the pair finding 4
+    compares) and 3 at C = 2, 3: 60 runs. The same profile runs on CIFAR-10 with
+    `--dataset=cifar10 --data_dir=...`.
+
+    Sizing, from timings of the launcher's training on this machine (2026-11-29, one process
+    per measurement, full Fashion-MNIST):
+      - width 0.5, batch 128, max_pool: 7.3-7.6 steps/s on a quiet machine (60 steps; graph and
+        XLA alike). With other jobs on the 2 cores (1-minute load 7-8) the five variants ran at
+        3.1-5.8 steps/s, max_pool at 4.3-4.7: loaded runs take ~1.6x as long.
+      - per-run overhead (tracing, compiling the measurement, loading 60,000 images, evaluating
+        10,000): ~17 s quiet; a later measurement 0.8 s.
+      - a real-label avg_pool run at these settings (the slowest learner of the five after 80
+        steps) reached test accuracy 0.916 in 304 s under load 8, i.e. ~190 s quiet (after 80
+        steps the five variants were at 0.78-0.85). Shorter runs were not tried: 2 epochs keep
+        a margin above 0.90.
+      - the synthetic task at width 0.5, C = 1 vs 4, 300 steps, seeds 0-3: 80-133 s per run
+        under load 7-8 (~60 s quiet); the per-seed paired difference of the mean smoothness
+        measure was 0.0072 ± 0.0027 (SE; seed-to-seed std 0.0055), which 6 seeds show (> 2 SE)
+        with probability ~0.87 (simulated with the t-spread of 6-seed SEs), 3 seeds with ~0.65.
+    So the 30 trained runs take ~30 x 185 s = 92 min quiet, the 12 init-only smooth-init runs
+    ~3 min, the 18 synthetic runs ~18 min: ~1 h 55 min on a quiet machine, ~1.6x that with other
+    jobs on the cores. Fewer steps or a narrower net would miss the accuracy or the width the
+    profile is for; more seeds would not fit.
+    """
+    return Profile("standard", "fashion_mnist", width=0.5, batch_size=128, train_steps=940,
+                   seeds=3, measure_every=235, num_measure_images=128, learning_rate=0.05,
+                   synthetic_steps=300, synthetic_seeds=6, allow_embedded=False)
+
+
+def paper():
+    """The paper's settings, for a cluster (e.g. via --print_commands).
+
+    CIFAR-10 (5 variants x 5 seeds, real and random labels, the smooth-init sweep) for the
+    launcher's 100 epochs, the synthetic task C = 1..4 (5 seeds, 5,000 steps), ImageNet max_pool
+    vs strided_relu (2 seeds).
+    """
+    return Profile("paper", "cifar10", width=1.0, batch_size=128, train_steps=None,
+                   seeds=5, measure_every=2000, num_measure_images=128, learning_rate=0.05,
+                   synthetic_steps=5000, imagenet_seeds=2, allow_embedded=False)
+
+
+PROFILES = {p.name: p for p in (micro(), quick(), standard(), paper())}
 
 
 def grid(profile, data_dir=None, imagenet_dir=None):
-    """The runs of a profile, in execution order (cheap groups first)."""
-    base = dict(dataset=profile.dataset, data_dir=data_dir or profile.data_dir,
+    """The runs of a profile, in execution order (cheap groups first).
+
+    `data_dir` is the profile's data set's; the synthetic task reads its Fashion-MNIST
+    prototypes from it only when that data set is Fashion-MNIST (else from the standard
+    locations).
+    """
+    base = dict(dataset=profile.dataset, data_dir=data_dir,
                 width=profile.width, batch_size=profile.batch_size,
                 train_steps=profile.train_steps, learning_rate=profile.learning_rate,
                 measure_every=profile.measure_every,
@@ -124,13 +205,16 @@ def grid(profile, data_dir=None, imagenet_dir=None):
                                 "launch.cifar10",
                                 dict(base, seed=seed, downsampling=variant,
                                      random_labels=random_labels)))
+    synthetic = {k: v for k, v in base.items() if k not in ("dataset", "max_train_examples")}
+    synthetic.update(downsampling="max_pool", train_steps=profile.synthetic_steps,
+                     width=profile.synthetic_width or profile.width,
+                     data_dir=data_dir if profile.dataset == "fashion_mnist" else None)
+    extremes = (min(profile.strengths), max(profile.strengths))  # finding 4 compares these
     for strength in profile.strengths:
-        for seed in seeds:
-            settings = {k: v for k, v in base.items() if k not in ("dataset", "max_train_examples")}
+        count = profile.synthetic_seeds if strength in extremes else None
+        for seed in range(count or profile.seeds):
             runs.append(Run(f"synthetic/C{strength:g}/seed{seed}", "synthetic", f"{strength:g}",
-                            seed, "launch.synthetic_mnist",
-                            dict(settings, seed=seed, downsampling="max_pool",
-                                 train_steps=profile.synthetic_steps),
+                            seed, "launch.synthetic_mnist", dict(synthetic, seed=seed),
                             dict(synthetic_strength=strength)))
     for variant in ("max_pool", "strided_relu"):
         for seed in range(profile.imagenet_seeds):
@@ -141,12 +225,105 @@ def grid(profile, data_dir=None, imagenet_dir=None):
     return runs
 
 
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# Settings a flagfile leaves to the command line.
+COMMAND_LINE_SETTINGS = ("seed", "data_dir")
+_GENERATED = "Generated from launch/experiments.py by `python -m launch.write_configs`."
+
+
+@dataclasses.dataclass(frozen=True)
+class Flagfile:
+    """A flagfile of launch/configs: one run of a grid without its seed and data location."""
+
+    name: str  # file name, e.g. "cifar10_max_pool.cfg"
+    run: Run
+    description: str  # the comment at the top of the file
+
+    def text(self):
+        """The file's contents: the description, then one "--flag=value" per line."""
+        lines = [f"# {line}" for line in textwrap.wrap(self.description, 96)]
+        lines.append(f"# {_GENERATED}")
+        lines += self.run.flags(exclude=COMMAND_LINE_SETTINGS)
+        return "\n".join(lines) + "\n"
+
+
+def imagenet_smoke_run():
+    """The ImageNet net (13 convs, 5 downsamplings) at width 1/16 on 32x32 Fashion-MNIST."""
+    return Run("imagenet_quick", "imagenet", "max_pool", 0, "launch.imagenet",
+               dict(dataset="fashion_mnist", architecture="imagenet", downsampling="max_pool",
+                    width=0.0625, batch_size=64, learning_rate=0.05, train_steps=200,
+                    warmup_epochs=0.0, eval_grid_size=3, eval_strength=2.0,
+                    num_measure_images=64, checkpoint_every=100))
+
+
+def flagfiles():
+    """The flagfiles of launch/configs, from the grids: each condition of the paper profile,
+    and a quick run per launcher (two runs of the quick profile, the ImageNet smoke test)."""
+    paper_runs = {
+        "real": ("cifar10_{}.cfg", "CIFAR-10, {} downsampling (paper Fig. 3c/d, 6b)"),
+        "random": ("cifar10_random_labels_{}.cfg",
+                   "CIFAR-10 with random labels, {} downsampling (paper Fig. 6c, 7)"),
+        "smooth_init": ("cifar10_smooth_init_sigma{}.cfg", "Smooth-init sweep (paper Fig. 4): "
+                        "the CIFAR-10 net at init, filters smoothed with sigma = {} px"),
+        "synthetic": ("synthetic_c{}.cfg", "Synthetic prototype task with C = {} px (paper "
+                      "Fig. 5)"),
+        "imagenet": ("imagenet_{}.cfg", "ImageNet, {} downsampling (paper Fig. 3a/b, 6a)"),
+    }
+    files = []
+    for run in grid(PROFILES["paper"]):
+        if run.seed == 0:
+            name, description = paper_runs[run.group]
+            files.append(Flagfile(
+                name.format(run.condition), run,
+                description.format(run.condition) + ": the paper profile's run (launch/"
+                "experiments.py). Give --data_dir, --output_dir and --seed (0-"
+                f"{PROFILES['paper'].seeds - 1} there)."))
+    quick_runs = {r.name: r for r in grid(PROFILES["quick"])}
+    minutes = "Quick run (minutes on 2 CPU cores, the embedded Fashion-MNIST subset unless a " \
+              "full copy is found): "
+    files += [
+        Flagfile("cifar10_quick.cfg", quick_runs["real/max_pool/seed0"],
+                 minutes + "the quick profile's max_pool run, the CIFAR-10 net at width "
+                 f"{PROFILES['quick'].width:g}. Give --output_dir."),
+        Flagfile("synthetic_quick.cfg", quick_runs["synthetic/C3/seed0"],
+                 minutes + "the quick profile's synthetic task with C = 3 px. Give "
+                 "--output_dir."),
+        Flagfile("imagenet_quick.cfg", imagenet_smoke_run(),
+                 minutes + "the ImageNet architecture at width 1/16 on 32x32 images, a smoke "
+                 "test of its code path, not an ImageNet result. Give --output_dir."),
+    ]
+    return files
+
+
+def write_flagfiles(directory):
+    """Writes every flagfile of `flagfiles()` into `directory`; returns the names it changed."""
+    os.makedirs(directory, exist_ok=True)
+    changed = []
+    for flagfile in flagfiles():
+        path = os.path.join(directory, flagfile.name)
+        text = flagfile.text()
+        if os.path.exists(path):
+            with open(path) as f:
+                if f.read() == text:
+                    continue
+        with open(path, "w") as f:
+            f.write(text)
+        changed.append(flagfile.name)
+    return changed
+
+
 def is_finished(run, root):
     return os.path.exists(os.path.join(root, run.name, "final.json"))
 
 
 def execute(run, root):
-    """Trains one run in this process (same code path as its launcher); returns final.json."""
+    """Trains one run in this process (same code path as its launcher); returns final.json.
+
+    The launcher modules (and `launch.common`, which defines the training flags) are imported
+    here, so that the grid and the flagfiles can be built in a process that defines other flags.
+    """
+    from launch import common  # pylint: disable=g-import-not-at-top
+    from launch import train_lib  # pylint: disable=g-import-not-at-top
     launcher = importlib.import_module(run.launcher)
     settings = common.default_settings(launcher.DEFAULTS)
     settings.update(run.settings)

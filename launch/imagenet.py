@@ -1,4 +1,4 @@
-r"""Trains the paper's ImageNet VGG net (SPEC §4) and measures its deformation stability.
+r"""Trains the paper's ImageNet VGG net (docs/method.md#models); measures its deformation stability.
 
 The study compares max_pool with strided_relu downsampling (Fig. 3a/b, 6a): flagfiles
 launch/configs/imagenet_max_pool.cfg and imagenet_strided_relu.cfg. `imagenet_quick.cfg` runs the

@@ -15,7 +15,8 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from launch import experiments  # also defines --data_dir (Fig. 5 samples), via launch.common
+from launch import common  # pylint: disable=unused-import  (defines --data_dir: Fig. 5 samples)
+from launch import experiments
 from launch import report
 from launch import results as results_lib
 

@@ -1,10 +1,19 @@
-"""Judges the paper's five findings (SPEC §6) on a results dict and writes report.md.
+"""Judges the paper's five findings on a results dict and writes report.md.
 
-Every verdict comes from an explicit numeric criterion stated in the report next to the numbers
-it used, so a reader can disagree with the criterion without re-running anything. Sections whose
-runs are missing say "not measured".
+The findings and their criteria are described in docs/method.md#findings. Each finding is
+reduced to one or more *effects*: numbers that are positive when the run shows what the paper
+found, each the mean over seeds (or runs) with its standard error (SE). A finding agrees when
+every one of its effects exceeds twice its SE and does not agree otherwise; the report states
+every effect as value ± SE with the number of seeds behind it, and for a finding that does not
+agree the smallest effect the run would have detected with 80% probability (2.8 SE), so a reader
+sees how large an effect could have gone unseen. Conditions are compared seed by seed: runs with
+the same seed share their data order, measured images and deformations, and their initial
+filters wherever the layers have the same shapes, so each effect is the mean of per-seed
+differences (seeds that only one condition has are left out). Sections whose runs are missing
+say "not measured"; with a single seed there is no SE and the finding is undecided.
 """
 
+import dataclasses
 import os
 
 import numpy as np
@@ -13,149 +22,277 @@ import tensorflow as tf
 POOLED = ("max_pool", "avg_pool")
 NOT_POOLED = ("subsample", "strided", "strided_relu")
 AGREES, DISAGREES, NOT_MEASURED = "agrees", "does not agree", "not measured"
-INCONCLUSIVE = "inconclusive (right direction, within seed noise)"
+UNDECIDED = "undecided (one seed: no standard error)"
+DETECTABLE_SE = 2.8  # 2 SE + 0.84 SE: the effect a 2-SE criterion detects 80% of the time
 
 
-def _last_layer(entry, step_index, distance="cosine"):
-    """Mean over seeds of the last measured layer's sensitivity at a measurement step."""
-    return float(np.mean([seed[step_index][-1] for seed in entry["sensitivity"][distance]]))
+@dataclasses.dataclass(frozen=True)
+class Effect:
+    """A number that is positive when the run shows the paper's finding, with its uncertainty.
+
+    value: mean over `count` independent values (seeds, or runs); se: its standard error
+    (sample std / sqrt(count)), NaN when count < 2.
+    """
+
+    name: str
+    value: float
+    se: float
+    count: int
+    unit: str = "seeds"
+
+    @property
+    def shown(self):
+        """The run shows the effect: value > 2 SE (False when there is no SE)."""
+        return bool(self.value > 2 * self.se)
+
+    @property
+    def z(self):
+        """value / SE (+-inf for an exact nonzero value, 0 for an exact zero)."""
+        if self.se > 0:
+            return self.value / self.se
+        return float(np.sign(self.value)) * np.inf
+
+    def __str__(self):
+        return f"{self.name} {self.value:+.4f} ± {self.se:.4f} (SE, {self.count} {self.unit})"
+
+
+def mean_effect(name, values, unit="seeds"):
+    """Effect of independent per-seed (or per-run) values: their mean and its SE."""
+    values = np.asarray(values, np.float64)
+    count = len(values)
+    se = float(np.std(values, ddof=1) / np.sqrt(count)) if count > 1 else float("nan")
+    return Effect(name, float(np.mean(values)), se, count, unit)
+
+
+def weakest(effects):
+    """The effect closest to failing its criterion (smallest value / SE)."""
+    return min(effects, key=lambda e: e.z)
+
+
+def _verdict(effects):
+    if any(not np.isfinite(e.se) for e in effects):
+        return UNDECIDED
+    return AGREES if all(e.shown for e in effects) else DISAGREES
+
+
+def _finding(statement, criterion, effects, measured):
+    """The finding's dict: verdict from the effects, headline = the weakest effect."""
+    verdict = _verdict(effects)
+    headline = weakest(effects)
+    if verdict == DISAGREES:
+        measured += (f"; at this seed noise an effect of {DETECTABLE_SE * headline.se:.4f} "
+                     f"(2.8 SE) in {headline.name} would be detected with 80% probability")
+    return dict(statement=statement, verdict=verdict, criterion=criterion, measured=measured,
+                effects=effects, headline=headline)
+
+
+def _not_measured(statement, why):
+    return dict(statement=statement, verdict=NOT_MEASURED, measured=why, effects=[],
+                headline=None)
+
+
+def _seed_ids(seeds, count):
+    """The seed numbers of a [seed] axis (`seeds` as recorded by launch.results, else 0..n-1)."""
+    return list(seeds) if seeds is not None else list(range(count))
+
+
+def _by_seed(values, seeds):
+    """{seed: value} of a list along a [seed] axis."""
+    return dict(zip(_seed_ids(seeds, len(values)), values))
+
+
+def _common_seeds(*mappings):
+    common = set.intersection(*(set(m) for m in mappings))
+    return sorted(common)
+
+
+def paired_effect(name, larger, smaller):
+    """Effect of larger - smaller compared seed by seed: {seed: value} mappings, common seeds."""
+    seeds = _common_seeds(larger, smaller)
+    return mean_effect(name, [larger[s] - smaller[s] for s in seeds])
+
+
+def _mean_std(values):
+    values = np.asarray(values, np.float64)
+    return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
+
+
+def _last_layer(entry, step_index):
+    """Per-seed cosine sensitivity of the last measured layer at a measurement step."""
+    return [seed[step_index][-1] for seed in entry["sensitivity"]["cosine"]]
 
 
 def _mean_smoothness(entry, step_index):
-    return float(np.mean([np.mean(seed[step_index]) for seed in entry["smoothness"]]))
+    """Per-seed smoothness measure averaged over conv layers at a measurement step."""
+    return [float(np.mean(seed[step_index])) for seed in entry["smoothness"]]
 
 
-def _fmt(values):
-    return ", ".join(f"{k} {v:.3f}" for k, v in values.items())
+def _spreads(entries, values_of):
+    """{seed: max - min over the variants of values_of(entry)[seed]}, seeds common to all."""
+    per_variant = [_by_seed(values_of(e), e.get("seeds")) for e in entries]
+    return {s: float(np.ptp([v[s] for v in per_variant])) for s in _common_seeds(*per_variant)}
+
+
+STATEMENTS = {
+    1: "At initialization, pooling (max/avg) lowers deformation sensitivity; strided and "
+       "subsampled nets are more sensitive (Fig. 3a/c).",
+    2: "After training, the per-layer sensitivity pattern is nearly the same whatever the "
+       "downsampling; pooled nets' sensitivity can rise during training (Fig. 3b/d).",
+    3: "Smoother random filters (larger sigma) give lower sensitivity at every layer (Fig. 4).",
+    4: "Tasks that need more stability (larger C) give smoother trained filters (Fig. 5).",
+    5: "Trained filters are smoother than at init; on CIFAR-10 smoothness falls with depth; "
+       "with random labels smoothness depends on the architecture (Fig. 6, 7).",
+}
 
 
 def finding_1(results):
     real = results.get("training", {}).get("real", {})
-    pooled = {v: _last_layer(real[v], 0) for v in POOLED if v in real}
-    other = {v: _last_layer(real[v], 0) for v in NOT_POOLED if v in real}
-    statement = ("At initialization, pooling (max/avg) lowers deformation sensitivity; "
-                 "strided and subsampled nets are more sensitive (Fig. 3a/c).")
-    if not pooled or not other:
-        return dict(statement=statement, verdict=NOT_MEASURED, measured="needs pooled and "
-                    "non-pooled variants")
-    ok = max(pooled.values()) < min(other.values())
-    return dict(statement=statement, verdict=AGREES if ok else DISAGREES,
-                criterion="every pooled variant's last-layer sensitivity at init is below "
-                "every non-pooled variant's",
-                measured=f"last-layer cosine sensitivity at init (mean over seeds): "
-                f"{_fmt({**pooled, **other})}")
+    init = {v: _by_seed(_last_layer(real[v], 0), real[v].get("seeds")) for v in real}
+    pooled = [v for v in POOLED if v in init]
+    other = [v for v in NOT_POOLED if v in init]
+    if not pooled or not other or not _common_seeds(*init.values()):
+        return _not_measured(STATEMENTS[1], "needs pooled and non-pooled variants trained "
+                             "with a common seed")
+    effects = [paired_effect(f"{n} - {p}", init[n], init[p]) for p in pooled for n in other]
+    return _finding(
+        STATEMENTS[1],
+        "for every pair of a non-pooled and a pooled variant, the non-pooled variant's "
+        "last-layer sensitivity at init minus the pooled one's, per seed (same seed = same "
+        "filters where the layers have the same shapes, same measured images and "
+        "deformations), exceeds 2 SE",
+        effects,
+        "last-layer cosine sensitivity at init (mean ± std over seeds): "
+        + ", ".join(f"{v} {_mean_std(list(init[v].values()))}" for v in pooled + other)
+        + f"; smallest gap: {weakest(effects)}")
 
 
 def finding_2(results):
     real = results.get("training", {}).get("real", {})
-    statement = ("After training, the per-layer sensitivity pattern is nearly the same whatever "
-                 "the downsampling; pooled nets' sensitivity can rise during training (Fig. 3b/d).")
     if len(real) < 2:
-        return dict(statement=statement, verdict=NOT_MEASURED, measured="needs 2+ variants")
-    init = {v: _last_layer(e, 0) for v, e in real.items()}
-    final = {v: _last_layer(e, -1) for v, e in real.items()}
-    spread_init = max(init.values()) - min(init.values())
-    spread_final = max(final.values()) - min(final.values())
-    ok = spread_final < 0.5 * spread_init
+        return _not_measured(STATEMENTS[2], "needs 2+ variants")
+    entries = list(real.values())
+    init = _spreads(entries, lambda e: _last_layer(e, 0))
+    final = _spreads(entries, lambda e: _last_layer(e, -1))
+    seeds = [s for s in _common_seeds(init, final) if init[s] > 0]
+    if not seeds:
+        return _not_measured(STATEMENTS[2], "needs a seed trained with every variant (and "
+                             "variants that differ at init)")
+    ratios = [final[s] / init[s] for s in seeds]
+    effect = mean_effect("0.5 - spread ratio", [0.5 - r for r in ratios])
     rises = []
     for v in POOLED:
         if v in real:
-            e = real[v]
-            mean_init = np.mean([s[0] for s in e["sensitivity"]["cosine"]], axis=0)
-            mean_final = np.mean([s[-1] for s in e["sensitivity"]["cosine"]], axis=0)
+            cosine = np.asarray(real[v]["sensitivity"]["cosine"], np.float64)
+            mean_init, mean_final = cosine[:, 0].mean(0), cosine[:, -1].mean(0)
             rises.append(f"{v}: {int(np.sum(mean_final[1:] > mean_init[1:]))} of "
                          f"{len(mean_init) - 1} layers rose")
-    return dict(statement=statement, verdict=AGREES if ok else DISAGREES,
-                criterion="the spread (max - min over variants) of last-layer sensitivity "
-                "after training is less than half the spread at init",
-                measured=f"spread at init {spread_init:.3f}, after training {spread_final:.3f}; "
-                f"after training: {_fmt(final)}; " + "; ".join(rises))
+    return _finding(
+        STATEMENTS[2],
+        "per seed, the spread (max - min over variants) of last-layer sensitivity after "
+        "training divided by its spread at init; its mean over seeds is below 0.5 by more than "
+        "2 SE",
+        [effect],
+        f"spread ratio {np.mean(ratios):.3f} (per seed: "
+        + ", ".join(f"{r:.3f}" for r in ratios) + "); mean spread at init "
+        f"{np.mean([init[s] for s in seeds]):.3f}, after training "
+        f"{np.mean([final[s] for s in seeds]):.3f}; last layer after training (mean over "
+        "seeds): " + ", ".join(f"{v} {np.mean(_last_layer(e, -1)):.3f}"
+                               for v, e in real.items())
+        + "; " + "; ".join(rises) + f"; {effect}")
 
 
 def finding_3(results):
     smooth = results.get("smooth_init")
-    statement = "Smoother random filters (larger sigma) give lower sensitivity at every layer " \
-                "(Fig. 4)."
     if not smooth or len(smooth["sigmas"]) < 2:
-        return dict(statement=statement, verdict=NOT_MEASURED, measured="needs 2+ sigmas")
+        return _not_measured(STATEMENTS[3], "needs 2+ sigmas")
     keys = sorted(smooth["sensitivity"], key=float)
+    seeds = smooth.get("seeds", {})
+    low = _by_seed(smooth["sensitivity"][keys[0]], seeds.get(keys[0]))
+    high = _by_seed(smooth["sensitivity"][keys[-1]], seeds.get(keys[-1]))
+    common = _common_seeds(low, high)
+    if not common:
+        return _not_measured(STATEMENTS[3], "needs a seed measured at both sigmas")
+    differences = np.array([np.subtract(low[s], high[s]) for s in common])  # [seed, layer]
+    names = smooth.get("layers") or [str(k) for k in range(differences.shape[1])]
+    effects = [mean_effect(f"layer {k} ({names[k]})", differences[:, k])
+               for k in range(1, differences.shape[1])]  # the input does not depend on filters
     means = np.array([np.mean(smooth["sensitivity"][k], axis=0) for k in keys])  # [sigma, layer]
-    layers = means.shape[1] - 1  # the input (layer 0) does not depend on the filters
-    lower = int(np.sum(means[-1, 1:] < means[0, 1:]))
     monotone = int(np.sum(np.all(np.diff(means[:, 1:], axis=0) <= 0, axis=0)))
-    ok = lower == layers
-    return dict(statement=statement, verdict=AGREES if ok else DISAGREES,
-                criterion="at every layer past the input, the largest sigma's mean sensitivity "
-                "is below sigma = 0's",
-                measured=f"lower at {lower} of {layers} layers; monotone in sigma at {monotone} "
-                f"of {layers}; last layer: " + _fmt({f"sigma {k}": means[i, -1]
-                                                     for i, k in enumerate(keys)}))
+    return _finding(
+        STATEMENTS[3],
+        f"at every layer past the input, sigma = {keys[0]}'s sensitivity minus sigma = "
+        f"{keys[-1]}'s, per seed (same seed = same filters before smoothing), exceeds 2 SE",
+        effects,
+        f"sigma {keys[0]} - sigma {keys[-1]} shown at {sum(e.shown for e in effects)} of "
+        f"{len(effects)} layers; weakest {weakest(effects)}; last: {effects[-1]}; monotone "
+        f"in sigma at {monotone} of {len(effects)} layers; last-layer means: "
+        + ", ".join(f"sigma {k} {means[i, -1]:.3f}" for i, k in enumerate(keys)))
 
 
 def finding_4(results):
     synthetic = results.get("synthetic")
-    statement = "Tasks that need more stability (larger C) give smoother trained filters (Fig. 5)."
     if not synthetic or len(synthetic["strengths"]) < 2:
-        return dict(statement=statement, verdict=NOT_MEASURED, measured="needs 2+ strengths")
+        return _not_measured(STATEMENTS[4], "needs 2+ strengths")
     keys = sorted(synthetic["smoothness_final"], key=float)
-    per_seed = {k: np.mean(synthetic["smoothness_final"][k], axis=1) for k in keys}
-    means = {k: float(np.mean(v)) for k, v in per_seed.items()}
-    corr = float(np.corrcoef([float(k) for k in keys], list(means.values()))[0, 1])
-    low, high = per_seed[keys[0]], per_seed[keys[-1]]
-    difference = means[keys[0]] - means[keys[-1]]
-    # Standard error of the difference of two seed means (sample std over seeds).
-    stderr = float(np.sqrt(sum(np.var(v, ddof=1) / len(v) for v in (low, high)
-                               if len(v) > 1)))
-    if corr < 0 and difference > 2 * stderr:
-        verdict = AGREES
-    elif corr < 0 and difference > 0:
-        verdict = INCONCLUSIVE
-    else:
-        verdict = DISAGREES
-    init = float(np.mean([np.mean(synthetic["smoothness_init"][k]) for k in keys]))
-    spread = {f"C={k}": f"{means[k]:.3f} ± {np.std(per_seed[k], ddof=1) if len(per_seed[k]) > 1 else 0:.3f}"
-              for k in keys}
-    return dict(statement=statement, verdict=verdict,
-                criterion="mean trained smoothness measure (lower = smoother) falls with C "
-                "(negative correlation) and the smallest-vs-largest-C difference exceeds two "
-                "standard errors over seeds",
-                measured="mean smoothness measure after training (± std over seeds): "
-                + ", ".join(f"{k} {v}" for k, v in spread.items())
-                + f" (init {init:.3f}); correlation with C {corr:.2f}; difference C={keys[0]} "
-                f"- C={keys[-1]}: {difference:.4f}, 2 standard errors {2 * stderr:.4f}")
+    seeds = synthetic.get("seeds", {})
+    final = {k: _by_seed(synthetic["smoothness_final"][k], seeds.get(k)) for k in keys}
+    common = _common_seeds(final[keys[0]], final[keys[-1]])
+    if not common:
+        return _not_measured(STATEMENTS[4], "needs a seed trained at both strengths")
+    low, high = (np.array([final[k][s] for s in common]) for k in (keys[0], keys[-1]))
+    effect = mean_effect(f"C={keys[0]} - C={keys[-1]}", low.mean(1) - high.mean(1))
+    per_layer = low - high  # [seed, conv layer]
+    init = float(np.mean([np.mean(v) for v in synthetic["smoothness_init"].values()]))
+    return _finding(
+        STATEMENTS[4],
+        f"the trained smoothness measure averaged over conv layers (lower = smoother), "
+        f"C={keys[0]} minus C={keys[-1]}, per seed (same seed = same initial filters); its mean "
+        "exceeds 2 SE",
+        [effect],
+        "smoothness measure after training (mean over conv layers, mean ± std over seeds): "
+        + ", ".join(f"C={k} {_mean_std([np.mean(x) for x in final[k].values()])}"
+                    for k in keys)
+        + f" (init {init:.3f}); {effect}; per conv layer: "
+        + ", ".join(f"{m:+.3f} ± {se:.3f}" for m, se in zip(
+            per_layer.mean(0), per_layer.std(0, ddof=1) / np.sqrt(len(common))
+            if len(common) > 1 else np.full(per_layer.shape[1], np.nan))))
 
 
 def finding_5(results):
     training = results.get("training", {})
-    statement = ("Trained filters are smoother than at init; on CIFAR-10 smoothness falls with "
-                 "depth; with random labels smoothness depends on the architecture (Fig. 6, 7).")
     real, random = training.get("real", {}), training.get("random", {})
     if not real:
-        return dict(statement=statement, verdict=NOT_MEASURED, measured="needs trained runs")
-    smoother = {v: (_mean_smoothness(e, 0), _mean_smoothness(e, -1)) for v, e in real.items()}
-    n_smoother = sum(final < init for init, final in smoother.values())
-    slopes = []
-    for e in real.values():
-        per_layer = np.mean([seed[-1] for seed in e["smoothness"]], axis=0)
-        slopes.append(np.polyfit(np.arange(len(per_layer)), per_layer, 1)[0])
-    slope = float(np.mean(slopes))
-    parts = [f"{n_smoother} of {len(real)} variants end smoother than at init (mean measure "
-             + _fmt({v: f for v, (_, f) in smoother.items()}) + f"; init mean "
-             f"{np.mean([i for i, _ in smoother.values()]):.3f})",
-             f"slope of the trained smoothness measure over conv depth {slope:+.4f} per layer "
-             f"({'rising measure = less smooth with depth' if slope > 0 else 'falling measure = smoother with depth'})"]
-    ok = n_smoother == len(real) and slope > 0
+        return _not_measured(STATEMENTS[5], "needs trained runs")
+    smoother = [mean_effect(f"{v} init - trained",
+                            np.subtract(_mean_smoothness(e, 0), _mean_smoothness(e, -1)))
+                for v, e in real.items()]
+    slopes = [np.polyfit(np.arange(len(seed[-1])), seed[-1], 1)[0]
+              for e in real.values() for seed in e["smoothness"]]
+    depth = mean_effect("slope over conv depth", slopes, unit="runs")
+    effects = smoother + [depth]
+    parts = [f"init - trained mean measure: weakest {weakest(smoother)} (trained means "
+             + ", ".join(f"{v} {np.mean(_mean_smoothness(e, -1)):.3f}" for v, e in real.items())
+             + f"; init {np.mean([_mean_smoothness(e, 0) for e in real.values()]):.3f})",
+             f"trained measure per conv layer: {depth} per layer (rising measure = less smooth "
+             "with depth)"]
+    criterion = ("every variant's mean smoothness measure falls from init to the end of "
+                 "training by more than 2 SE (per-seed differences); the trained measure's "
+                 "slope over conv depth (per run) is positive by more than 2 SE (the CIFAR-10 "
+                 "pattern)")
     if random:
-        spread = lambda group: np.ptp([_mean_smoothness(e, -1) for e in group.values()])
-        spread_real, spread_random = float(spread(real)), float(spread(random))
-        parts.append(f"spread of mean smoothness across variants: real labels "
-                     f"{spread_real:.3f}, random labels {spread_random:.3f}")
-        ok = ok and spread_random > spread_real
-    return dict(statement=statement, verdict=AGREES if ok else DISAGREES,
-                criterion="every variant ends smoother than at init, the measure rises with "
-                "depth (CIFAR-10 pattern), and the across-variant spread is larger with random "
-                "labels",
-                measured="; ".join(parts))
+        real_spread = _spreads(list(real.values()), lambda e: _mean_smoothness(e, -1))
+        random_spread = _spreads(list(random.values()), lambda e: _mean_smoothness(e, -1))
+        seeds = _common_seeds(real_spread, random_spread)
+        if seeds:
+            spread = paired_effect("random - real spread", random_spread, real_spread)
+            effects.append(spread)
+            parts.append(f"spread of the trained mean measure across variants: real labels "
+                         f"{np.mean([real_spread[s] for s in seeds]):.3f}, random labels "
+                         f"{np.mean([random_spread[s] for s in seeds]):.3f}; {spread}")
+            criterion += ("; per seed, the spread (max - min over variants) of the trained "
+                          "mean measure is larger with random labels than with real ones by "
+                          "more than 2 SE")
+    return _finding(STATEMENTS[5], criterion, effects, "; ".join(parts))
 
 
 FINDINGS = (finding_1, finding_2, finding_3, finding_4, finding_5)
@@ -176,8 +313,15 @@ FIGURE_CAPTIONS = {
 
 
 def judge(results):
-    """The five findings with verdicts and the numbers behind them."""
+    """The five findings: statement, verdict, criterion, measured text, effects, headline."""
     return [dict(number=i + 1, **f(results)) for i, f in enumerate(FINDINGS)]
+
+
+def summary(finding):
+    """One line for a table: the verdict and the weakest effect behind it."""
+    if finding["headline"] is None:
+        return finding["verdict"]
+    return f"{finding['verdict']}: {finding['headline']}"
 
 
 def write_report(results, figures, directory, notes=()):
@@ -185,9 +329,15 @@ def write_report(results, figures, directory, notes=()):
     findings = judge(results)
     lines = [f"# Reproduction report: {results['title']}", ""]
     lines += [f"- {note}" for note in notes]
-    lines += ["", "## Findings of the paper (SPEC §6)", "",
-              "| # | finding | verdict |", "| --- | --- | --- |"]
-    lines += [f"| {f['number']} | {f['statement']} | **{f['verdict']}** |" for f in findings]
+    lines += ["", "## Findings of the paper (docs/method.md#findings in the repository)", "",
+              "A finding agrees when each of its effects (positive = as the paper found) "
+              "exceeds twice its standard error (SE) over seeds; the table gives the weakest "
+              "effect.", "",
+              "| # | finding | verdict | weakest effect: mean ± SE (seeds) |",
+              "| --- | --- | --- | --- |"]
+    for f in findings:
+        headline = str(f["headline"]) if f["headline"] else "-"
+        lines.append(f"| {f['number']} | {f['statement']} | **{f['verdict']}** | {headline} |")
     lines.append("")
     for f in findings:
         lines += [f"### Finding {f['number']}: {f['verdict']}", "", f["statement"], ""]
@@ -195,13 +345,13 @@ def write_report(results, figures, directory, notes=()):
             lines.append(f"Criterion: {f['criterion']}.")
             lines.append("")
         lines += [f"Measured: {f['measured']}.", ""]
-    accuracy = {f"{g}/{v}": np.mean(e["accuracy"])
+    accuracy = {f"{g}/{v}": e["accuracy"]
                 for g, entries in results.get("training", {}).items()
                 for v, e in entries.items()}
     if accuracy:
-        lines += ["## Test accuracy after training (mean over seeds)", "",
+        lines += ["## Test accuracy after training (mean ± std over seeds)", "",
                   "| run | accuracy |", "| --- | --- |"]
-        lines += [f"| {k} | {v:.3f} |" for k, v in accuracy.items()]
+        lines += [f"| {k} | {_mean_std(v)} |" for k, v in accuracy.items()]
         lines.append("")
     lines += ["## Figures", ""]
     for stem, filename in figures.items():

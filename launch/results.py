@@ -4,11 +4,16 @@ The dict `R` is what `deform_tf.figures.paper` draws and `launch.report` judges:
 
   R["title"]
   R["training"][group][variant]  for group "real" / "random" (and R["imagenet"][variant]):
-      layers, conv_layers, steps, sensitivity{cosine, euclidean} [seed][step][layer],
-      relative_stability [seed][step][layer], smoothness [seed][step][conv], accuracy [seed]
-  R["smooth_init"]: sigmas, layers, sensitivity{sigma: [seed][layer]}, smoothness{...}
-  R["synthetic"]: strengths, conv_layers, smoothness_init{C: [seed][conv]},
+      seeds [seed], layers, conv_layers, steps,
+      sensitivity{cosine, euclidean} [seed][step][layer], relative_stability [seed][step][layer],
+      smoothness [seed][step][conv], accuracy [seed]
+  R["smooth_init"]: sigmas, layers, seeds{sigma: [seed]}, sensitivity{sigma: [seed][layer]},
+      smoothness{sigma: [seed][conv]}
+  R["synthetic"]: strengths, conv_layers, seeds{C: [seed]}, smoothness_init{C: [seed][conv]},
       smoothness_final{C: [seed][conv]}, accuracy{C: [seed]}
+
+`seeds` lists the seed number of each entry along the [seed] axes, so that conditions trained
+with the same seeds (same initial weights) can be compared seed by seed (`launch.report`).
 
 Only runs with a final.json count; seeds of one condition must share their measurement steps.
 """
@@ -41,7 +46,9 @@ def load_run(run_dir):
 
 
 def _training_entry(runs):
-    """Per-variant arrays from the finished runs [(measurements, final)] of its seeds."""
+    """Per-variant arrays from the finished runs [(seed, measurements, final)] of its seeds."""
+    seeds = [seed for seed, _, _ in runs]
+    runs = [(measurements, final) for _, measurements, final in runs]
     steps = [m["step"] for m in runs[0][0]]
     for measurements, _ in runs:
         if [m["step"] for m in measurements] != steps:
@@ -49,6 +56,7 @@ def _training_entry(runs):
                              f"{[m['step'] for m in measurements]}.")
     first = runs[0][0][0]
     return {
+        "seeds": seeds,
         "layers": first["sensitivity_cosine"]["layers"],
         "conv_layers": [r["layer"] for r in _conv_rows(first["smoothness"])],
         "steps": steps,
@@ -69,7 +77,7 @@ def collect(runs, root, title):
     for run in runs:
         loaded = load_run(os.path.join(root, run.name))
         if loaded is not None:
-            by_group[run.group][run.condition].append(loaded)
+            by_group[run.group][run.condition].append((run.seed, *loaded))
     results = {"title": title}
     training = {g: {c: _training_entry(v) for c, v in by_group[g].items()}
                 for g in ("real", "random") if by_group[g]}
@@ -83,6 +91,7 @@ def collect(runs, root, title):
         results["smooth_init"] = {
             "sigmas": [float(s) for s in sigmas],
             "layers": entries[sigmas[0]]["layers"],
+            "seeds": {s: entries[s]["seeds"] for s in sigmas},
             "sensitivity": {s: [seed[0] for seed in entries[s]["sensitivity"]["cosine"]]
                             for s in sigmas},
             "smoothness": {s: [seed[0] for seed in entries[s]["smoothness"]] for s in sigmas},
@@ -93,6 +102,7 @@ def collect(runs, root, title):
         results["synthetic"] = {
             "strengths": [float(c) for c in strengths],
             "conv_layers": entries[strengths[0]]["conv_layers"],
+            "seeds": {c: entries[c]["seeds"] for c in strengths},
             "smoothness_init": {c: [seed[0] for seed in entries[c]["smoothness"]]
                                 for c in strengths},
             "smoothness_final": {c: [seed[-1] for seed in entries[c]["smoothness"]]

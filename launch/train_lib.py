@@ -1,12 +1,14 @@
 """The training loop shared by the launchers: strategy, checkpoints and resume, measurements.
 
 No flags here: launchers build a `TrainConfig` and a `Data` and call `train`. What a run writes
-into its output directory:
+into its output directory (`launch.run_dir` keeps it: one run per directory, every result file
+replaced atomically, rows keyed by step):
 
   config.json          the resolved configuration (a different config refuses the directory)
   flags.txt            the launcher's resolved flags, as a flagfile
-  checkpoints/         tf.train checkpoints (model, optimizer, input iterator, step) and
-                       model_config.json, so `deform_tf.model_io.load_model` can read them
+  run.lock             locked while a process trains the run (holds its pid and host)
+  checkpoints/         tf.train checkpoints (model, optimizer, step) and model_config.json, so
+                       `deform_tf.model_io.load_model` can read them
   summaries/           TensorBoard: train/*, eval/*, sensitivity/*, relative_stability/*,
                        smoothness/*, kernel histograms, a clean-vs-deformed image grid
   metrics.csv          one row per log interval: step, loss, accuracy, learning rate, ex/s
@@ -15,13 +17,15 @@ into its output directory:
   final.json           final evaluation; its presence marks a finished run
 
 Data parallelism: one host `tf.data` iterator per worker yields the worker's share of the global
-batch and each replica takes its slice inside `strategy.run`. The iterator is a plain tf.data
-iterator, so it is saved in the checkpoint with the model on every strategy: killing the process
-at any time and restarting the same command resumes from the last checkpoint, input position
-included (with `deterministic`, bit-for-bit as if never interrupted).
+batch and each replica takes its slice inside `strategy.run`. The input stream is a pure function
+of the seed and the step (`pipelines.order`), so a checkpoint holds no input pipeline state (it
+stays the size of the model and optimizer whatever the data set): killing the process at any
+time and restarting the same command resumes from the last checkpoint and rebuilds the stream at
+its step (with `deterministic`, bit-for-bit as if never interrupted). A data error met while
+training or evaluating is a RunError naming the file and, where known, the record.
 """
 
-import csv
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,14 +44,15 @@ from deform_tf import sensitivity
 from deform_tf import smoothness
 from deform_tf import tps
 from deform_tf import initializers
+from launch import run_dir
+from pipelines import core
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
 SCHEDULES = ("cosine", "step", "constant")
 OPTIMIZERS = ("sgd", "adam")
 
 
-class RunError(Exception):
-    """A problem with the run's inputs or output directory; the message says what to do."""
+RunError = run_dir.RunError  # a problem with the run's inputs or output directory
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,15 +100,35 @@ class TrainConfig:
 class Data:
     """The data of a run.
 
-    train: fn(input_context) -> dataset of per-worker batches (images, labels) of size
-      batch_size / num_workers, repeating forever, deterministic given the config's seed.
+    train: fn(input_context, start_step) -> dataset of per-worker batches (images, labels) of
+      size batch_size / num_workers, repeating forever, deterministic given the config's seed:
+      the batches of steps start_step, start_step + 1, ...
     evaluate: fn() -> finite dataset of batches for accuracy, or None.
     measure_images: [N, H, W, C] float32 images for the sensitivity measurements.
+    describe_error: None, or fn(error, split, position, input_context) -> message naming the
+      file and record behind a `tf.errors.OpError` raised by the input pipeline of `split`
+      ("train" or "eval") after `position` examples (global) were read without error.
     """
 
     train: Callable
     evaluate: Optional[Callable]
     measure_images: np.ndarray
+    describe_error: Optional[Callable] = None
+
+
+# Errors an input pipeline raises on bad data (a failed in-graph check, a corrupt record, a file
+# gone missing).
+DATA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError)
+
+
+def data_error(data, error, split, position, input_context=None):
+    """The RunError for a data error: the message of `data.describe_error`, or the error's line."""
+    if data.describe_error is not None:
+        message = data.describe_error(error, split, position, input_context)
+    else:
+        message = f"Bad input data: {core.error_line(error)}"
+    return RunError(f"{message} (while reading the {split} data; checkpoints already written "
+                    "are kept).")
 
 
 def make_strategy(name, tpu=""):
@@ -178,84 +203,6 @@ def _make_optimizer(config):
     return optimizer, schedule
 
 
-def prepare_output_dir(output_dir, config, resume=True, overwrite=False, flags_text=None):
-    """Checks that `output_dir` is new or holds this same run; writes config.json.
-
-    Returns True when a previous run with the same config is found (to be resumed).
-    Raises RunError if the directory holds another run's config and neither `overwrite` (move the
-    old run aside to `<output_dir>.replaced-<time>`, nothing is deleted) is set, or if it holds the
-    same run and `resume` is False.
-    """
-    config_path = os.path.join(output_dir, "config.json")
-    wanted = config.to_json()
-    if tf.io.gfile.exists(config_path):
-        try:
-            with tf.io.gfile.GFile(config_path) as f:
-                existing = json.load(f)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            existing = None
-        if existing == wanted and resume and not overwrite:
-            return True
-        if not overwrite:
-            what = ("the same run (pass --resume to continue it)" if existing == wanted
-                    else "another run's config.json")
-            raise RunError(
-                f"{output_dir} holds {what}; choose a new --output_dir or pass --overwrite "
-                "(which moves the old run aside, it deletes nothing).")
-        aside = f"{output_dir.rstrip('/')}.replaced-{time.strftime('%Y%m%d-%H%M%S')}"
-        tf.io.gfile.rename(output_dir, aside)
-        logging.info("Moved the previous run in %s to %s.", output_dir, aside)
-    tf.io.gfile.makedirs(output_dir)
-    with tf.io.gfile.GFile(config_path, "w") as f:
-        json.dump(wanted, f, indent=2, sort_keys=True)
-    if flags_text is not None:
-        with tf.io.gfile.GFile(os.path.join(output_dir, "flags.txt"), "w") as f:
-            f.write(flags_text)
-    return False
-
-
-def _truncate_logs(output_dir, step):
-    """Drops metrics rows and measurements after `step` (re-done after a resume)."""
-    path = os.path.join(output_dir, "metrics.csv")
-    if tf.io.gfile.exists(path):
-        with tf.io.gfile.GFile(path) as f:
-            rows = list(csv.DictReader(f))
-        _write_csv(path, [r for r in rows if int(r["step"]) <= step])
-    measurements = _read_measurements(output_dir)
-    _write_json(os.path.join(output_dir, "measurements.json"),
-                [m for m in measurements if m["step"] <= step])
-
-
-def _write_csv(path, rows):
-    fields = ["step", "loss", "accuracy", "learning_rate", "examples_per_sec"]
-    with tf.io.gfile.GFile(path, "w") as f:
-        writer = csv.DictWriter(f, fields)
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _append_csv(path, row):
-    if not tf.io.gfile.exists(path):
-        _write_csv(path, [])
-    with tf.io.gfile.GFile(path, "a") as f:
-        csv.DictWriter(f, list(row)).writerow(row)
-
-
-def _write_json(path, value):
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        json.dump(value, f, indent=1)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
-
-
-def _read_measurements(output_dir):
-    path = os.path.join(output_dir, "measurements.json")
-    if not tf.io.gfile.exists(path):
-        return []
-    with tf.io.gfile.GFile(path) as f:
-        return json.load(f)
-
-
 def measure(model, runner, images, config, step):
     """Per-layer sensitivity (cosine, Euclidean), relative stability and smoothness."""
     seed = tf.constant([config.seed, 1_000_003], tf.int64)  # fixed: same deformations each time
@@ -298,23 +245,38 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
           flags_text=None):
     """Trains (or resumes) one run; returns the final evaluation dict.
 
-    Raises RunError on a conflicting output directory or an unreadable checkpoint.
+    Nothing is written before the settings, the model and the input pipeline are built; then
+    the chief takes `output_dir` (`run_dir.open_run`: lock, config) for the whole run.
+
+    Raises RunError on settings that do not fit the strategy, a conflicting or busy output
+    directory, an unreadable checkpoint or a full disk.
     """
-    strategy = strategy or tf.distribute.get_strategy()
-    num_workers, worker_index, is_chief = worker_info(strategy)
-    if is_chief:
-        resuming = prepare_output_dir(output_dir, config, resume, overwrite, flags_text)
-    else:
-        resuming = True
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
-    replicas = strategy.num_replicas_in_sync
+    with contextlib.ExitStack() as cleanup, run_dir.disk_full_is_run_error(output_dir):
+        return _train(config, data, output_dir, strategy, resume, overwrite, flags_text,
+                      cleanup)
+
+
+def _check_strategy(config, strategy, replicas):
     if config.batch_size % replicas:
         raise RunError(f"--batch_size {config.batch_size} must be divisible by the "
                        f"{replicas} replicas.")
+    if config.jit_compile and replicas > 1 and \
+            not isinstance(strategy, tf.distribute.TPUStrategy):
+        # Synchronized batch norm all-reduces inside the forward pass, which a nested
+        # XLA function inside strategy.run cannot contain.
+        raise RunError("--xla compiles the training step of single-replica runs (and TPU "
+                       "runs, which are always compiled); drop it with several replicas.")
+
+
+def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cleanup):
+    strategy = strategy or tf.distribute.get_strategy()
+    num_workers, worker_index, is_chief = worker_info(strategy)
+    replicas = strategy.num_replicas_in_sync
+    _check_strategy(config, strategy, replicas)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
 
     input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
-    iterator = iter(data.train(input_context))
     with strategy.scope():
         model = models.vgg(**config.vgg_kwargs(), sync_batch_norm=replicas > 1)
         if config.smooth_init_sigma > 0:
@@ -322,29 +284,33 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
         optimizer, schedule = _make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, iterator=iterator,
-                                     step=step_var)
+    if is_chief:  # the first write
+        run = cleanup.enter_context(run_dir.open_run(output_dir, config.to_json(), resume,
+                                                     overwrite, flags_text))
+    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
     checkpoint_dir = os.path.join(output_dir, "checkpoints")
     if not is_chief:
         checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
+    resume_from = run_dir.checkpoint_to_resume(checkpoint_dir)  # before the manager reads it
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
     if is_chief:
         model_io.save_model_config(checkpoint_dir, **config.vgg_kwargs())
-    if manager.latest_checkpoint:
+    if resume_from:
         try:
-            checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            checkpoint.restore(resume_from).assert_existing_objects_matched()
         except Exception as e:  # pylint: disable=broad-except
             # A damaged file raises anything from OpError to IndexError inside the reader.
-            raise RunError(
-                f"Cannot restore checkpoint {manager.latest_checkpoint} ({type(e).__name__}: "
-                f"{str(e).splitlines()[0][:300]}). Move the damaged checkpoint files away to "
-                "resume from an earlier one, or use a new --output_dir.") from None
-        logging.info("Resumed from %s at step %d.", manager.latest_checkpoint, int(step_var.numpy()))
-    elif resuming and is_chief:
+            raise run_dir.damaged_checkpoint_error(resume_from, e) from None
+        logging.info("Resumed from %s at step %d.", resume_from, int(step_var.numpy()))
+    elif is_chief and run.resuming:
         logging.info("No checkpoint in %s yet; starting from step 0.", checkpoint_dir)
     start_step = int(step_var.numpy())
     if is_chief:
-        _truncate_logs(output_dir, start_step)
+        metrics, measurements = run.metrics(), run.measurements()
+        metrics.truncate(start_step)  # rows after the checkpoint are redone
+        measurements.truncate(start_step)
+    # The input stream restarts at the step: no input state is stored in checkpoints.
+    iterator = iter(data.train(input_context, start_step))
 
     writer = (tf.summary.create_file_writer(os.path.join(output_dir, "summaries"))
               if is_chief else tf.summary.create_noop_writer())
@@ -364,12 +330,7 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
             tf.equal(tf.argmax(logits, axis=1, output_type=tf.int32), labels), tf.float32))
         return loss, correct, grads
 
-    if config.jit_compile:
-        if replicas > 1 and not isinstance(strategy, tf.distribute.TPUStrategy):
-            # Synchronized batch norm all-reduces inside the forward pass, which a nested
-            # XLA function inside strategy.run cannot contain.
-            raise RunError("--xla compiles the training step of single-replica runs (and TPU "
-                           "runs, which are always compiled); drop it with several replicas.")
+    if config.jit_compile:  # single replica or TPU (see _check_strategy)
         gradients = tf.function(gradients, jit_compile=True)
 
     def replica_step(images, labels):
@@ -396,14 +357,12 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
 
     runner = sensitivity.RepresentationRunner(model)
     measure_images = tf.constant(data.measure_images, tf.float32)
-    measurements = _read_measurements(output_dir) if is_chief else []
 
     def do_measure(step):
         if not is_chief:
             return
         result = measure(model, runner, measure_images, config, step)
-        measurements.append(result)
-        _write_json(os.path.join(output_dir, "measurements.json"), measurements)
+        measurements.put(result)  # replaces a measurement of the same step
         with writer.as_default():
             _write_measurement_summaries(result, model, step)
 
@@ -426,7 +385,10 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
             boundaries.append(_next_multiple(step, config.measure_every))
         num_steps = min(b for b in boundaries if b > step) - step
         tick = time.time()
-        loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+        try:
+            loss_sum, correct_sum = run_steps(tf.constant(num_steps))
+        except DATA_ERRORS as e:
+            raise data_error(data, e, "train", step * config.batch_size, input_context) from None
         elapsed = time.time() - tick
         step += num_steps
         examples = num_steps * config.batch_size
@@ -438,7 +400,7 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
             raise RunError(f"The training loss became {loss} at step {step}; lower "
                            "--learning_rate or check the data.")
         if is_chief:
-            _append_csv(os.path.join(output_dir, "metrics.csv"), dict(
+            metrics.put(dict(
                 step=step, loss=loss, accuracy=accuracy, learning_rate=lr,
                 examples_per_sec=examples_per_sec))
             with writer.as_default():
@@ -459,21 +421,26 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
 
     final = {"step": step, "examples_per_sec": examples_per_sec}
     if data.evaluate is not None:
-        final.update(evaluate(model, data.evaluate(), config.num_classes))
+        final.update(evaluate(model, data.evaluate(), config.num_classes,
+                              on_data_error=lambda e, n: data_error(data, e, "eval", n)))
     if is_chief:
-        if not measurements or measurements[-1]["step"] != step:
+        if not measurements.rows or measurements.rows[-1]["step"] != step:
             do_measure(step)
         with writer.as_default():
             for key in ("loss", "accuracy"):
                 if key in final:
                     tf.summary.scalar(f"eval/{key}", final[key], step=step)
         writer.flush()
-        _write_json(os.path.join(output_dir, "final.json"), final)
+        run.write_json(run_dir.FINAL_FILE, final)
     return final
 
 
-def evaluate(model, dataset, num_classes):
-    """Mean loss and accuracy of `model` (inference mode) over a finite dataset."""
+def evaluate(model, dataset, num_classes, on_data_error=None):
+    """Mean loss and accuracy of `model` (inference mode) over a finite dataset.
+
+    on_data_error: None, or fn(error, examples evaluated before it) -> the exception to raise
+    for a data error (see DATA_ERRORS) met in `dataset`.
+    """
 
     @tf.function
     def batch_stats(images, labels):
@@ -486,8 +453,13 @@ def evaluate(model, dataset, num_classes):
                                                                      tf.float32)
 
     totals = np.zeros(3)
-    for images, labels in dataset:
-        totals += [float(v) for v in batch_stats(images, labels)]
+    try:
+        for images, labels in dataset:
+            totals += [float(v) for v in batch_stats(images, labels)]
+    except DATA_ERRORS as e:
+        if on_data_error is None:
+            raise
+        raise on_data_error(e, int(totals[2])) from None
     if totals[2] == 0:
         raise RunError("The evaluation data set is empty.")
     del num_classes

@@ -3,27 +3,26 @@
 Three on-disk sources are read (nothing is ever unpickled, nothing is downloaded):
   * 'binary': the official binary release, `cifar-10-batches-bin/data_batch_{1..5}.bin` and
     `test_batch.bin`; 3073-byte records, one label byte (0..9) then 3072 pixel bytes in CHW
-    order (the 1024 red, then green, then blue values, each plane row-major). Read with
-    `tf.data.FixedLengthRecordDataset` and decoded in the graph to HWC.
+    order (the 1024 red, then green, then blue values, each plane row-major).
   * 'tfrecord': shards `{split}-XXXXX-of-YYYYY` (train / test) in the layout of
     `pipelines.tfrecord` (raw uint8 HWC `image/raw`, `image/shape` [32, 32, 3], 0-based
     `image/class/label`), as written by `python -m pipelines.convert --source=cifar10_binary`.
   * 'tfds': a tensorflow-datasets `cifar10` already prepared under `data_dir`
     (`data_dir/cifar10/<version>/`); it is read with download=False.
 
-`load` turns a split into the examples `pipelines.core.finish` expects: `(image float32
-[32, 32, 3], label int32 [])`, images normalized per channel with MEAN and STD (on [0, 1]
-pixels). Training examples get the standard augmentation (4-pixel zero padding, random 32x32
-crop, random horizontal flip) drawn with stateless seeds derived from (seed, example id, epoch),
-so a pipeline is deterministic for a given seed, whatever its parallelism.
+A split is small (50000 training images are 150 MB), so `load_arrays` reads it whole into memory,
+checking every record on the way: a bad file or record is a ValueError naming the file (and the
+record or byte offset) before any training starts. The canonical order of a split is file order
+for the binary release, the written order for TFRecord shards (shards read round-robin, which
+undoes the round-robin writing of `pipelines.convert`) and TFDS's own order.
 
-What is caught when the pipeline is built (ValueError / FileNotFoundError naming the file):
-missing directory, missing batch files, binary files whose size is not a positive multiple of
-3073 (truncated or corrupt), missing / empty / truncated TFRecord shards (see `pipelines.tfrecord`),
-an unprepared TFDS directory. What is caught at the first bad record (InvalidArgumentError naming
-the file and record): a label byte > 9 in a binary file; a TFRecord record with a bad shape, size
-or label. A TFRecord record with corrupt payload bytes raises tf.data's DataLossError
-("corrupted record at <offset>"), which does not name the file.
+`train_stream` yields training examples in the stateless epoch order of
+`pipelines.order.index_stream`, from any position (a resumed run restarts exactly where it
+stopped), with the standard augmentation (4-pixel zero padding, random 32x32 crop, random
+horizontal flip) drawn from the stateless seed of (seed, example index, epoch). `examples` yields
+one pass in canonical order (evaluation). Both return the examples `pipelines.core.finish`
+expects, `(image float32 [32, 32, 3], label int32 [])`, images normalized per channel with MEAN and
+STD (on [0, 1] pixels).
 """
 
 import glob
@@ -33,6 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from pipelines import core
+from pipelines import order
 from pipelines import tfrecord
 
 NUM_CLASSES = 10
@@ -167,10 +167,10 @@ def check_binary_files(batches_dir, split):
 
 
 def read_binary_split(batches_dir, split):
-    """Reads one split of the binary release into memory (numpy; used by pipelines.convert).
+    """Reads one split of the binary release into memory, checking every record.
 
     Returns:
-      (images uint8 [N, 32, 32, 3] HWC, labels uint8 [N] in 0..9).
+      (images uint8 [N, 32, 32, 3] HWC, labels uint8 [N] in 0..9), in file order.
 
     Raises:
       FileNotFoundError, ValueError: as `check_binary_files`; ValueError also for a label byte
@@ -190,50 +190,40 @@ def read_binary_split(batches_dir, split):
     return np.concatenate(images), np.concatenate(labels)
 
 
-def decode_binary_record(record, filename, record_index):
-    """Decodes one 3073-byte record in the graph.
-
-    Args:
-      record: string scalar tensor of 3073 bytes.
-      filename, record_index: where it comes from (named in the error message).
+def read_tfrecord_split(data_dir, split):
+    """Reads one split of TFRecord shards into memory, checking every record.
 
     Returns:
-      (image uint8 [32, 32, 3] HWC, label int32 []). A label byte > 9 raises
-      InvalidArgumentError naming the range, the file and the record.
+      (images uint8 [N, 32, 32, 3] HWC, labels int64 [N] in 0..9) in the written order: record r
+      of shard s (of S) is example r * S + s when the shards were written round-robin.
+
+    Raises:
+      FileNotFoundError: no shard of `split`.
+      ValueError: a truncated or corrupt shard, or a bad record (shape, size, label, payload
+        checksum); the message names the shard and the record or byte offset.
     """
-    data = tf.io.decode_raw(record, tf.uint8)
-    label = tf.cast(data[0], tf.int32)
-    check = tfrecord.assert_in_file(
-        label < NUM_CLASSES, "CIFAR-10 label byte out of range: labels must be in 0..9",
-        filename, record_index, label)
-    with tf.control_dependencies([check]):
-        image = tf.transpose(tf.reshape(data[LABEL_BYTES:], (3, 32, 32)), (1, 2, 0))
-        label = tf.identity(label)
-    return image, label
+    paths = tfrecord.list_files(tfrecord.shard_pattern(data_dir, split))
+    tfrecord.count_records(paths)  # framing of every shard, before reading any
+    images, labels, keys = [], [], []
+    for shard, path in enumerate(paths):
+        records = tf.data.TFRecordDataset(path).enumerate().map(
+            lambda index, record, path=path: tfrecord.parse_image_example(
+                record, path, index, IMAGE_SHAPE, NUM_CLASSES),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(4096)
+        try:
+            batches = list(records.as_numpy_iterator())
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+            raise ValueError(f"CIFAR-10 TFRecord shard {path!r}: {core.error_line(e)}") from None
+        count = sum(len(batch_labels) for _, batch_labels in batches)
+        images += [batch_images for batch_images, _ in batches]
+        labels += [batch_labels for _, batch_labels in batches]
+        keys.append(np.stack([np.arange(count), np.full(count, shard)], axis=1))
+    keys = np.concatenate(keys)
+    written_order = np.lexsort((keys[:, 1], keys[:, 0]))  # by record index, then shard
+    return np.concatenate(images)[written_order], np.concatenate(labels)[written_order]
 
 
-def _binary_examples(batches_dir, split, input_context, max_examples, deterministic):
-    files = [path for path, _ in check_binary_files(batches_dir, split)]
-    records = tfrecord.records_with_origin(
-        files, input_context=input_context, max_examples=max_examples, cycle_length=1,
-        deterministic=deterministic,
-        reader=lambda f: tf.data.FixedLengthRecordDataset(f, RECORD_BYTES))
-
-    def decode(record, file_index, filename, record_index):
-        image, label = decode_binary_record(record, filename, record_index)
-        return image, label, file_index * (2**32) + record_index
-
-    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
-
-
-def _tfrecord_examples(data_dir, split, input_context, max_examples, deterministic):
-    return tfrecord.read_image_tfrecords(
-        tfrecord.shard_pattern(data_dir, split), IMAGE_SHAPE, NUM_CLASSES,
-        input_context=input_context, max_examples=max_examples, with_example_ids=True,
-        scan_headers=True, deterministic=deterministic)
-
-
-def _tfds_examples(data_dir, split, input_context, max_examples, deterministic):
+def _read_tfds_split(data_dir, split):
     import tensorflow_datasets as tfds  # Imported only for this source: it is slow to import.
 
     builder = tfds.builder(TFDS_NAME, data_dir=data_dir)
@@ -243,19 +233,43 @@ def _tfds_examples(data_dir, split, input_context, max_examples, deterministic):
             f"{builder.data_dir}/dataset_info.json) and nothing is downloaded. Use the official "
             f"binary release ({BINARY_DIR_NAME}/ in the data directory), or TFRecord shards "
             "written by python -m pipelines.convert --source=cifar10_binary.")
-    num_pipelines = 1 if input_context is None else input_context.num_input_pipelines
-    file_level = builder.info.splits[split].num_shards >= num_pipelines and max_examples is None
-    read_config = tfds.ReadConfig(
-        add_tfds_id=True, try_autocache=False, interleave_cycle_length=1,
-        input_context=input_context if file_level and num_pipelines > 1 else None)
-    tfds_split = split if max_examples is None else f"{split}[:{int(max_examples)}]"
-    dataset = builder.as_dataset(split=tfds_split, shuffle_files=False, read_config=read_config)
-    if not file_level:
-        dataset = core.shard_for_worker(dataset, input_context)
-    return dataset.map(
-        lambda e: (e["image"], tf.cast(e["label"], tf.int32),
-                   tf.strings.to_hash_bucket_fast(e["tfds_id"], 2**62)),
-        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    dataset = builder.as_dataset(split=split, shuffle_files=False, batch_size=4096,
+                                 read_config=tfds.ReadConfig(interleave_cycle_length=1))
+    batches = [(batch["image"], batch["label"]) for batch in tfds.as_numpy(dataset)]
+    return (np.concatenate([images for images, _ in batches]),
+            np.concatenate([labels for _, labels in batches]))
+
+
+def load_arrays(split, data_dir, max_examples=None, source=None):
+    """One split, whole, in memory and checked: (images uint8 [N, 32, 32, 3], labels int32 [N]).
+
+    Args:
+      split: 'train' or 'test'.
+      data_dir: directory holding one of the sources (see `find_source`).
+      max_examples: None or int, keep only the first examples in canonical order.
+      source: None (auto-detect with `find_source`), 'binary', 'tfrecord' or 'tfds'.
+
+    Returns:
+      (images uint8 HWC, labels int32 in 0..9), in canonical order (see the module docstring).
+
+    Raises:
+      FileNotFoundError, ValueError: missing files or bad data, naming the file (and record).
+    """
+    _check_split(split)
+    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
+        raise ValueError(f"max_examples must be None or a positive int, got {max_examples!r}.")
+    if source is None:
+        source, path = find_source(data_dir)
+    else:
+        if source not in SOURCES:
+            raise ValueError(f"source must be None or one of {SOURCES}, got {source!r}.")
+        path = _check_dir(data_dir)
+        if source == "binary" and os.path.isdir(os.path.join(path, BINARY_DIR_NAME)):
+            path = os.path.join(path, BINARY_DIR_NAME)
+    reader = {"binary": read_binary_split, "tfrecord": read_tfrecord_split,
+              "tfds": _read_tfds_split}[source]
+    images, labels = reader(path, split)
+    return images[:max_examples], labels[:max_examples].astype(np.int32)
 
 
 def augment(image, key):
@@ -275,72 +289,50 @@ def augment(image, key):
     return tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
 
 
-def examples(split, data_dir, input_context=None, max_examples=None, source=None,
-             deterministic=True):
-    """One epoch of raw examples `(image uint8 [32, 32, 3], label int32, example_id int64)`.
-
-    `example_id` is unique within the split and does not depend on sharding. See `load` for the
-    arguments; no augmentation and no normalization are applied.
-    """
-    _check_split(split)
-    if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
-        raise ValueError(f"max_examples must be None or a positive int, got {max_examples!r}.")
-    if source is None:
-        source, path = find_source(data_dir)
-    else:
-        if source not in SOURCES:
-            raise ValueError(f"source must be None or one of {SOURCES}, got {source!r}.")
-        path = _check_dir(data_dir)
-        if source == "binary" and os.path.isdir(os.path.join(path, BINARY_DIR_NAME)):
-            path = os.path.join(path, BINARY_DIR_NAME)
-    reader = {"binary": _binary_examples, "tfrecord": _tfrecord_examples,
-              "tfds": _tfds_examples}[source]
-    return reader(path, split, input_context, max_examples, deterministic)
-
-
-def load(split, data_dir, training=False, seed=0, input_context=None, max_examples=None,
-         repeat=None, source=None, deterministic=True):
-    """CIFAR-10 examples for `pipelines.core.finish`.
+def train_stream(images, labels, seed, first_position=0, input_context=None, augment_images=True,
+                 deterministic=True):
+    """The training examples in the stateless epoch order of `pipelines.order.index_stream`.
 
     Args:
-      split: 'train' or 'test'.
-      data_dir: directory holding one of the sources (see `find_source`).
-      training: apply the training augmentation (pad 4 with zeros, random crop, random flip).
-      seed: int; the augmentation of example `id` in epoch `e` uses the stateless seed
-        `tfrecord.example_key(seed, id, e)`, so it does not depend on sharding, order or
-        parallelism, and differs between epochs.
-      input_context: `tf.distribute.InputContext` or None. File-level sharding when there are at
-        least as many files as input pipelines (and no `max_examples`), else data-level sharding
-        after reading.
-      max_examples: None or int, keep only the first examples of the split (in file order for
-        the binary release; before sharding).
-      repeat: repeat forever (epoch e = the e-th pass); defaults to `training`. Augmenting here
-        with a non-repeating dataset repeated later would give every epoch the same crops, so
-        training streams repeat here (then `core.finish`'s own repeat is a no-op).
-      source: None (auto-detect with `find_source`), 'binary', 'tfrecord' or 'tfds'.
+      images, labels: a split from `load_arrays` (labels may be replaced, e.g. random labels).
+      seed: int in [0, 2**32); seeds the order and the augmentation: example `i` in epoch `e`
+        uses the stateless seed `tfrecord.example_key(seed, i, e)`, so it does not depend on
+        sharding, order or parallelism, and differs between epochs.
+      first_position: global stream position to start at (step * global batch size).
+      input_context: `tf.distribute.InputContext` or None; pipeline w of n yields the stream
+        positions w, w+n, ...
+      augment_images: apply the training augmentation (pad 4 with zeros, random crop, random
+        flip); False for the random-label runs, which see the same images every epoch.
       deterministic: keep a deterministic element order with parallel maps.
 
     Returns:
-      A dataset of `(image float32 [32, 32, 3] normalized with MEAN/STD, label int32 [])`.
-
-    Raises:
-      FileNotFoundError, ValueError: see the module docstring (checks done at build time).
+      An infinite dataset of `(image float32 [32, 32, 3] normalized with MEAN/STD, label int32)`.
     """
-    repeat = training if repeat is None else repeat
-    base = examples(split, data_dir, input_context=input_context, max_examples=max_examples,
-                    source=source, deterministic=deterministic)
-    if repeat:
-        dataset = tf.data.Dataset.counter().flat_map(
-            lambda epoch: base.map(lambda image, label, example_id: (image, label, example_id,
-                                                                     epoch)))
-    else:
-        dataset = base.map(lambda image, label, example_id: (
-            image, label, example_id, tf.constant(0, tf.int64)))
-
-    def preprocess(image, label, example_id, epoch):
-        if training:
-            image = augment(image, tfrecord.example_key(seed, example_id, epoch))
+    def preprocess(image, label, index, epoch):
+        if augment_images:
+            image = augment(image, tfrecord.example_key(seed, index, epoch))
         return normalize(image), label
 
-    return dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic)
+    return order.array_stream(images, labels, seed, preprocess, first_position, input_context,
+                              deterministic=deterministic)
+
+
+def examples(images, labels, input_context=None):
+    """One pass over a split from `load_arrays` in canonical order (evaluation).
+
+    Returns:
+      A dataset of `(image float32 [32, 32, 3] normalized with MEAN/STD, label int32 [])`;
+      pipeline w of n (`input_context`) gets examples w, w+n, ...
+    """
+    return core.array_examples(images, labels, normalize, input_context)
+
+
+def load(split, data_dir, training=False, seed=0, input_context=None, max_examples=None,
+         source=None, first_position=0, deterministic=True):
+    """A split as examples for `pipelines.core.finish`: `load_arrays`, then `train_stream` (with
+    augmentation) if `training`, else `examples`; see those for the arguments."""
+    images, labels = load_arrays(split, data_dir, max_examples=max_examples, source=source)
+    if training:
+        return train_stream(images, labels, seed, first_position, input_context,
+                            deterministic=deterministic)
+    return examples(images, labels, input_context)

@@ -28,7 +28,7 @@ SOURCES = ("idx", "cifar10_binary")
 IDX_DATASETS = ("fashion_mnist", "mnist")
 SPLITS = ("train", "test")
 IDX_IMAGE_SHAPE = (28, 28, 1)
-# Where Debian's dataset-fashion-mnist package installs the IDX files (SPEC §5): the default
+# Where Debian's dataset-fashion-mnist package puts the IDX files (docs/method.md#data): the default
 # --input_dir for --dataset=fashion_mnist.
 DEBIAN_FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 EXIT_USAGE = 2
@@ -50,16 +50,18 @@ def _refuse_existing(output_dir, overwrite):
 
 
 def _write_splits(splits, output_dir, num_shards, overwrite):
-    """Writes {split: (images uint8 [N, H, W, C], labels [N])}; returns {split: shard paths}."""
+    """Writes {split: (images uint8 [N, H, W, C], labels [N])}; returns {split: shard paths}.
+
+    All splits or none (`tfrecord.write_splits`): a --num_shards larger than a split is refused
+    before anything is written.
+    """
     from pipelines import tfrecord
 
     _refuse_existing(output_dir, overwrite)
-    return {
-        split: tfrecord.write_shards(
-            zip(images, labels), output_dir, split, num_shards,
-            lambda example: tfrecord.serialize_image_example(*example), overwrite=overwrite)
-        for split, (images, labels) in splits.items()
-    }
+    examples = {split: list(zip(images, labels)) for split, (images, labels) in splits.items()}
+    return tfrecord.write_splits(
+        examples, output_dir, num_shards,
+        lambda example: tfrecord.serialize_image_example(*example), overwrite=overwrite)
 
 
 def convert_idx(input_dir, output_dir, num_shards, overwrite=False):

@@ -1,22 +1,28 @@
-"""The shared end of every input pipeline: sharding, shuffling, batching, in-graph deformation.
+"""The shared end of every input pipeline: sharding, batching, in-graph deformation.
 
 Readers (`pipelines.mnist`, `pipelines.cifar10`, `pipelines.imagenet`, `pipelines.synthetic`)
 produce datasets of `(image, label)` examples: `image` float32 [height, width, channels] with
-static size, `label` int32 scalar. `finish` turns such a dataset into batches for training or
-evaluation, optionally deforming every image with the paper's random TPS deformation.
+static size, `label` int32 scalar; training streams come already in their stateless epoch order
+(`pipelines.order`), repeating forever. `finish` turns such a dataset into batches for training
+or evaluation, optionally deforming every image with the paper's random TPS deformation.
 
-Deformation seeds are per example: example k of the (repeated, shuffled) stream gets the
-stateless seed (seed, k), so the deformation of an example does not depend on the batch size, on
-the number of parallel calls, or on the device count, and every epoch draws new deformations.
+Deformation seeds are per example: example k of the training stream (its global position) gets
+the stateless seed (seed, k), so the deformation of an example does not depend on the batch size,
+on the number of parallel calls, or on the device count, every epoch draws new deformations, and a
+stream restarted at position k (a resumed run) draws the same deformations as an uninterrupted one.
 Deformation runs on whole batches (one vectorized op per batch is ~10x faster than per-example
 maps on small images).
 """
 
 import dataclasses
+import re
 
+import numpy as np
 import tensorflow as tf
 
 import deform_tf
+
+_BLOCK = 1024  # examples normalized per vectorized step
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +35,28 @@ class Deformation:
     def __post_init__(self):
         deform_tf.checks.check_grid_size(self.grid_size)
         deform_tf.checks.check_strength(self.strength)
+
+
+_ERROR_NOISE = re.compile(
+    r"\s*\[\[\{\{.*?\}\}\]\]|\{\{function_node [^}]*\}\}\s*|\s*\[Op:[^\]]*\]( name:.*)?$")
+_NOISE_LINES = ("Graph execution error", "Detected at node", "File \"")
+
+
+def error_line(error):
+    """The line of a TensorFlow error's message that says what went wrong.
+
+    Drops what a tf.data or graph error wraps around it: "Graph execution error:", the Python
+    trace of the node, `{{function_node ...}}`, `[[{{node ...}}]]` and `[Op:...]`.
+
+    Args:
+      error: a `tf.errors.OpError`.
+
+    Returns:
+      str, e.g. "corrupted record at 27837" or "assertion failed: [...] [file] [...]".
+    """
+    lines = [_ERROR_NOISE.sub("", line).strip() for line in error.message.splitlines()]
+    lines = [line for line in lines if line and not line.startswith(_NOISE_LINES)]
+    return lines[-1] if lines else type(error).__name__
 
 
 def normalize(images, mean, std):
@@ -66,37 +94,53 @@ def deform_batch(images, example_ids, deformation, seed):
         images, deformation.grid_size, deformation.strength, seeds)
 
 
-def finish(dataset, batch_size, training, seed=0, deformation=None, shuffle_buffer=10_000,
-           repeat=None, deterministic=True, drop_remainder=None, prefetch=True,
-           input_context=None):
-    """Shuffles, repeats, batches and (optionally) deforms a dataset of (image, label).
+def array_examples(images, labels, normalize_fn, input_context=None):
+    """One pass over in-memory examples in their order, normalized, for evaluation.
 
     Args:
-      dataset: examples `(image float32 [H, W, C], label int32)`, already sharded.
-      batch_size: examples per batch (per replica when used with `input_context`).
-      training: shuffle (with `seed`) and repeat forever by default, drop the last partial batch.
-      seed: int, seeds shuffling and the per-example deformation seeds.
+      images: uint8 array [N, H, W, C].
+      labels: int array [N].
+      normalize_fn: maps uint8 images [B, H, W, C] to float32 normalized images.
+      input_context: `tf.distribute.InputContext` or None; pipeline w of n gets examples w, w+n.
+
+    Returns:
+      A finite dataset of known cardinality of `(image float32 [H, W, C], label int32 [])`.
+    """
+    dataset = tf.data.Dataset.from_tensor_slices((images, np.asarray(labels, np.int32)))
+    dataset = shard_for_worker(dataset, input_context)
+    count = int(dataset.cardinality())  # known: from_tensor_slices and shard keep it
+    # Normalized in blocks (vectorized, ~5x faster than a per-example map), then unbatched.
+    dataset = dataset.batch(_BLOCK).map(lambda x, y: (normalize_fn(x), y),
+                                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return dataset.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+
+
+def finish(dataset, batch_size, training, seed=0, deformation=None, first_example=0,
+           deterministic=True, drop_remainder=None, prefetch=True, input_context=None):
+    """Batches and (optionally) deforms a dataset of (image, label).
+
+    Args:
+      dataset: examples `(image float32 [H, W, C], label int32)`, already sharded and, for
+        training, in their training order (e.g. `cifar10.train_stream`).
+      batch_size: examples per batch (per input pipeline when used with `input_context`).
+      training: drop the last partial batch by default.
+      seed: int, seeds the per-example deformation seeds.
       deformation: a `Deformation`, or None for clean images.
-      shuffle_buffer: shuffle buffer size (training only).
-      repeat: repeat forever; defaults to `training`.
+      first_example: the index, in this pipeline's stream, of the dataset's first example (the
+        examples this pipeline consumed before a resume: step * batch_size).
       deterministic: keep a deterministic element order with parallel maps.
       drop_remainder: defaults to `training` (static batch shapes for XLA/TPU).
       prefetch: prefetch with AUTOTUNE.
       input_context: the `tf.distribute.InputContext` the dataset was sharded for, or None.
-        Example k of input pipeline w of n gets the deformation id k * n + w, so workers never
-        share deformation seeds.
+        Example k of input pipeline w of n gets the deformation id k * n + w (its global
+        position), so pipelines never share deformation seeds.
 
     Returns:
       A dataset of `(images [B, H, W, C] float32, labels [B] int32)`.
     """
-    repeat = training if repeat is None else repeat
     drop_remainder = training if drop_remainder is None else drop_remainder
-    if training and shuffle_buffer > 1:
-        dataset = dataset.shuffle(shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    if repeat:
-        dataset = dataset.repeat()
     if deformation is not None:
-        dataset = dataset.enumerate()
+        dataset = dataset.enumerate(start=first_example)
         if input_context is not None and input_context.num_input_pipelines > 1:
             n, w = input_context.num_input_pipelines, input_context.input_pipeline_id
             dataset = dataset.map(lambda k, example: (k * n + w, example))

@@ -5,28 +5,32 @@ The shards are those of the usual conversion scripts (e.g. tensorflow/models'
 `tf.train.Example` per image with `image/encoded` (JPEG bytes, RGB) and `image/class/label`
 (int64, 1-based: 1..1000; label 0 is unused). Labels are returned 0-based.
 
-Shards are listed once in sorted order (as `tf.data.Dataset.list_files(shuffle=False)` would,
-but checked in Python first so that a missing pattern is a FileNotFoundError) and read with a
-parallel interleave (`num_parallel_calls=AUTOTUNE`). Training examples get the standard
-augmentation, a random-resized crop (area 8%-100% of the image, aspect ratio 3/4-4/3, at least
-10% of the image covered, via
+`list_shards` lists the shards of a split in sorted order and counts the records of each from
+their headers (`tfrecord.count_records`, optionally cached), which also checks their framing. The
+records are read in the order of a `pipelines.order.RecordOrder`: for training, every epoch
+permutes the shards, reads groups of `cycle_length` shards in parallel (one record of each in
+turn) and permutes windows of encoded records, all from stateless seeds of (seed, epoch), so the
+stream restarts exactly at any position (a resumed run at step s reads from s * batch size). For
+evaluation the shards are read in sorted order, unpermuted.
+
+Training examples get the standard augmentation, a random-resized crop (area 8%-100% of the
+image, aspect ratio 3/4-4/3, at least 10% of the image covered, via
 `tf.image.stateless_sample_distorted_bounding_box`; only the crop is decoded, with
 `tf.image.decode_and_crop_jpeg`) resized to image_size x image_size, then a random horizontal
 flip; the stateless seeds come from (seed, example id, epoch), example id = shard index * 2**32 +
 record index, so the augmentation does not depend on sharding, order or parallelism. Evaluation
 examples are resized (bilinear, antialiased, aspect ratio kept) so that the shorter side is
 `resize_size` (256 for image_size 224) and center-cropped to image_size x image_size. Pixels are
-normalized per channel with MEAN / STD on [0, 1] pixels. Training also shuffles the shard order
-and the encoded records (`shuffle_buffer`) every epoch, with seeds derived from (seed, epoch).
+normalized per channel with MEAN / STD on [0, 1] pixels.
 
 What is caught when the pipeline is built: missing directory, no shard matching
-`{split}-*-of-*` (FileNotFoundError naming the pattern), empty shards and a corrupt first record
-header (ValueError naming the file); with `scan_headers=True` also truncated shards (this reads
-one header per record, slow on a remote file system for the full dataset). What is caught at the
-first bad record: a label outside 1..num_classes or missing, and image bytes that are not JPEG
-(InvalidArgumentError naming the range / problem, the shard and the record index); a JPEG that
-fails to decode (InvalidArgumentError "Invalid JPEG data", without the shard name); a truncated
-or corrupt TFRecord (tf.data DataLossError with the byte offset, without the shard name).
+`{split}-*-of-*` (FileNotFoundError naming the pattern), empty, truncated or corrupt-header shards
+(ValueError naming the file and byte offset). What is caught at the first bad record: a label
+outside 1..num_classes or missing, and image bytes that are not JPEG (InvalidArgumentError naming
+the range / problem, the shard and the record index); a JPEG that fails to decode
+(InvalidArgumentError "Invalid JPEG data", without the shard name) and a record with corrupt
+payload bytes (tf.data DataLossError with the byte offset, without the shard name): for those two,
+`find_bad_record` names the shard and the record.
 """
 
 import os
@@ -34,6 +38,7 @@ import os
 import tensorflow as tf
 
 from pipelines import core
+from pipelines import order as order_lib
 from pipelines import tfrecord
 
 NUM_CLASSES = 1000
@@ -73,11 +78,20 @@ def shard_pattern(data_dir, split):
     return os.path.join(os.fspath(data_dir), f"{split}-*-of-*")
 
 
-def list_shards(data_dir, split, scan_headers=False):
-    """Returns the sorted shard paths of `split`, after the build-time checks.
+def list_shards(data_dir, split, cache_path=None):
+    """The sorted shards of `split` with their record counts, after the build-time checks.
+
+    Args:
+      data_dir: directory holding the shards.
+      split: 'train' or 'validation'.
+      cache_path: None, or a local JSON file caching the record counts (see
+        `tfrecord.count_records`); without it every record header is read on each call.
+
+    Returns:
+      A `tfrecord.RecordFiles`.
 
     Raises:
-      ValueError: bad split; empty or corrupt shard (see the module docstring).
+      ValueError: bad split; empty, truncated or corrupt shard (see the module docstring).
       FileNotFoundError: missing directory, or no shard matching the pattern (named).
     """
     if split not in SPLITS:
@@ -88,14 +102,12 @@ def list_shards(data_dir, split, scan_headers=False):
         raise FileNotFoundError(
             f"ImageNet data directory {data_dir!r} does not exist (looked for shards "
             f"{pattern!r}).")
-    files = sorted(tf.io.gfile.glob(pattern))
-    if not files:
+    paths = tuple(sorted(tf.io.gfile.glob(pattern)))
+    if not paths:
         raise FileNotFoundError(
             f"No ImageNet shard matches {pattern!r}: expected the standard TFRecord shards "
             f"{split}-XXXXX-of-YYYYY.")
-    for path in files:
-        tfrecord.check_tfrecord_file(path, scan_headers=scan_headers)
-    return files
+    return tfrecord.RecordFiles(paths, tfrecord.count_records(paths, cache_path))
 
 
 def parse_record(record, filename, record_index, num_classes=NUM_CLASSES):
@@ -176,31 +188,66 @@ def preprocess_eval(encoded, image_size=IMAGE_SIZE, resize_size=None):
     return tf.reshape(image, (image_size, image_size, 3))
 
 
+def read(order, training=False, first_position=0, repeat=None, image_size=IMAGE_SIZE,
+         resize_size=None, num_classes=NUM_CLASSES, deterministic=True):
+    """ImageNet examples in the order of `order`, for `pipelines.core.finish`.
+
+    Args:
+      order: a `pipelines.order.RecordOrder` over shards from `list_shards` (its seed also seeds
+        the augmentation).
+      training: random-resized crop + flip (else resize + center crop).
+      first_position: global stream position to start at (step * global batch size).
+      repeat: repeat forever with a new order and augmentation every epoch; defaults to
+        `training`. Otherwise up to the end of the current epoch.
+      image_size: output height and width (pixels), 224 by default.
+      resize_size: eval shorter side (pixels); default `default_resize_size(image_size)`.
+      num_classes: labels must be in 1..num_classes in the files.
+      deterministic: deterministic element order despite parallel reading and maps.
+
+    Returns:
+      A dataset of `(image float32 [image_size, image_size, 3] normalized with MEAN/STD,
+      label int32 [] in 0..num_classes-1)`.
+    """
+    repeat = training if repeat is None else repeat
+    resize_size = default_resize_size(image_size) if resize_size is None else resize_size
+    if not 1 <= image_size <= resize_size:
+        raise ValueError(f"Need 1 <= image_size <= resize_size, got image_size={image_size}, "
+                         f"resize_size={resize_size}.")
+    seed = order.seed
+
+    def preprocess(record, file_index, filename, record_index, epoch):
+        encoded, label = parse_record(record, filename, record_index, num_classes)
+        if training:
+            example_id = file_index * (2**32) + record_index
+            image = preprocess_train(encoded, tfrecord.example_key(seed, example_id, epoch),
+                                     image_size)
+        else:
+            image = preprocess_eval(encoded, image_size, resize_size)
+        return normalize(image), label
+
+    records = order.dataset(first_position, repeat=repeat, deterministic=deterministic)
+    return records.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
+                       deterministic=deterministic)
+
+
 def load(split, data_dir, training=False, seed=0, input_context=None, image_size=IMAGE_SIZE,
-         resize_size=None, num_classes=NUM_CLASSES, max_examples=None, repeat=None,
-         shuffle_buffer=1024, cycle_length=16, scan_headers=False, deterministic=True):
-    """ImageNet examples for `pipelines.core.finish`.
+         resize_size=None, num_classes=NUM_CLASSES, max_examples=None, first_position=0,
+         repeat=None, cycle_length=16, window=1024, cache_path=None, deterministic=True):
+    """ImageNet examples of a split for `pipelines.core.finish` (`list_shards`, then `read`).
 
     Args:
       split: 'train' or 'validation'.
       data_dir: directory holding the shards.
-      training: random-resized crop + flip (else resize + center crop), shuffled shards and
-        records.
-      seed: int; seeds the augmentation (per example and epoch) and the shuffles.
-      input_context: `tf.distribute.InputContext` or None. File-level sharding when there are at
-        least as many shards as input pipelines (and no `max_examples`), else data-level.
-      image_size: output height and width (pixels), 224 by default.
-      resize_size: eval shorter side (pixels); default `default_resize_size(image_size)`.
-      num_classes: labels must be in 1..num_classes in the files.
-      max_examples: None or int, keep only the first examples (read order, before sharding).
-      repeat: repeat forever with a new augmentation every epoch; defaults to `training`.
-      shuffle_buffer: training only, shuffle buffer of encoded records (JPEG bytes, ~110 kB each),
-        before decoding. `core.finish` shuffles decoded float images afterwards: give it a small
-        buffer for ImageNet (one 224x224x3 float32 image is 600 kB).
-      cycle_length: shards read concurrently.
-      scan_headers: check every record header of every shard when building (slow on a remote
-        file system for the full dataset); otherwise only each shard's first record.
-      deterministic: deterministic element order despite parallel reading and maps.
+      training: shuffled order and augmentation (see `read`); else sorted order, center crops.
+      seed: int in [0, 2**32); seeds the order and the augmentation (per example and epoch).
+      input_context: `tf.distribute.InputContext` or None. Pipeline w of n reads every n-th
+        shard when there are at least n shards, else every n-th record.
+      image_size, resize_size, num_classes, first_position, repeat, deterministic: see `read`.
+      max_examples: None or int, keep only the first examples (in shard order, before
+        sharding).
+      cycle_length: shards read concurrently (a group, see `pipelines.order.RecordOrder`).
+      window: encoded records (~110 kB each for ImageNet) permuted together in training.
+      cache_path: see `list_shards`.
 
     Returns:
       A dataset of `(image float32 [image_size, image_size, 3] normalized with MEAN/STD,
@@ -208,39 +255,41 @@ def load(split, data_dir, training=False, seed=0, input_context=None, image_size
     """
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
         raise ValueError(f"max_examples must be None or a positive int, got {max_examples!r}.")
-    repeat = training if repeat is None else repeat
-    resize_size = default_resize_size(image_size) if resize_size is None else resize_size
-    if not 1 <= image_size <= resize_size:
-        raise ValueError(f"Need 1 <= image_size <= resize_size, got image_size={image_size}, "
-                         f"resize_size={resize_size}.")
-    # The sorted, checked shard list (what tf.data.Dataset.list_files(pattern, shuffle=False)
-    # yields), read by a parallel interleave.
-    files = list_shards(data_dir, split, scan_headers=scan_headers)
+    files = list_shards(data_dir, split, cache_path).first(max_examples)
+    order = order_lib.RecordOrder(files, seed=seed, cycle_length=cycle_length, window=window,
+                                  shuffle=training, input_context=input_context)
+    return read(order, training=training, first_position=first_position, repeat=repeat,
+                image_size=image_size, resize_size=resize_size, num_classes=num_classes,
+                deterministic=deterministic)
 
-    def one_epoch(epoch):
-        records = tfrecord.records_with_origin(
-            files, input_context=input_context, max_examples=max_examples,
-            cycle_length=min(cycle_length, len(files)), deterministic=deterministic,
-            shuffle_files_seed=(tf.cast(seed, tf.int64) * 1_000_003 + epoch) if training
-            else None)
-        if training and shuffle_buffer > 1:
-            records = records.shuffle(shuffle_buffer, seed=tf.cast(seed, tf.int64) + epoch)
-        return records.map(lambda record, file_index, filename, record_index: (
-            record, file_index * (2**32) + record_index, filename, record_index, epoch))
 
-    if repeat:
-        dataset = tf.data.Dataset.counter().flat_map(one_epoch)
-    else:
-        dataset = one_epoch(tf.constant(0, tf.int64))
+def find_bad_record(paths, num_classes=NUM_CLASSES):
+    """The first record of `paths` (in that order) that fails to read, parse or decode.
 
-    def preprocess(record, example_id, filename, record_index, epoch):
-        encoded, label = parse_record(record, filename, record_index, num_classes)
-        if training:
-            image = preprocess_train(encoded, tfrecord.example_key(seed, example_id, epoch),
-                                     image_size)
-        else:
-            image = preprocess_eval(encoded, image_size, resize_size)
-        return normalize(image), label
+    Reads each file alone, record by record (checksums, the checks of `parse_record`, a full JPEG
+    decode), to name the shard and record behind an error that tf.data reports without them
+    (a corrupt payload, a JPEG that does not decode).
 
-    return dataset.map(preprocess, num_parallel_calls=tf.data.AUTOTUNE,
-                       deterministic=deterministic)
+    Args:
+      paths: shard paths, in the order to check them (e.g. `RecordOrder.files_from`).
+      num_classes: labels must be in 1..num_classes.
+
+    Returns:
+      None if every record is good, else `(path, record index, error message)`.
+    """
+    def check(record_index, record, path):
+        encoded, label = parse_record(record, path, record_index, num_classes)
+        # Outputs that depend on the decode and the checks (tf.data prunes unused stateless ops).
+        return tf.shape(tf.io.decode_jpeg(encoded, channels=3)), label
+
+    for path in paths:
+        records = tf.data.TFRecordDataset(path).enumerate().map(
+            lambda i, record, path=path: check(i, record, path),
+            num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+        good = 0
+        try:
+            for _ in records:
+                good += 1
+        except (tf.errors.InvalidArgumentError, tf.errors.DataLossError) as e:
+            return path, good, core.error_line(e)
+    return None

@@ -2,11 +2,12 @@
 
 `find_mnist_dir` looks for the four MNIST-layout IDX files in a user-given directory, else in the
 standard locations (`SEARCH_PATHS`), else (Fashion-MNIST only) falls back to the small embedded
-subset `pipelines.idx.EMBEDDED_FASHION_MNIST_DIR`, saying so in the log. `load` reads one split
-with the strict IDX reader into memory and returns an unbatched dataset of
+subset `pipelines.idx.EMBEDDED_FASHION_MNIST_DIR`, saying so in the log. `load_arrays` reads one
+split with the strict IDX reader into memory; `load` (one pass, in file order) and `train_stream`
+(the stateless epoch order of `pipelines.order`, from any position) return unbatched datasets of
 `(image float32 [pad_to, pad_to, 1] normalized, label int32)` for `pipelines.core.finish`: the
 28x28 images are zero-padded (background 0 before normalization), centred, to 32x32 so that the
-CIFAR-10 net runs on them unchanged (SPEC §4). `prototypes` returns the first image of each class,
+CIFAR-10 net runs on them unchanged (docs/method.md#data). `prototypes`: each class' first image,
 the single prototype per class of the paper's synthetic task (Fig. 5; see `pipelines.synthetic`).
 """
 
@@ -18,6 +19,7 @@ import tensorflow as tf
 
 from pipelines import core
 from pipelines import idx
+from pipelines import order
 
 DATASETS = ("fashion_mnist", "mnist")
 
@@ -43,7 +45,6 @@ EXPECTED_FILES = (
 _EXPECTED_FILES_TEXT = ", ".join(f"{name}[.gz]" for name in EXPECTED_FILES)
 _DISPLAY_NAMES = {"fashion_mnist": "Fashion-MNIST", "mnist": "MNIST"}
 IMAGE_SIZE = idx.MNIST_IMAGE_SHAPE[0]  # 28 pixels
-_BLOCK = 1024  # examples padded and normalized per vectorized step
 
 
 def _check_dataset(dataset):
@@ -151,57 +152,84 @@ def _pad_uint8(images, pad_to):
     return np.pad(images, [(0, 0), (before, after), (before, after)])[..., None]
 
 
-def load(split, dataset="fashion_mnist", data_dir=None, input_context=None, pad_to=32,
-         max_examples=None, search_paths=None):
-    """One split of (Fashion-)MNIST as an unbatched dataset of normalized, padded images.
-
-    The IDX files are read and validated eagerly, when this function is called (so a corrupt or
-    missing file raises here, naming the file), into numpy; the whole split (60000 x 784 bytes at
-    most) is small enough to live in the graph via `from_tensor_slices`. Padding and
-    normalization run in the dataset, on blocks of examples, after sharding.
+def load_arrays(split, dataset="fashion_mnist", data_dir=None, pad_to=32, max_examples=None,
+                search_paths=None):
+    """One split, read and checked by the strict IDX reader, padded, in memory.
 
     Args:
       split: 'train' or 'test'.
       dataset: 'fashion_mnist' or 'mnist'.
       data_dir: directory of the IDX files, or None to search (see `find_mnist_dir`).
-      input_context: a `tf.distribute.InputContext`, or None. Examples are sharded across input
-        pipelines (example i goes to pipeline i mod num_input_pipelines). Pass None here if you
-        relabel the data (`pipelines.labels.with_random_labels` shards after relabelling).
-      pad_to: output size in pixels (>= 28); the 28x28 image is centred in a zero background.
-      max_examples: keep only the first max_examples examples of the split (before sharding),
-        for quick runs; None keeps all.
+      pad_to: output size in pixels (>= 28); the 28x28 image is centred in a zero background
+        (extra row / column at the bottom / right when pad_to - 28 is odd).
+      max_examples: keep only the first max_examples examples of the split; None keeps all.
       search_paths: overrides `SEARCH_PATHS[dataset]` (see `find_mnist_dir`).
 
     Returns:
-      A finite, unshuffled `tf.data.Dataset` of known cardinality, of `(image float32
-      [pad_to, pad_to, 1], label int32 scalar)` in file order; images normalized with
-      MEAN/STD[dataset] (the padding equals normalize(0) = -MEAN / STD).
+      (images uint8 [N, pad_to, pad_to, 1], labels int32 [N]) in file order.
 
     Raises:
       FileNotFoundError / ValueError: see `find_mnist_dir` and `pipelines.idx.load_mnist_split`;
         ValueError for a bad `pad_to` or `max_examples`.
     """
     _check_dataset(dataset)
-    before, after = _check_pad_to(pad_to)
+    _check_pad_to(pad_to)
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
         raise ValueError(f"`max_examples` must be None or an int >= 1, got {max_examples!r}.")
     directory, _ = find_mnist_dir(data_dir, dataset, search_paths)
     images, labels = idx.load_mnist_split(directory, split)
-    if max_examples is not None:
-        images, labels = images[:max_examples], labels[:max_examples]
-    ds = tf.data.Dataset.from_tensor_slices((images, labels.astype(np.int32)))
-    ds = core.shard_for_worker(ds, input_context)
-    paddings = [[0, 0], [before, after], [before, after], [0, 0]]
+    return _pad_uint8(images[:max_examples], pad_to), labels[:max_examples].astype(np.int32)
 
-    def prepare(images, labels):
-        images = tf.pad(images[..., None], paddings)  # uint8 zeros: background before normalizing
-        return normalize(images, dataset), labels
 
-    # Padded and normalized in blocks (vectorized, ~5x faster than a per-example map), then
-    # unbatched back to examples in the same order.
-    count = int(ds.cardinality())  # known: from_tensor_slices and shard keep it
-    ds = ds.batch(_BLOCK).map(prepare, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.unbatch().apply(tf.data.experimental.assert_cardinality(count))
+def load(split, dataset="fashion_mnist", data_dir=None, input_context=None, pad_to=32,
+         max_examples=None, search_paths=None):
+    """One split of (Fashion-)MNIST as an unbatched dataset of normalized, padded images.
+
+    The IDX files are read and validated eagerly, when this function is called (so a corrupt or
+    missing file raises here, naming the file), into memory (`load_arrays`: 60000 x 32 x 32
+    bytes at most); normalization runs in the dataset, on blocks of examples, after sharding.
+
+    Args:
+      split, dataset, data_dir, pad_to, max_examples, search_paths: see `load_arrays`.
+      input_context: a `tf.distribute.InputContext`, or None. Examples are sharded across input
+        pipelines (example i goes to pipeline i mod num_input_pipelines).
+
+    Returns:
+      A finite, unshuffled `tf.data.Dataset` of known cardinality, of `(image float32
+      [pad_to, pad_to, 1], label int32 scalar)` in file order; images normalized with
+      MEAN/STD[dataset] (the padding equals normalize(0) = -MEAN / STD).
+    """
+    images, labels = load_arrays(split, dataset, data_dir, pad_to, max_examples, search_paths)
+    return examples(images, labels, dataset, input_context)
+
+
+def examples(images, labels, dataset="fashion_mnist", input_context=None):
+    """One pass over a split from `load_arrays` in file order, normalized (see `load`)."""
+    _check_dataset(dataset)
+    return core.array_examples(images, labels, lambda x: normalize(x, dataset), input_context)
+
+
+def train_stream(images, labels, seed, dataset="fashion_mnist", first_position=0,
+                 input_context=None, deterministic=True):
+    """Training examples in the stateless epoch order of `pipelines.order.index_stream`.
+
+    Args:
+      images, labels: a split from `load_arrays` (labels may be replaced, e.g. random labels).
+      seed: int in [0, 2**32), seeds the order.
+      dataset: 'fashion_mnist' or 'mnist', chooses the normalization constants.
+      first_position: global stream position to start at (step * global batch size).
+      input_context: `tf.distribute.InputContext` or None; pipeline w of n yields the stream
+        positions w, w+n, ...
+      deterministic: keep a deterministic element order with parallel maps.
+
+    Returns:
+      An infinite dataset of `(image float32 [H, W, 1] normalized, label int32 [])`; no
+      augmentation.
+    """
+    _check_dataset(dataset)
+    return order.array_stream(images, labels, seed,
+                              lambda image, label, index, epoch: (normalize(image, dataset), label),
+                              first_position, input_context, deterministic=deterministic)
 
 
 def prototypes(dataset="fashion_mnist", data_dir=None, num_classes=10, split="train", pad_to=32,

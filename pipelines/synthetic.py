@@ -1,7 +1,7 @@
 """The paper's synthetic prototype task (Fig. 5): classify random deformations of K prototypes.
 
 Each class is a single prototype image (`pipelines.mnist.prototypes`: the first image of the class);
-every example is a fresh random TPS deformation of strength C (SPEC §1; 3x3 grid by choice) of its
+every example is a fresh TPS deformation of strength C (docs/method.md#deformation; 3x3 grid) of its
 class prototype, generated in-graph. Larger C needs more deformation stability; the paper finds it
 gives smoother filters.
 
@@ -29,6 +29,7 @@ import tensorflow as tf
 from pipelines import core
 from pipelines import labels as labels_lib
 from pipelines import mnist
+from pipelines import order
 
 # High 32 bits of the seed words of the synthetic streams (distinct from labels.LABEL_SEED_TAG).
 TRAIN_LABEL_TAG = 0x53594E4C  # 'SYNL': training labels
@@ -74,7 +75,7 @@ def _stream(prototypes, indices, batch_size, drop_remainder, label_fn, deformati
 
 
 def train(prototype_images, strength, batch_size, seed, grid_size=3, num_examples=None,
-          input_context=None, dataset="fashion_mnist"):
+          input_context=None, dataset="fashion_mnist", first_position=0):
     """The training stream: fresh random deformations of randomly chosen class prototypes.
 
     Args:
@@ -84,7 +85,7 @@ def train(prototype_images, strength, batch_size, seed, grid_size=3, num_example
       batch_size: examples per batch (per input pipeline).
       seed: int in [0, 2**32). Label of example k: uniform on 0..K-1 from the label stream
         (seed, k) (tag TRAIN_LABEL_TAG); deformation: core.deform_batch seed (seed, k).
-      grid_size: control grid, int n or (rows, cols) (SPEC §1 choice: 3).
+      grid_size: control grid, int n or (rows, cols) (docs/method.md#choices: 3).
       num_examples: None for an infinite stream (batches of exactly batch_size, static shape),
         else exactly num_examples examples, one pass (the last batch may be smaller); repeating
         it is up to the caller (a repeat gives the same examples again).
@@ -92,6 +93,8 @@ def train(prototype_images, strength, batch_size, seed, grid_size=3, num_example
         k = w, w + n, ... of the global stream (so with num_examples, together exactly
         num_examples).
       dataset: 'fashion_mnist' or 'mnist', chooses the normalization constants.
+      first_position: the infinite stream's first example k (step * global batch size for a
+        resumed run; a multiple of the number of input pipelines): the stream restarts exactly.
 
     Returns:
       A batched `tf.data.Dataset` of `(images float32 [B, H, W, C] normalized like mnist.load,
@@ -103,7 +106,8 @@ def train(prototype_images, strength, batch_size, seed, grid_size=3, num_example
     batch_size = _check_batch_size(batch_size)
     seed = labels_lib.check_seed(seed)
     if num_examples is None:
-        indices = tf.data.Dataset.counter()
+        first_position, _ = order.check_position(first_position, input_context)
+        indices = tf.data.Dataset.counter(start=first_position)
     else:
         if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) \
                 or num_examples < 1:

@@ -15,6 +15,8 @@ from absl.testing import parameterized
 from pipelines import cifar10
 from pipelines import convert
 from pipelines import core
+from pipelines import order
+from pipelines import tfrecord
 
 _RECORDS_PER_FILE = {"train": 3, "test": 5}
 
@@ -55,13 +57,13 @@ def _prepare_tfds(binary_root, data_dir):
             compute_stats=tfds.download.ComputeStatsMode.SKIP))
 
 
-def _raw(dataset):
-    """[(image uint8 HWC, label int)] of a raw-example dataset (image, label, example_id)."""
-    return [(image, int(label)) for image, label, _ in dataset.as_numpy_iterator()]
-
-
 def _context(num, index):
     return tf.distribute.InputContext(num_input_pipelines=num, input_pipeline_id=index)
+
+
+def _pixels(normalized):
+    """uint8-valued int32 pixels of normalized images (inverse of cifar10.normalize)."""
+    return np.round(cifar10.denormalize(normalized).numpy() * 255.0).astype(np.int32)
 
 
 class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
@@ -97,22 +99,27 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
 
     @parameterized.parameters("train", "test")
     def test_binary_exact_pixels_and_labels(self, split):
-        images, labels = self.data[split]
-        raw = _raw(cifar10.examples(split, self.root))
-        self.assertLen(raw, len(labels))
-        for (image, label), want_image, want_label in zip(raw, images, labels):
-            self.assertAllEqual(image, want_image)
-            self.assertEqual(label, want_label)
+        images, labels = cifar10.load_arrays(split, self.root)
+        self.assertEqual(images.dtype, np.uint8)
+        self.assertEqual(labels.dtype, np.int32)
+        self.assertAllEqual(images, self.data[split][0])
+        self.assertAllEqual(labels, self.data[split][1])
+        got, _ = cifar10.load_arrays(split, self.root, max_examples=4)
+        self.assertAllEqual(got, self.data[split][0][:4])
 
     def test_binary_chw_to_hwc_by_hand(self):
+        batches = os.path.join(self.root, "by_hand")
+        os.makedirs(batches)
         record = np.zeros(cifar10.RECORD_BYTES, np.uint8)
         record[0] = 7
         # Pixel (y=1, x=2): byte 1 + plane * 1024 + 1 * 32 + 2.
         record[1 + 0 * 1024 + 34], record[1 + 1 * 1024 + 34], record[1 + 2 * 1024 + 34] = 10, 20, 30
-        image, label = cifar10.decode_binary_record(tf.constant(record.tobytes()), "f", 0)
-        self.assertEqual(int(label), 7)
-        self.assertAllEqual(image[1, 2], [10, 20, 30])
-        self.assertEqual(int(tf.reduce_sum(tf.cast(image, tf.int32))), 60)
+        with open(os.path.join(batches, "test_batch.bin"), "wb") as f:
+            f.write(record.tobytes())
+        images, labels = cifar10.read_binary_split(batches, "test")
+        self.assertEqual(int(labels[0]), 7)
+        self.assertAllEqual(images[0, 1, 2], [10, 20, 30])
+        self.assertEqual(int(images.astype(np.int32).sum()), 60)
 
     def test_load_eval_normalized(self):
         dataset = cifar10.load("test", self.root)
@@ -133,73 +140,73 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(cifar10.denormalize(cifar10.normalize(pixels)) * 255.0,
                             [[[0.0, 128.0, 255.0]]], atol=1e-4)
 
-    def test_training_augmentation_is_pad_crop_flip(self):
-        images, _ = self.data["train"]
-        got = list(cifar10.load("train", self.root, training=True, repeat=False, seed=3)
-                   .as_numpy_iterator())
-        self.assertLen(got, len(images))
-        for (image, _), original in zip(got, images):
-            pixels = np.round(cifar10.denormalize(image).numpy() * 255.0).astype(np.int32)
-            padded = np.pad(original.astype(np.int32), [(4, 4), (4, 4), (0, 0)])
-            candidates = [c[:, ::-1] if flip else c
-                          for y in range(9) for x in range(9) for flip in (False, True)
-                          for c in [padded[y:y + 32, x:x + 32]]]
-            self.assertTrue(any(np.array_equal(pixels, c) for c in candidates))
+    def test_training_stream_is_epoch_permutation_of_pad_crop_flip(self):
+        images, labels = self.data["train"]
+        n = len(labels)
+        stream = cifar10.train_stream(images, labels.astype(np.int32), seed=3)
+        got = list(stream.take(2 * n).as_numpy_iterator())
+        for epoch in range(2):
+            permutation = order.epoch_permutation(n, 3, epoch).numpy()
+            for k, index in enumerate(permutation):
+                image, label = got[epoch * n + k]
+                self.assertEqual(label, labels[index])
+                padded = np.pad(images[index].astype(np.int32), [(4, 4), (4, 4), (0, 0)])
+                candidates = [c[:, ::-1] if flip else c
+                              for y in range(9) for x in range(9) for flip in (False, True)
+                              for c in [padded[y:y + 32, x:x + 32]]]
+                self.assertTrue(any(np.array_equal(_pixels(image), c) for c in candidates))
+        # Random labels: no augmentation, the images themselves.
+        plain = cifar10.train_stream(images, labels.astype(np.int32), seed=3,
+                                     augment_images=False)
+        permutation = order.epoch_permutation(n, 3, 0).numpy()
+        for (image, _), index in zip(plain.take(n).as_numpy_iterator(), permutation):
+            self.assertAllEqual(_pixels(image), images[index])
 
-    def test_training_augmentation_deterministic(self):
-        def first_epoch(seed):
-            dataset = cifar10.load("train", self.root, training=True, repeat=False, seed=seed)
-            return np.stack([image for image, _ in dataset.as_numpy_iterator()])
+    def test_training_stream_deterministic_resumable_and_sharded(self):
+        images, labels = self.data["train"]
+        labels = labels.astype(np.int32)
+        n = len(labels)
 
-        a = first_epoch(1)
-        self.assertAllEqual(a, first_epoch(1))
-        self.assertNotAllClose(a, first_epoch(2))
-        # Repeating: epoch 0 is the non-repeating stream, epoch 1 draws new augmentations.
-        n = len(a)
-        repeated = cifar10.load("train", self.root, training=True, seed=1).take(2 * n)
-        stream = np.stack([image for image, _ in repeated.as_numpy_iterator()])
-        self.assertAllEqual(stream[:n], a)
-        self.assertNotAllClose(stream[n:], a)
-        # The augmentation of an example does not depend on the sharding.
-        sharded = [cifar10.load("train", self.root, training=True, repeat=False, seed=1,
-                                input_context=_context(2, i)) for i in range(2)]
-        sharded_images = [image for d in sharded for image, _ in d.as_numpy_iterator()]
-        self.assertCountEqual([x.tobytes() for x in sharded_images], [x.tobytes() for x in a])
+        def take(count, **kwargs):
+            stream = cifar10.train_stream(images, labels, **kwargs).take(count)
+            return np.stack([image for image, _ in stream.as_numpy_iterator()])
+
+        full = take(3 * n, seed=1)
+        self.assertAllEqual(full, take(3 * n, seed=1))
+        self.assertNotAllClose(full[:n], take(n, seed=2))
+        # Every epoch draws new augmentations (and a new order).
+        self.assertNotAllClose(np.sort(full[:n].reshape(n, -1), axis=0),
+                               np.sort(full[n:2 * n].reshape(n, -1), axis=0))
+        # Restarting at any position (a resumed run) continues the same stream exactly.
+        for position in (4, n, n + 6):
+            self.assertAllEqual(take(3 * n - position, seed=1, first_position=position),
+                                full[position:])
+        # Pipeline w of 2 yields positions w, w + 2, ... of the same stream, also when resumed.
+        resumed_at = 2 * (n // 2 + 2)  # an even position in the second epoch
+        for w in range(2):
+            self.assertAllEqual(take(n, seed=1, input_context=_context(2, w)), full[w:2 * n:2])
+            self.assertAllEqual(
+                take(4, seed=1, input_context=_context(2, w), first_position=resumed_at),
+                full[resumed_at + w:resumed_at + 8:2])
+        with self.assertRaisesRegex(ValueError, "multiple of the 2 input pipelines"):
+            take(1, seed=1, input_context=_context(2, 0), first_position=3)
 
     def test_finish_batches(self):
         dataset = core.finish(cifar10.load("train", self.root, training=True, seed=0),
-                              batch_size=4, training=True, seed=0, shuffle_buffer=8)
+                              batch_size=4, training=True, seed=0)
         images, labels = next(iter(dataset))
         self.assertEqual(images.shape, (4, 32, 32, 3))
         self.assertEqual(labels.dtype, tf.int32)
 
-    @parameterized.named_parameters(
-        ("file_level_train", "train", None),  # 5 files, 2 pipelines.
-        ("data_level_test", "test", None),  # 1 file, 2 pipelines.
-        ("data_level_max_examples", "train", 7),
-    )
-    def test_sharding_disjoint_and_complete(self, split, max_examples):
-        whole = [e.tobytes() for e, _ in _raw(cifar10.examples(split, self.root,
-                                                               max_examples=max_examples))]
-        parts = [[e.tobytes() for e, _ in _raw(cifar10.examples(
-            split, self.root, input_context=_context(2, i), max_examples=max_examples))]
-            for i in range(2)]
-        self.assertNotEmpty(parts[0])
-        self.assertNotEmpty(parts[1])
-        self.assertEmpty(set(parts[0]) & set(parts[1]))
-        self.assertCountEqual(parts[0] + parts[1], whole)
-        if max_examples:
-            self.assertLen(whole, max_examples)
+    def test_eval_sharding_disjoint_and_complete(self):
+        images, labels = self.data["test"]
+        parts = [[_pixels(image).tobytes() for image, _ in cifar10.examples(
+            images, labels, input_context=_context(2, i)).as_numpy_iterator()] for i in range(2)]
+        self.assertLen(parts[0], 3)
+        self.assertLen(parts[1], 2)
+        self.assertCountEqual(parts[0] + parts[1], [x.astype(np.int32).tobytes() for x in images])
 
-    def test_file_level_sharding_reads_whole_files(self):
-        part = _raw(cifar10.examples("train", self.root, input_context=_context(2, 1)))
-        images, _ = self.data["train"]
-        n = _RECORDS_PER_FILE["train"]
-        # Pipeline 1 of 2 reads files 1 and 3 (data_batch_2.bin, data_batch_4.bin).
-        self.assertAllEqual(np.stack([e for e, _ in part]),
-                            np.concatenate([images[n:2 * n], images[3 * n:4 * n]]))
-
-    # Corrupt or missing binary input.
+    # Corrupt or missing binary input: found when the split is read, before any training.
 
     def test_missing_directory(self):
         with self.assertRaisesRegex(FileNotFoundError, "does not exist"):
@@ -236,12 +243,8 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
         with open(path, "r+b") as f:
             f.seek(2 * cifar10.RECORD_BYTES)
             f.write(bytes([10]))
-        dataset = cifar10.load("train", self.root)  # Built fine: found at the record.
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
-                                    r"0\.\.9.*data_batch_2\.bin.*\[record\] \[2\].*\[10\]"):
-            list(dataset.as_numpy_iterator())
-        with self.assertRaisesRegex(ValueError, "data_batch_2.bin.*record 2"):
-            cifar10.read_binary_split(self.batches, "train")
+        with self.assertRaisesRegex(ValueError, "data_batch_2.bin.*record 2 \\(value 10\\)"):
+            cifar10.load_arrays("train", self.root)
 
     def test_bad_arguments(self):
         with self.assertRaisesRegex(ValueError, "split"):
@@ -258,16 +261,9 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
         convert.convert_cifar10_binary(self.batches, out, num_shards=4)
         for split in cifar10.SPLITS:
             self.assertTrue(os.path.exists(os.path.join(out, f"{split}-00000-of-00004")))
-            got = _raw(cifar10.examples(split, out))
-            images, labels = self.data[split]
-            self.assertAllEqual(np.stack([e for e, _ in got]), images)
-            self.assertAllEqual([label for _, label in got], labels)
-        dataset = cifar10.load("test", out)
-        self.assertEqual(dataset.element_spec[0], tf.TensorSpec([32, 32, 3], tf.float32))
-        parts = [[e.tobytes() for e, _ in _raw(cifar10.examples(
-            "train", out, input_context=_context(2, i)))] for i in range(2)]
-        self.assertEmpty(set(parts[0]) & set(parts[1]))
-        self.assertLen(parts[0] + parts[1], len(self.data["train"][1]))
+            images, labels = cifar10.load_arrays(split, out)
+            self.assertAllEqual(images, self.data[split][0])
+            self.assertAllEqual(labels, self.data[split][1])
 
     def test_tfrecord_truncated_and_corrupt(self):
         out = os.path.join(self.root, "tfrecord")
@@ -278,14 +274,21 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
         with open(shard, "wb") as f:
             f.write(data[:-10])
         with self.assertRaisesRegex(ValueError, "train-00001-of-00002.*truncated"):
-            cifar10.load("train", out)
+            cifar10.load_arrays("train", out)
         flipped = bytearray(data)
         flipped[len(data) // 2] ^= 0xFF  # Inside a record's payload: data CRC mismatch.
         with open(shard, "wb") as f:
             f.write(bytes(flipped))
-        dataset = cifar10.load("train", out)
-        with self.assertRaisesRegex(tf.errors.DataLossError, "corrupted record"):
-            list(dataset.as_numpy_iterator())
+        with self.assertRaisesRegex(ValueError, "train-00001-of-00002.*corrupted record at"):
+            cifar10.load_arrays("train", out)
+        with open(shard, "wb") as f:
+            f.write(data)
+        bad_label = tfrecord.serialize_image_example(self.data["train"][0][0], 10)
+        with tf.io.TFRecordWriter(shard) as writer:
+            writer.write(bad_label)
+        with self.assertRaisesRegex(
+                ValueError, r"train-00001-of-00002.*0\.\.9.*\[record\] \[0\].*\[10\]"):
+            cifar10.load_arrays("train", out)
 
     # A prepared tensorflow-datasets copy.
 
@@ -298,19 +301,13 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(cifar10.find_source(data_dir), ("tfds", data_dir))
         for split in cifar10.SPLITS:
             images, labels = self.data[split]
-            got = _raw(cifar10.examples(split, data_dir))
-            # TFDS stores the examples in its own (hashed) order.
-            self.assertCountEqual([(e.tobytes(), label) for e, label in got],
+            got_images, got_labels = cifar10.load_arrays(split, data_dir)
+            # TFDS stores the examples in its own (hashed) order, the same on every read.
+            self.assertCountEqual([(e.tobytes(), int(label)) for e, label in zip(got_images,
+                                                                                 got_labels)],
                                   [(e.tobytes(), int(label)) for e, label in zip(images, labels)])
-        parts = [_raw(cifar10.examples("test", data_dir, input_context=_context(2, i)))
-                 for i in range(2)]
-        self.assertCountEqual([e.tobytes() for part in parts for e, _ in part],
-                              [e.tobytes() for e in self.data["test"][0]])
-        self.assertLen(_raw(cifar10.examples("train", data_dir, max_examples=4)), 4)
-        dataset = cifar10.load("train", data_dir, training=True, repeat=False, seed=5)
-        first = [image for image, _ in dataset.as_numpy_iterator()]
-        second = [image for image, _ in dataset.as_numpy_iterator()]
-        self.assertAllEqual(first, second)
+            self.assertAllEqual(cifar10.load_arrays(split, data_dir)[0], got_images)
+        self.assertLen(cifar10.load_arrays("train", data_dir, max_examples=4)[1], 4)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ exit codes of the real `python3 -m pipelines.convert` are checked in subprocesse
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import numpy as np
 import tensorflow as tf
@@ -128,6 +129,10 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
     def test_write_shards_errors_leave_nothing(self):
         with self.assertRaisesRegex(ValueError, "num_shards=5.*3"):
             tfrecord.write_shards([b"a", b"b", b"c"], self.out, "train", 5, bytes)
+        self.assertFalse(os.path.exists(self.out))  # Refused before anything was written.
+        # An iterable of unknown length: found short after writing, the temporary files go.
+        with self.assertRaisesRegex(ValueError, "num_shards=5.*3"):
+            tfrecord.write_shards(iter([b"a", b"b", b"c"]), self.out, "train", 5, bytes)
         self.assertEmpty(os.listdir(self.out))
 
         def failing():
@@ -180,6 +185,22 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError,
                                     r"0\.\.9.*train-00000-of-00001.*\[record\] \[2\].*\[10\]"):
             _read(self.out, "train")
+
+    def test_count_records_scans_each_file_once_with_a_cache(self):
+        paths = convert.convert_idx(self.idx_dir, self.out, 3)["train"]
+        cache = os.path.join(self.tmp, "cache", "counts.json")
+        self.assertEqual(tfrecord.count_records(paths, cache), (4, 4, 3))
+        with mock.patch.object(tfrecord, "check_tfrecord_file",
+                               side_effect=AssertionError("scanned again")):
+            self.assertEqual(tfrecord.count_records(paths, cache), (4, 4, 3))
+        # A changed file is scanned again; a damaged cache is only a cache.
+        with tf.io.TFRecordWriter(paths[0]) as writer:
+            writer.write(b"only one")
+        self.assertEqual(tfrecord.count_records(paths[:1], cache), (1,))
+        with open(cache, "w") as f:
+            f.write("{not json")
+        self.assertEqual(tfrecord.count_records(paths[:1], cache), (1,))
+        self.assertEqual(tfrecord.count_records(paths[:1]), (1,))
 
     def test_reader_truncated_and_corrupt(self):
         convert.convert_idx(self.idx_dir, self.out, 2)
@@ -251,6 +272,26 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
         result = _run_cli(*args)
         self.assertEqual(result.returncode, 2, result.stderr)
         self.assertRegex(result.stderr, message)
+        self.assertEmpty(os.listdir(self.out))
+
+    def test_cli_too_many_shards_for_one_split_writes_nothing_and_rerun_works(self):
+        # 9 shards: enough train examples (11), too few test examples (7).
+        args = ["--source=idx", f"--input_dir={self.idx_dir}", f"--output_dir={self.out}"]
+        result = _run_cli(*args, "--num_shards=9")
+        self.assertEqual(result.returncode, 2, result.stderr)
+        self.assertRegex(result.stderr, "num_shards=9.*'test' examples \\(7\\).*at most 7")
+        self.assertFalse(os.path.exists(self.out) and os.listdir(self.out))
+        self.assertEqual(convert.run(self._flags(*args, "--num_shards=7")), 0)
+        self.assertLen(_read(self.out, "train"), _COUNTS["train"])
+
+    def test_write_splits_is_all_or_nothing(self):
+        def failing_test_split():
+            yield b"a"
+            raise RuntimeError("boom")
+
+        with self.assertRaisesRegex(RuntimeError, "boom"):
+            tfrecord.write_splits({"train": [b"a", b"b"], "test": failing_test_split()},
+                                  self.out, 1, bytes)
         self.assertEmpty(os.listdir(self.out))
 
     def test_cli_refuses_to_overwrite(self):

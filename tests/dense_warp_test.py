@@ -57,16 +57,18 @@ class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(
             got.numpy().astype(np.float64), scipy_dense_warp(image, flow), atol=tolerance, rtol=0)
 
-    def test_gradients_match_finite_differences(self):
+    @parameterized.parameters(False, True)
+    def test_gradients_match_finite_differences(self, jit_compile):
         rng = np.random.default_rng(3)
         image = tf.constant(rng.uniform(size=(1, 5, 6, 2)))
         # Fractional flows away from the kinks at integer positions.
         flow = tf.constant(rng.uniform(-1.4, 1.4, size=(1, 5, 6, 2)) * 0.9 + 0.05)
+        warp = tf.function(dense_image_warp, jit_compile=True) if jit_compile else dense_image_warp
         for which in (0, 1):
             def f(x, which=which):
                 args = [image, flow]
                 args[which] = x
-                return dense_image_warp(*args)
+                return warp(*args)
             theoretical, numerical = tf.test.compute_gradient(f, [[image, flow][which]], delta=1e-4)
             self.assertAllClose(theoretical, numerical, atol=1e-6)
 
@@ -88,12 +90,35 @@ class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
             flow = np.full(image.shape[:2] + (2,), 0.5, np.float32)
             self.assertAllClose(got, scipy_dense_warp(image[None], flow[None])[0], atol=1e-5)
 
-    def test_xla_matches_eager(self):
+    def test_xla_matches_eager_to_float_rounding(self):
         rng = np.random.default_rng(5)
         image = rng.uniform(size=(2, 12, 10, 3)).astype(np.float32)
         flow = rng.uniform(-3, 3, size=(2, 12, 10, 2)).astype(np.float32)
+        flow[0, :4] = np.round(flow[0, :4])  # whole pixels stay exact under XLA too
         compiled = tf.function(dense_image_warp, jit_compile=True)
-        self.assertAllClose(compiled(image, flow), dense_image_warp(image, flow), atol=1e-6)
+        got, eager = compiled(image, flow).numpy(), dense_image_warp(image, flow).numpy()
+        # XLA contracts a + t * (b - a) into a fused multiply-add: one rounding less.
+        self.assertAllClose(got, eager, atol=2.5e-7, rtol=0)
+        np.testing.assert_array_equal(got[0, :4], eager[0, :4])
+
+    @parameterized.parameters(False, True)
+    def test_constant_image_is_exact_for_any_flow(self, jit_compile):
+        rng = np.random.default_rng(7)
+        warp = tf.function(dense_image_warp, jit_compile=jit_compile)
+        for value in (1.0, 0.1, -3.7e5):
+            image = np.full((2, 9, 12, 3), value, np.float32)
+            flow = rng.uniform(-15, 15, size=(2, 9, 12, 2)).astype(np.float32)
+            np.testing.assert_array_equal(warp(image, flow).numpy(), image)
+
+    @parameterized.parameters((1, 1, 1, 1), (2, 1, 5, 3), (1, 4, 1, 2), (2, 3, 2, 1))
+    def test_zero_flow_is_identity_with_one_pixel_axes(self, batch, height, width, channels):
+        image = np.random.default_rng(8).normal(size=(batch, height, width, channels))
+        image = image.astype(np.float32)
+        flow = np.zeros([batch, height, width, 2], np.float32)
+        np.testing.assert_array_equal(dense_image_warp(image, flow).numpy(), image)
+        moved = dense_image_warp(image, flow + [0.0, 0.5]).numpy()
+        if width == 1:  # nothing to interpolate along a 1-pixel axis
+            np.testing.assert_array_equal(moved, image)
 
     @parameterized.named_parameters(
         ("image_rank", np.zeros([4, 4, 3]), np.zeros([1, 4, 4, 2]), "image"),
@@ -113,11 +138,21 @@ class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "same batch, height"):
             warp(np.zeros([1, 4, 4, 1], np.float32), np.zeros([1, 5, 4, 2], np.float32))
 
-    def test_resample_bilinear_weights_sum_to_one(self):
-        image = tf.ones([1, 4, 5, 1])
-        query = tf.constant(np.random.default_rng(6).uniform(-2, 7, size=(1, 30)), tf.float32)
-        got = dense_warp.resample_bilinear(image, query, query[:, ::-1])
-        self.assertAllClose(got, tf.ones([1, 30, 1]), atol=1e-6)
+    def test_resample_bilinear_takes_queries_of_any_rank(self):
+        rng = np.random.default_rng(6)
+        image = rng.normal(size=(2, 4, 5, 3)).astype(np.float32)
+        query_y = rng.uniform(-2, 7, size=(2, 30)).astype(np.float32)
+        query_x = rng.uniform(-2, 7, size=(2, 30)).astype(np.float32)
+        got = dense_warp.resample_bilinear(image, query_y, query_x)
+        expected = dense_warp.resample_bilinear(image, query_y.reshape(2, 5, 6),
+                                                query_x.reshape(2, 5, 6))
+        np.testing.assert_array_equal(got.numpy(), tf.reshape(expected, [2, 30, 3]).numpy())
+
+    def test_nan_flow_is_reported(self):
+        flow = np.zeros([1, 4, 4, 2], np.float32)
+        flow[0, 1, 2, 0] = np.nan
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "flow"):
+            dense_image_warp(np.zeros([1, 4, 4, 1], np.float32), flow)
 
 
 if __name__ == "__main__":

@@ -120,6 +120,16 @@ def reference_lines(ax):
     return [line for line in ax.get_lines() if len(line.get_xdata()) == 2]
 
 
+def band_limits(band):
+    """{x: (lowest y, highest y)} of a fill_between band's outline."""
+    limits = {}
+    for path in band.get_paths():
+        for x, y in path.vertices:
+            low, high = limits.get(round(x, 6), (np.inf, -np.inf))
+            limits[round(x, 6)] = (min(low, y), max(high, y))
+    return limits
+
+
 def layer_axes(figure):
     """The axes with data lines (skips the Fig. 5 image grid)."""
     return [ax for ax in figure.axes if not ax.images]
@@ -199,6 +209,12 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
                 self.results["training"]["real"]["max_pool"]["sensitivity"][distance])
             self.assertAllClose(data_lines(ax)[0].get_ydata(), values[:, step, :].mean(0))
             self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(13))
+            # Its band spans mean +- 2 sample std over seeds at every layer.
+            limits = band_limits(bands(ax)[0])
+            std = values[:, step, :].std(0, ddof=1)
+            for x in range(13):
+                expected = values[:, step, x].mean() + np.array([-2.0, 2.0]) * std[x]
+                self.assertAllClose(limits[x], expected)
         self.assertIn("initialization", figure.axes[0].get_title(loc="left"))
         self.assertIn("after training", figure.axes[1].get_title(loc="left"))
         labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
@@ -227,6 +243,9 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(lines, 4)
         self.assertLen(bands(figure.axes[0]), 4)
         self.assertIn("\u03c3 = 0.5", lines[1].get_label())
+        for line, sigma in zip(lines, ("0", "0.5", "1", "2")):
+            self.assertAllClose(line.get_ydata(), np.mean(
+                self.results["smooth_init"]["sensitivity"][sigma], axis=0))
         luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()), [0.299, 0.587, 0.114])
                      for line in lines]
         self.assertAllEqual(np.diff(luminance) < 0, [True] * 3)
@@ -244,6 +263,9 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(matplotlib.colors.to_hex(init_line.get_color()), "#000000")
         self.assertEqual(init_line.get_label().split(" ")[:2], ["init", "mean"])
         self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(1, 9))
+        for line, c in zip(data_lines(ax), ("1", "2", "3", "4")):
+            self.assertAllClose(line.get_ydata(), np.mean(
+                self.results["synthetic"]["smoothness_final"][c], axis=0))
 
         rng = np.random.default_rng(1)
         samples = {1: rng.uniform(size=(3, 32, 32)), 2: rng.uniform(size=(3, 32, 32, 1)),
@@ -267,6 +289,12 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
                                    for v in self.results["training"][kind].values()])
             self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
             self.assertIn(f"{kind} labels", ax.get_title(loc="left"))
+            # Each variant's line is its smoothness at the LAST step (not at init), per conv.
+            for line, variant in zip(data_lines(ax), paper.VARIANT_ORDER):
+                values = np.asarray(self.results["training"][kind][variant]["smoothness"])
+                self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
+                self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
+                self.assertAllEqual(line.get_xdata(), np.arange(1, 9))
         self.assertEqual(figure.axes[0].get_title(loc="left")[:3], "(a)")
 
     def test_fig7(self):
@@ -276,6 +304,11 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         values = np.asarray(
             self.results["training"]["random"]["avg_pool"]["sensitivity"]["cosine"])
         self.assertAllClose(data_lines(figure.axes[0])[1].get_ydata(), values[:, -1].mean(0))
+        for line, variant in zip(data_lines(figure.axes[0]), paper.VARIANT_ORDER):
+            values = np.asarray(
+                self.results["training"]["random"][variant]["sensitivity"]["cosine"])
+            self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
+            self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
 
     def test_sensitivity_across_training(self):
         figure = paper.plot_sensitivity_across_training(self.results)
@@ -286,6 +319,10 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertLen(bands(ax), 2)  # First and last step only.
             self.assertEqual([line.get_label() for line in lines],
                              ["step 0", "step 50", "step 100"])
+        for ax, variant in zip(figure.axes, paper.VARIANT_ORDER):
+            values = np.asarray(self.results["training"]["real"][variant]["sensitivity"]["cosine"])
+            for step, line in enumerate(data_lines(ax)):
+                self.assertAllClose(line.get_ydata(), values[:, step].mean(0))
             luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()),
                                 [0.299, 0.587, 0.114]) for line in lines]
             self.assertAllEqual(np.diff(luminance) < 0, [True, True])

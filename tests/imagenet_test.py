@@ -13,6 +13,7 @@ import tensorflow as tf
 from absl.testing import parameterized
 
 from pipelines import imagenet
+from pipelines import order
 from pipelines import tfrecord
 
 _SIZES = ((40, 48), (48, 40), (36, 36), (50, 62), (37, 45), (60, 38))
@@ -230,15 +231,12 @@ class ImagenetTest(parameterized.TestCase, tf.test.TestCase):
         with open(path, "wb") as f:
             f.write(data[:-100])
         with self.assertRaisesRegex(ValueError, "validation-00001-of-00002.*truncated"):
-            self._load(scan_headers=True)
-        dataset = self._load()  # Only the first record header is checked by default.
-        with self.assertRaisesRegex(tf.errors.DataLossError, "truncated record"):
-            list(dataset.as_numpy_iterator())
+            self._load()  # Every record header is read when the shards are counted.
         flipped = bytearray(data)
         flipped[len(data) // 2] ^= 0xFF
         with open(path, "wb") as f:
             f.write(bytes(flipped))
-        dataset = self._load(scan_headers=True)
+        dataset = self._load()
         with self.assertRaisesRegex(tf.errors.DataLossError, "corrupted record"):
             list(dataset.as_numpy_iterator())
         with open(path, "wb") as f:
@@ -249,6 +247,49 @@ class ImagenetTest(parameterized.TestCase, tf.test.TestCase):
             f.write(b"\xff\xd8\xff" + data[3:])  # Not a TFRecord file (bad length checksum).
         with self.assertRaisesRegex(ValueError, "validation-00001-of-00002.*corrupt"):
             self._load()
+
+    def test_find_bad_record_names_shard_and_record(self):
+        self._write("train", 2, examples_per_shard=3)
+        paths = imagenet.list_shards(self.dir, "train").paths
+        self.assertIsNone(imagenet.find_bad_record(paths))
+        with open(paths[1], "rb") as f:
+            data = f.read()
+        flipped = bytearray(data)
+        flipped[len(data) // 2] ^= 0xFF  # In the payload of record 1 of 3 (similar sizes).
+        with open(paths[1], "wb") as f:
+            f.write(bytes(flipped))
+        path, record, message = imagenet.find_bad_record(paths)
+        self.assertEqual((path, record), (paths[1], 1))
+        self.assertIn("corrupted record", message)
+        _, encoded, _ = self._write("train", 1, examples_per_shard=1)[0]
+        path = os.path.join(self.dir, "train-00000-of-00001")
+        with tf.io.TFRecordWriter(path) as writer:
+            writer.write(_example(encoded, 5))
+            writer.write(_example(encoded[:len(encoded) // 2], 6))  # Truncated JPEG.
+        self.assertEqual(imagenet.find_bad_record([path])[:2], (path, 1))
+
+    def test_training_stream_restarts_exactly_at_any_position(self):
+        self._write("train", 3, examples_per_shard=4)
+        files = imagenet.list_shards(self.dir, "train")
+        self.assertEqual(files.counts, (4, 4, 4))
+
+        def stream(first_position=0, input_context=None):
+            order_ = order.RecordOrder(files, seed=7, cycle_length=2, window=3,
+                                       input_context=input_context)
+            return imagenet.read(order_, training=True, first_position=first_position,
+                                 image_size=_IMAGE_SIZE)
+
+        full = list(stream().take(30).as_numpy_iterator())
+        # Each epoch visits every example once, in a new order and with new crops.
+        self.assertCountEqual([label for _, label in full[:12]],
+                              [label for _, label in full[12:24]])
+        self.assertNotEqual([label for _, label in full[:12]],
+                            [label for _, label in full[12:24]])
+        for position in (5, 12, 17):
+            resumed = list(stream(position).take(30 - position).as_numpy_iterator())
+            for (image, label), (want_image, want_label) in zip(resumed, full[position:]):
+                self.assertEqual(label, want_label)
+                self.assertAllEqual(image, want_image)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pipelines import core
 from pipelines import idx
 from pipelines import labels
 from pipelines import mnist
+from pipelines import order
 
 
 def _context(num_pipelines, pipeline_id):
@@ -56,11 +57,14 @@ class RandomLabelsTest(parameterized.TestCase, tf.test.TestCase):
         epochs = [_index_to_label(shuffled) for _ in range(2)]
         self.assertEqual(epochs[0], epochs[1])
         self.assertEqual(epochs[0], _index_to_label(ds))
-        # Through the shared finishing step: two passes over a repeated, shuffled stream.
-        finished = core.finish(ds, batch_size=50, training=True, seed=3, shuffle_buffer=200)
+        # As the launchers train them: the label array through two epochs of a training stream.
+        images = np.arange(200, dtype=np.float32)[:, None, None, None]
+        stream = order.array_stream(images, labels.random_label_array(200, 10, 5), seed=3,
+                                    preprocess=lambda image, label, index, epoch: (image, label))
+        finished = core.finish(stream, batch_size=50, training=True, seed=3)
         seen = {}
-        for images, batch_labels in finished.take(8):  # two epochs of 200
-            for image, label in zip(images.numpy(), batch_labels.numpy()):
+        for batch_images, batch_labels in finished.take(8):  # two epochs of 200
+            for image, label in zip(batch_images.numpy(), batch_labels.numpy()):
                 seen.setdefault(int(image[0, 0, 0]), set()).add(int(label))
         self.assertEqual(len(seen), 200)
         self.assertEqual({k: v.pop() for k, v in seen.items() if len(v) == 1}, epochs[0])

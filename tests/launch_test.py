@@ -14,9 +14,12 @@ import sys
 import time
 
 from absl.testing import parameterized
+import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import models
+from launch import train_lib
 from pipelines import idx
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,9 +43,15 @@ def event_tags(directory):
 
 
 def checkpoint_weights(prefix):
+    """{name: array} of every weight of the model in checkpoint `prefix` (trainable or not).
+
+    A checkpoint of model and optimizer stores each variable once: a Keras 3 model's trainable
+    variables under the optimizer's `_trainable_variables`, only the batch-norm moving statistics
+    under `model/`.
+    """
     reader = tf.train.load_checkpoint(prefix)
     names = sorted(n for n in reader.get_variable_to_shape_map()
-                   if n.startswith("model/") and "OPTIMIZER_SLOT" not in n)
+                   if n.startswith(("model/", "optimizer/_trainable_variables/")))
     return {n: reader.get_tensor(n) for n in names}
 
 
@@ -64,6 +73,71 @@ class AllocatorDefaultTest(parameterized.TestCase):
              "import os, launch; print(os.environ['TF_CPU_ALLOCATOR_USE_BFC'])"],
             cwd=REPO, env=env, capture_output=True, text=True, timeout=60, check=True)
         self.assertEqual(out.stdout.strip(), expected)
+
+
+class TrainingDefaultsTest(tf.test.TestCase):
+    """The hyperparameters the launchers' docstrings document.
+
+    The launchers' settings are read in a subprocess (launch.common's flags would clash with
+    launch.demo's in one test process); the optimizer they configure is checked in process.
+    """
+
+    def test_documented_defaults(self):
+        script = ("import json\nfrom launch import cifar10, common, imagenet, synthetic_mnist\n"
+                  "print(json.dumps({m.EXPERIMENT: common.default_settings(m.DEFAULTS) "
+                  "for m in (cifar10, imagenet, synthetic_mnist)}))")
+        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, check=True)
+        settings = json.loads(out.stdout.splitlines()[-1])
+        documented = {"cifar10": (128, 0.05, 1.0, 5e-4), "imagenet": (256, 0.1, 5.0, 1e-4),
+                      "synthetic_mnist": (128, 0.05, None, 5e-4)}
+        self.assertCountEqual(settings, documented)
+        for experiment, (batch, peak, warmup_epochs, weight_decay) in documented.items():
+            self.assertEqual(
+                {k: settings[experiment][k] for k in (
+                    "optimizer", "momentum", "schedule", "batch_size", "learning_rate",
+                    "warmup_epochs", "weight_decay", "label_smoothing")},
+                dict(optimizer="sgd", momentum=0.9, schedule="cosine", batch_size=batch,
+                     learning_rate=peak, warmup_epochs=warmup_epochs,
+                     weight_decay=weight_decay, label_smoothing=0.0), msg=experiment)
+            optimizer, _ = train_lib._make_optimizer(  # pylint: disable=protected-access
+                self._config(learning_rate=peak, weight_decay=weight_decay))
+            self.assertIsInstance(optimizer, keras.optimizers.SGD)
+            self.assertAllClose(float(optimizer.momentum), 0.9)
+            self.assertFalse(optimizer.nesterov)
+            self.assertAllClose(float(optimizer.weight_decay), weight_decay)
+
+    def _config(self, **fields):
+        fields = dict(dict(train_steps=1000, warmup_steps=100), **fields)
+        return train_lib.TrainConfig(
+            experiment="defaults", model_config="mnist", downsampling="max_pool", width=0.0625,
+            input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, **fields)
+
+    def test_warmup_then_cosine_schedule_at_its_key_steps(self):
+        _, schedule = train_lib._make_optimizer(  # pylint: disable=protected-access
+            self._config(learning_rate=0.4))
+        # Linear warmup over steps 0..99 reaching the peak, then cosine from 100 to 1000.
+        for step, expected in ((0, 0.4 / 100), (49, 0.4 * 50 / 100), (99, 0.4), (100, 0.4),
+                               (550, 0.2), (775, 0.2 * (1 + np.cos(np.pi * 0.75))),
+                               (1000, 0.0)):
+            self.assertAllClose(float(schedule(step)), expected, atol=1e-7, msg=str(step))
+
+    def test_weight_decay_shrinks_kernels_only_not_batch_norm_or_biases(self):
+        config = self._config(learning_rate=0.5, weight_decay=0.1, warmup_steps=0)
+        model = models.vgg(**config.vgg_kwargs())
+        optimizer, schedule = train_lib._make_optimizer(  # pylint: disable=protected-access
+            config)
+        before = [v.numpy() for v in model.trainable_variables]
+        optimizer.apply_gradients(
+            [(tf.zeros_like(v), v) for v in model.trainable_variables])  # only decay moves
+        shrink = 1 - 0.1 * float(schedule(0))
+        kinds = set()
+        for variable, old in zip(model.trainable_variables, before):
+            kind = variable.path.split("/")[-1]
+            kinds.add(kind)
+            expected = old * shrink if kind == "kernel" else old
+            self.assertAllClose(variable.numpy(), expected, rtol=1e-6, msg=variable.path)
+        self.assertEqual(kinds, {"kernel", "bias", "gamma", "beta"})
 
 
 class LauncherTest(parameterized.TestCase, tf.test.TestCase):
@@ -187,13 +261,20 @@ class LauncherTest(parameterized.TestCase, tf.test.TestCase):
         ("steps_and_epochs", ["--train_steps=3", "--epochs=1"], "not both"),
         ("missing_data", ["--dataset=cifar10", "--data_dir=/nonexistent/cifar",
                           "--train_steps=3"], "/nonexistent/cifar"),
+        ("xla_with_two_replicas", ["--strategy=mirrored", "--num_logical_devices=2", "--xla",
+                                   "--train_steps=3"], "--xla"),
+        ("grid_of_one_point", ["--eval_grid_size=1"], "--eval_grid_size must be >= 2"),
+        ("batch_not_divisible_by_replicas", ["--strategy=mirrored", "--num_logical_devices=2",
+                                             "--batch_size=15", "--train_steps=3"],
+         "divisible by the 2 replicas"),
     )
-    def test_bad_input_exits_2_with_one_message(self, args, word):
-        out = os.path.join(self.get_temp_dir(), "bad")
+    def test_bad_input_exits_2_with_one_message_before_writing(self, args, word):
+        out = os.path.join(self.get_temp_dir(), "bad", self.id())
         result = run_launcher("launch.cifar10", TINY + [f"--output_dir={out}"] + args)
         self.assertEqual(result.returncode, 2, result.stderr[-3000:])
         self.assertIn(word, result.stderr)
         self.assertNotIn("Traceback", result.stderr)
+        self.assertFalse(os.path.exists(out), "nothing is written before the checks pass")
 
     def test_refuses_another_runs_directory_and_keeps_its_files(self):
         out = os.path.join(self.get_temp_dir(), "taken")

@@ -1,11 +1,15 @@
-"""The README's usage example runs as written (so the documentation cannot rot)."""
+"""The README's usage example runs as written, and no text in the repository points outside it."""
 
 import os
 import re
+import subprocess
 
 import tensorflow as tf
 
-README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(REPO, "README.md")
+# A methods document that lives outside the repository; docs/method.md replaces it.
+OUTSIDE_DOCUMENT = re.compile(r"\b" + "S" + r"PEC\b")
 
 
 class ReadmeTest(tf.test.TestCase):
@@ -20,6 +24,41 @@ class ReadmeTest(tf.test.TestCase):
         self.assertLen(result["sensitivity"], 13)
         self.assertEqual(namespace["deformed"].shape, (16, 32, 32, 3))
         self.assertEqual(namespace["warped"].shape, (16, 32, 32, 3))
+
+
+    def tracked_text_files(self):
+        """{path: text} of every tracked UTF-8 file (skips outside a git checkout)."""
+        try:
+            listed = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True,
+                                    check=True).stdout
+        except (OSError, subprocess.CalledProcessError):
+            self.skipTest("not a git checkout (e.g. a Bazel sandbox): no list of tracked files")
+        texts = {}
+        for name in listed.decode().split("\0"):
+            path = os.path.join(REPO, name)
+            if name and os.path.isfile(path):
+                with open(path, "rb") as f:
+                    try:
+                        texts[name] = f.read().decode("utf-8")
+                    except UnicodeDecodeError:
+                        continue  # binary (images, data)
+        return texts
+
+    def test_no_tracked_text_points_outside_the_repository(self):
+        offending = [f"{name}:{k}" for name, text in self.tracked_text_files().items()
+                     for k, line in enumerate(text.splitlines(), start=1)
+                     if OUTSIDE_DOCUMENT.search(line)]
+        self.assertEmpty(offending, "point to docs/method.md instead")
+
+    def test_pointers_to_the_method_document_name_its_sections(self):
+        with open(os.path.join(REPO, "docs", "method.md")) as f:
+            sections = {h.lower() for h in re.findall(r"^## (\w+)", f.read(), re.M)}
+        self.assertContainsSubset({"deformation", "sensitivity", "smoothness", "models", "data",
+                                   "choices", "findings"}, sections)
+        pointers = {(name, anchor) for name, text in self.tracked_text_files().items()
+                    for anchor in re.findall(r"method\.md#([\w-]+)", text)}
+        self.assertNotEmpty(pointers)
+        self.assertEmpty({p for p in pointers if p[1] not in sections})
 
 
 if __name__ == "__main__":

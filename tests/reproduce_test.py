@@ -7,6 +7,7 @@ import sys
 
 import tensorflow as tf
 
+from pipelines import idx
 from tests.launch_test import REPO
 
 FIGURES = ("fig1_examples", "fig2_photo", "fig2_digit", "fig3", "fig4", "fig5", "fig6", "fig7",
@@ -59,6 +60,14 @@ class ReproduceTest(tf.test.TestCase):
             self.assertEqual(f.read().split("## Findings")[1], report.split("## Findings")[1])
         with open(os.path.join(out, "results.json")) as f:
             self.assertEqual(json.load(f), results)
+
+    def test_standard_profile_refuses_the_embedded_subset(self):
+        out = os.path.join(self.get_temp_dir(), "standard")
+        result = run("launch.reproduce", ["--profile=standard", f"--output_dir={out}",
+                                          f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}"])
+        self.assertEqual(result.returncode, 2, result.stderr[-3000:])
+        self.assertIn("embedded 4,000-image subset", result.stderr)
+        self.assertFalse(os.path.exists(out))
 
     def test_plot_without_results_exits_2(self):
         result = run("launch.plot", [f"--results_dir={self.get_temp_dir()}/nothing"])

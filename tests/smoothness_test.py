@@ -115,7 +115,7 @@ class FilterSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
         # 3 x 3 x 128 x 256: 32768 filters, a standard error of ~0.003, small enough to tell the
         # truncated normal (1.8566) from the untruncated one (1.8856).
         expected = _truncated_normal_3x3_expectation()
-        self.assertAllClose(expected, 1.857, atol=5e-4)  # SPEC §7.
+        self.assertAllClose(expected, 1.857, atol=5e-4)  # docs/method.md#smoothness.
         kernel = keras.initializers.TruncatedNormal(stddev=0.05, seed=3)((3, 3, 128, 256))
         self.assertAllClose(np.max(np.abs(kernel)), 0.1, atol=1e-3)  # cut at 2 std
         _, standard_error = _ratio_and_standard_error(kernel)

@@ -4,6 +4,7 @@ from absl.testing import parameterized
 import numpy as np
 import tensorflow as tf
 
+import deform_tf
 from deform_tf import sparse_image_warp
 from deform_tf import sparse_warp
 from tests.oracles import scipy_sparse_warp
@@ -142,7 +143,7 @@ class SparseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
             self.assertAllClose(got[1], eager[1], atol=1e-5)
 
     @parameterized.named_parameters(
-        ("image_rank", [8, 8, 1], [1, 4, 2], [1, 4, 2], ValueError, "image"),
+        ("image_rank", [1, 8, 8, 1, 1], [1, 4, 2], [1, 4, 2], ValueError, "image"),
         ("points_rank", [1, 8, 8, 1], [4, 2], [4, 2], ValueError, "source_control_point"),
         ("point_mismatch", [1, 8, 8, 1], [1, 4, 2], [1, 5, 2], ValueError, "same shape"),
         ("point_dims", [1, 8, 8, 1], [1, 4, 3], [1, 4, 3], ValueError, r"\(y, x\)"),
@@ -152,6 +153,42 @@ class SparseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(error, word):
             sparse_image_warp(np.zeros(image_shape, np.float32),
                               np.ones(source_shape, np.float32), np.ones(dest_shape, np.float32))
+
+    def test_images_of_rank_2_and_3_are_a_batch_of_one_as_in_tfa(self):
+        rng = np.random.default_rng(7)
+        image = rng.uniform(size=(10, 12, 3)).astype(np.float32)
+        source = rng.uniform(1, 9, size=(1, 5, 2)).astype(np.float32)
+        dest = source + rng.uniform(-1, 1, size=source.shape).astype(np.float32)
+        batched, flows = sparse_image_warp(image[None], source, dest)
+        for rank, one in ((3, image), (2, image[..., 0])):
+            warped, one_flows = sparse_image_warp(one, source, dest)
+            self.assertEqual(warped.shape.rank, rank)
+            np.testing.assert_array_equal(one_flows.numpy(), flows.numpy())
+        np.testing.assert_array_equal(sparse_image_warp(image, source, dest)[0].numpy(),
+                                      batched.numpy()[0])
+        np.testing.assert_array_equal(sparse_image_warp(image[..., 0], source, dest)[0].numpy(),
+                                      batched.numpy()[0, ..., 0])
+
+    @parameterized.parameters(3.0, -2.0, 1.25)
+    def test_points_on_one_line_moved_alike_shift_the_image_exactly(self, shift):
+        # The widely copied SpecAugment recipe: control points on one time row of a
+        # [1, time, freq, 1] spectrogram, all moved by (shift, 0), no boundary points. The spline
+        # is not determined across the row; the minimum-norm answer is the constant shift.
+        spectrogram = np.random.default_rng(8).normal(size=(1, 40, 16, 1)).astype(np.float32)
+        source = np.stack([np.full(8, 17.0), np.arange(8.0)], axis=1)[None].astype(np.float32)
+        dest = source + np.array([shift, 0.0], np.float32)
+        warped, flows = sparse_image_warp(spectrogram, source, dest)
+        expected_flow = np.broadcast_to(np.array([shift, 0.0], np.float32), flows.shape)
+        np.testing.assert_array_equal(flows.numpy(), expected_flow)
+        np.testing.assert_array_equal(
+            warped.numpy(), deform_tf.dense_image_warp(spectrogram, expected_flow).numpy())
+
+    def test_batch_mismatch_at_run_time_names_the_arguments(self):
+        spec = tf.TensorSpec(None, tf.float32)
+        fn = sparse_image_warp.get_concrete_function(spec, spec, spec)
+        points = tf.ones([3, 4, 2])  # a concrete function takes tensors
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "batch size of `image`"):
+            fn(tf.zeros([2, 8, 8, 1]), points, points)
 
     def test_non_finite_points(self):
         points = np.array([[[1.0, 1.0], [1.0, 6.0], [6.0, np.inf], [6.0, 6.0]]], np.float32)

@@ -97,8 +97,8 @@ class InterpolateSplineTest(parameterized.TestCase, tf.test.TestCase):
          "train_values"),
         ("dims_mismatch", np.zeros([1, 4, 2]), np.zeros([1, 4, 1]), np.zeros([1, 3, 3]),
          "query_points"),
-        ("too_few_points", np.zeros([1, 2, 2]), np.zeros([1, 2, 1]), np.zeros([1, 3, 2]),
-         "at least 3"),
+        ("no_points", np.zeros([1, 0, 2]), np.zeros([1, 0, 1]), np.zeros([1, 3, 2]),
+         "at least one point"),
     )
     def test_bad_shapes(self, points, values, queries, word):
         with self.assertRaisesRegex(ValueError, word):
@@ -113,10 +113,146 @@ class InterpolateSplineTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "train_points"):
             interpolate_spline(points, np.zeros([1, 4, 1]), np.zeros([1, 1, 2]), order=2)
 
-    def test_singular_system_is_reported(self):
-        collinear = np.array([[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [3.0, 3.0]]])
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "singular|invertible"):
-            interpolate_spline(collinear, np.ones([1, 4, 1]), np.zeros([1, 1, 2]), order=2)
+    def test_non_finite_values(self):
+        values = np.array([[[0.0], [np.inf], [1.0], [2.0]]])
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "train_values"):
+            interpolate_spline(np.eye(4, 2)[None], values, np.zeros([1, 1, 2]), order=2)
+
+    def test_no_points_at_run_time(self):
+        spec = tf.TensorSpec([1, None, 2], tf.float64)
+        fn = tf.function(lambda p, v, q: interpolate_spline(p, v, q, order=2),
+                         input_signature=[spec, spec, spec])
+        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "train_points"):
+            fn(np.zeros([1, 0, 2]), np.zeros([1, 0, 2]), np.zeros([1, 3, 2]))
+
+
+def _phi(squared_distance):
+    return 0.5 * squared_distance * np.log(np.maximum(squared_distance, 1e-10))
+
+
+def min_norm_spline(points, values, queries, regularization_weight=0.0):
+    """Oracle: the thin-plate spline system's minimum-norm least-squares solution (numpy SVD).
+
+    In coordinates centred on the points' mean (the convention documented in deform_tf.spline),
+    for one example: points [n, d], values [n, k], queries [m, d], all float64.
+    """
+    centre = points.mean(axis=0)
+    c, q = points - centre, queries - centre
+    n, d = c.shape
+    kernel = _phi(np.sum((c[:, None] - c[None]) ** 2, -1)) + regularization_weight * np.eye(n)
+    affine = np.concatenate([c, np.ones([n, 1])], axis=1)
+    system = np.block([[kernel, affine], [affine.T, np.zeros([d + 1, d + 1])]])
+    rhs = np.concatenate([values, np.zeros([d + 1, values.shape[1]])])
+    solution = np.linalg.lstsq(system, rhs, rcond=None)[0]
+    basis = np.concatenate([_phi(np.sum((q[:, None] - c[None]) ** 2, -1)), q,
+                            np.ones([len(q), 1])], axis=1)
+    return basis @ solution
+
+
+def _degenerate_points(kind, rng):
+    """Control points of one degenerate kind: [n, 2] float64 (exact in float32)."""
+    line = np.arange(7.0)
+    if kind == "on_a_row":  # SpecAugment's control points: one time, several frequencies
+        return np.stack([np.full(7, 12.0), line * 3], axis=1)
+    if kind == "on_a_diagonal":
+        return np.stack([line * 2 + 1, 30 - line * 3], axis=1)
+    if kind in ("duplicated", "duplicated_conflicting"):
+        points = rng.integers(0, 20, size=(6, 2)).astype(np.float64)
+        return np.concatenate([points, points[[1, 4, 1]]])
+    if kind == "on_a_row_duplicated":
+        return np.stack([np.full(9, 4.0), np.concatenate([line, line[:2]])], axis=1)
+    if kind == "one_point":
+        return np.array([[3.0, 5.0]])
+    if kind == "two_points":
+        return np.array([[3.0, 5.0], [9.0, 1.0]])
+    if kind == "all_equal":
+        return np.full([4, 2], 6.5)
+    raise ValueError(kind)
+
+
+DEGENERATE_KINDS = ("on_a_row", "on_a_diagonal", "duplicated", "duplicated_conflicting",
+                    "on_a_row_duplicated", "one_point", "two_points", "all_equal")
+
+
+def _degenerate_case(kind, seed=0):
+    rng = np.random.default_rng(seed)
+    points = _degenerate_points(kind, rng)
+    values = rng.normal(size=(len(points), 2))
+    if kind == "duplicated":  # duplicates carry their original's values
+        values[6:] = values[[1, 4, 1]]
+    queries = np.concatenate([points, rng.uniform(-5, 35, size=(20, 2))])
+    return points, values, queries
+
+
+class DegenerateControlPointsTest(parameterized.TestCase, tf.test.TestCase):
+
+    @parameterized.parameters(*DEGENERATE_KINDS)
+    def test_minimum_norm_least_squares_in_float64_and_float32(self, kind):
+        points, values, queries = _degenerate_case(kind)
+        expected = min_norm_spline(points, values, queries)
+        got64 = interpolate_spline(points[None], values[None], queries[None], order=2)[0]
+        self.assertAllClose(got64, expected, atol=1e-8, rtol=1e-8)
+        got32 = interpolate_spline(*(a[None].astype(np.float32) for a in (points, values, queries)),
+                                   order=2)[0]
+        self.assertAllClose(got32, expected.astype(np.float32), atol=2e-6, rtol=2e-6)
+
+    def test_points_on_one_line_moved_alike_give_that_shift_exactly(self):
+        # SpecAugment without boundary points: the slope across the line is not determined by
+        # the points; the minimum-norm answer has none, so the spline is the constant shift.
+        points = np.stack([np.full(8, 20.0), np.arange(8.0)], axis=1)[None].astype(np.float32)
+        shift = np.broadcast_to(np.array([3.25, 0.0], np.float32), points.shape)
+        queries = np.random.default_rng(1).uniform(-10, 60, size=(1, 50, 2)).astype(np.float32)
+        got = interpolate_spline(points, shift, queries, order=2).numpy()
+        np.testing.assert_array_equal(got, np.broadcast_to(shift[:, :1], got.shape))
+
+    def test_duplicates_are_the_point_once_or_the_mean_of_their_values(self):
+        rng = np.random.default_rng(2)
+        points = rng.uniform(0, 10, size=(1, 5, 2))
+        values = rng.normal(size=(1, 5, 1))
+        queries = rng.uniform(0, 10, size=(1, 9, 2))
+        once = interpolate_spline(points, values, queries, order=2)
+        twice = interpolate_spline(np.concatenate([points, points[:, :2]], axis=1),
+                                   np.concatenate([values, values[:, :2]], axis=1), queries, 2)
+        self.assertAllClose(twice, once, atol=1e-10)
+        conflicting = np.concatenate([values, values[:, :1] + 1.0], axis=1)
+        compromise = interpolate_spline(np.concatenate([points, points[:, :1]], axis=1),
+                                        conflicting, points, order=2)
+        expected = values.copy()
+        expected[0, 0] += 0.5
+        self.assertAllClose(compromise, expected, atol=1e-10)
+
+    def test_regularized_duplicates_are_solved_as_they_are(self):
+        points, values, queries = _degenerate_case("duplicated_conflicting", seed=3)
+        # Duplicated points keep their own (regularized) equations, as in tfa; only the
+        # undetermined slope directions (none here) get the minimum-norm treatment.
+        expected = min_norm_spline(points, values, queries, regularization_weight=0.5)
+        got = interpolate_spline(points[None], values[None], queries[None], order=2,
+                                 regularization_weight=0.5)[0]
+        self.assertAllClose(got, expected, atol=1e-8, rtol=1e-8)
+
+    def test_same_answer_eager_graph_and_xla(self):
+        cases = [_degenerate_case(kind) for kind in ("on_a_row", "duplicated_conflicting")]
+        for points, values, queries in cases:
+            args = [a[None].astype(np.float32) for a in (points, values, queries)]
+            eager = interpolate_spline(*args, order=2).numpy()
+            spec = tf.TensorSpec([None, None, None], tf.float32)
+            for jit in (False, True):
+                fn = tf.function(lambda p, v, q: interpolate_spline(p, v, q, order=2),
+                                 input_signature=[spec] * 3, jit_compile=jit)
+                got = fn(*args).numpy()
+                if jit:
+                    self.assertAllClose(got, eager, atol=1e-5, rtol=1e-6)
+                else:
+                    np.testing.assert_array_equal(got, eager)
+
+    def test_gradients_are_finite_at_degenerate_points(self):
+        for kind in DEGENERATE_KINDS:
+            points, values, queries = (tf.constant(a[None]) for a in _degenerate_case(kind))
+            with tf.GradientTape() as tape:
+                tape.watch([points, values, queries])
+                loss = tf.reduce_sum(interpolate_spline(points, values, queries, order=2) ** 2)
+            for grad in tape.gradient(loss, [points, values, queries]):
+                self.assertTrue(np.all(np.isfinite(grad.numpy())), kind)
 
 
 if __name__ == "__main__":

@@ -25,13 +25,13 @@ naming it, the others still work):
 
 Conventions (the paper's): x = layer index (0 = the input image; then every conv unit and every
 downsampling layer), optionally with the layer names as small rotated tick labels; y = the
-normalized sensitivity (SPEC §2) or the normalized smoothness TV(W) / sum|W| (SPEC §3, lower =
+normalized sensitivity or the normalized smoothness TV(W) / sum|W| (docs/method.md; lower =
 smoother); one line per condition = the mean over seeds, with a shaded band of +-2 standard
 deviations over seeds (drawn only with 2 or more seeds). Smoothness figures show the mean
 smoothness at initialization as a black dashed line ("init mean"). Each downsampling variant has
 one colour and marker in every figure: pooled variants (max/avg pooling) in warm colours,
 non-pooled ones (subsampling, strided convs) in cool colours, so the paper's finding 1 (pooling
-lowers sensitivity at init, SPEC §6) reads at a glance. Conditions missing from `R` (a variant, a
+lowers sensitivity at init, docs/method.md#findings) shows at once. Missing conditions (a variant, a
 sigma, a strength) are skipped; mapping keys of sigma/C are matched numerically ("1" == "1.0").
 """
 
