@@ -331,6 +331,14 @@ def parse_args(argv):
     return args
 
 
+def report_header(title, quick, load, workloads, details):
+    """The first lines of a benchmark report: title, machine, load, workloads, `details`."""
+    return ["# " + title + (" -- QUICK smoke run" if quick else ""), "",
+            machine_info() + f"; 1-min load average at start {load:.2f}",
+            "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+            details, ""]
+
+
 def select_workloads(spec, pool):
     """The workloads of `pool` named in the comma-separated `spec` (case-insensitive)."""
     names = {n.strip().lower() for n in spec.split(",") if n.strip()}

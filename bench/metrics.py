@@ -48,7 +48,7 @@ tf_env.configure()  # before TF is imported
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
-from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from bench.deformation import report_header  # pylint: disable=wrong-import-position
 from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
 from deform_tf import models  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
@@ -293,16 +293,11 @@ def main(argv=None, workloads=None, out=None):
     elapsed = time.perf_counter() - start
     rounds = (f"{args.reps}" if args.reps is not None else
               ", ".join(f"{w.name} {DEFAULT_REPS.get(w.name, 3)}" for w in workloads))
-    report = "\n".join([
-        "# Sensitivity evaluation vs forward pass (bench.metrics)"
-        + (" -- QUICK smoke run" if args.quick else ""),
-        "",
-        machine_info() + f"; 1-min load average at start {load:.2f}",
-        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+    report = "\n".join(report_header(
+        "Sensitivity evaluation vs forward pass (bench.metrics)", args.quick, load, workloads,
         f"Round-robin rounds: {rounds}; one call per sample; median s/call; IQR = interquartile "
         f"range / median; total {elapsed:.0f} s."
-        + (f" Candidate: {args.candidate}." if args.candidate else ""),
-        "",
+        + (f" Candidate: {args.candidate}." if args.candidate else "")) + [
         format_table(rows),
         "",
         _verdicts(rows),

@@ -36,7 +36,7 @@ import keras  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
-from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from bench.deformation import report_header  # pylint: disable=wrong-import-position
 from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
 from deform_tf import profile  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
@@ -256,15 +256,11 @@ def main(argv=None, out=None):
     start = time.perf_counter()
     load = os.getloadavg()[0]
     rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log)
-    report = "\n".join([
-        "# Deformation-stability profile: memory and time (bench.profile)"
-        + (" -- QUICK smoke run" if args.quick else ""),
-        "",
-        machine_info() + f"; 1-min load average at start {load:.2f}",
-        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
+    report = "\n".join(report_header(
+        "Deformation-stability profile: memory and time (bench.profile)", args.quick, load,
+        workloads,
         f"Round-robin rounds: {args.reps}; median s/call; IQR = interquartile range / median; "
-        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s.",
-        "",
+        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s.") + [
         format_report(rows, not args.no_memory),
     ])
     print(report, file=out, flush=True)

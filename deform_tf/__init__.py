@@ -8,7 +8,9 @@ the Keras layer `RandomTPSDeformation`; Petrini et al.'s max-entropy diffeomorph
 (`random_diffeo`, ...).
 
 The measurement stack lives in submodules: `deform_tf.models` (the VGG family and
-`representation_model`), `deform_tf.sensitivity` (deformation sensitivity, relative stability),
+`representation_model`), `deform_tf.representations` (the measured points of any Keras model),
+`deform_tf.sensitivity` (deformation sensitivity, relative stability), `deform_tf.profile` (all
+of them at every point of a model, in one call),
 `deform_tf.smoothness` (filter smoothness), `deform_tf.initializers` (fan-in and smooth init),
 `deform_tf.model_io` (loading models, files and checkpoints) and `deform_tf.figures`.
 """

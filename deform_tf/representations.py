@@ -22,13 +22,16 @@ measurement functions of `deform_tf.sensitivity`):
 
 - None: the model's declared points if its builder declared them (`declare_measured_layers`;
   `deform_tf.models.vgg` does: the paper's 13 / 19 points), else the default of any network:
-  the input, every nonlinearity output and every downsampling output among the 4-D feature
-  maps, in topological order, and the final output(s). A nonlinearity output is the output of an
-  `Activation` layer (other than "linear"), of `ReLU`, `LeakyReLU`, `PReLU`, `ELU`, `Softmax`,
-  or of any layer with a non-linear `activation` argument (e.g. `Conv2D(..., activation="relu")`
-  in a Sequential model). A downsampling output is a layer output whose height or width is at
-  most half (rounded up) of its first input's: pooling, strided convolutions, subsampling
-  (a "valid" 3x3 convolution, which only trims the border, is not one).
+  the input, every nonlinearity output and every downsampling output among the feature maps
+  ([batch, height, width, channels] outputs of more than one pixel: the 1 x 1 gates of
+  squeeze-and-excitation blocks, and maps pooled to one pixel, are vectors; select them
+  explicitly), in topological order, and the final output(s). A nonlinearity output is the
+  output of an `Activation` layer (other than "linear"), of `ReLU`, `LeakyReLU`, `PReLU`,
+  `ELU`, `Softmax`, or of any layer with a non-linear `activation` argument (e.g.
+  `Conv2D(..., activation="relu")` in a Sequential model). A downsampling output is a layer
+  output whose height or width is at most half (rounded up) of its first input's: pooling,
+  strided convolutions, subsampling (a "valid" 3x3 convolution, which only trims the border, is
+  not one).
 - a str: the point with that name (full name, or the layer's own name when that is unique).
 - a compiled regular expression (`re.compile(...)`): every point whose name it matches
   (`re.search`).
@@ -293,13 +296,20 @@ def is_downsampling(call):
                for i, o in zip(call.input_shape[1:3], call.output.shape[1:3]))
 
 
+def is_feature_map(call):
+    """The output is [batch, height, width, channels] with more than one pixel."""
+    shape = call.output.shape
+    return len(shape) == 4 and not (shape[1] == 1 and shape[2] == 1)
+
+
 def is_default_point(call):
-    """The input, a 4-D nonlinearity or downsampling output, or a model output."""
+    """The input, a nonlinearity or downsampling output that is a feature map, or a model
+    output."""
     if call.output is None:
         return False
     if call.layer is None or call.is_output:
         return True
-    return len(call.output.shape) == 4 and (is_nonlinearity(call.layer) or is_downsampling(call))
+    return is_feature_map(call) and (is_nonlinearity(call.layer) or is_downsampling(call))
 
 
 def _bare_name(name):

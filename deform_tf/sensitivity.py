@@ -33,9 +33,10 @@ norms (`_distances_from_gram`), and the mean squared pairwise distance of the re
 too. With float32 products, centring keeps the error proportional to the distances (no
 cancellation against the rows' common component; within ~1e-6 relative of a float64 computation
 on the paper's nets). When the chunk holds all N images, the Gram matrix is formed inside the
-chunk's call (under XLA); with several chunks, each writes the unit rows of its clean images into
-one variable per layer (`row_buffers`) and the Gram matrices are formed after the last chunk,
-layer by layer, over column blocks (`_gram_of_rows`). numpy then takes the exact median of the
+chunk's call (under XLA); with several chunks, each writes the unit rows of its clean images,
+minus the first chunk's centre, into one variable per layer (`row_buffers`), and the Gram
+matrices are formed after the last chunk, layer by layer, from three products of row halves
+(`_symmetric_gram`). numpy then takes the exact median of the
 N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers' sizes) x 4 bytes of
 unit rows (~72 MB for the full-width CIFAR-10 net at N = 128, 5.3 GiB for ResNet50 at 224 px),
 plus one chunk's forward pass.
@@ -52,10 +53,6 @@ import tensorflow as tf
 from deform_tf import model_io
 
 DISTANCES = ("cosine", "euclidean")
-# With several chunks, the Gram matrix of a layer is accumulated over column blocks of at most
-# this many bytes of centred rows (a copy of all rows of a large layer would add its size to the
-# peak memory).
-GRAM_BLOCK_BYTES = 32 << 20
 
 
 def _row_sum(values):
@@ -77,35 +74,38 @@ def _norms(rows):
     return tf.sqrt(_row_sum(tf.square(rows)))
 
 
-def _pair_norms(a, b):
-    """L2 norms [n] of the rows of [n, ...] `a` and `b`, from one reduction (so equal rows get
-    bitwise equal norms)."""
-    both = tf.stack([a, b])
-    norms = tf.sqrt(tf.reduce_sum(tf.square(both), axis=list(range(2, both.shape.rank))))
-    return norms[0], norms[1]
+def _norms_one_pass(rows):
+    """`_norms` by TF's EuclideanNorm kernel: one pass, no squared copy of the rows (no XLA
+    kernel: for graph mode only)."""
+    return tf.math.reduce_euclidean_norm(rows, axis=list(range(1, rows.shape.rank)))
 
 
-def _paired_cosine(a, b, norm_a, norm_b):
-    """|a/|a| - b/|b||^2 / 2 per row, from the `_pair_norms`.
+def _cosine_from_sums(diff_sq, norm_a, norm_b):
+    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
 
-    The rows are divided by their norms: XLA may contract products into fused multiply-adds,
-    which round differently, and a == b must give exactly 0.
+    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
+    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
+    a zero row is at distance 0.5 from any other row and 0 from a zero row.
     """
-    tiny = tf.constant(1e-30, a.dtype)
-    return 0.5 * _row_sum(tf.square(a / _per_row(tf.maximum(norm_a, tiny), a)
-                                    - b / _per_row(tf.maximum(norm_b, tiny), b)))
+    tiny = tf.constant(1e-30, diff_sq.dtype)
+    product = norm_a * norm_b
+    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
+        product, tiny)
+    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
+    return tf.where(product > 0, cosine, one_zero)
 
 
 def paired_distance(a, b, distance):
     """Distances between matching rows of [n, ...] tensors -> [n] (float32).
 
-    Cosine distance is computed as |a/|a| - b/|b||^2 / 2, which equals 1 - cos(a, b) and is exactly
-    0 for a == b (the direct formula leaves rounding noise of ~1e-7).
+    The cosine distance 1 - cos(a, b) comes from |a - b|^2 and the norms (`_cosine_from_sums`),
+    exactly 0 for a == b.
     """
     a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
+    diff_sq = _row_sum(tf.math.squared_difference(b, a))
     if distance == "cosine":
-        return _paired_cosine(a, b, *_pair_norms(a, b))
-    return tf.sqrt(_row_sum(tf.square(a - b)))
+        return _cosine_from_sums(diff_sq, _norms(a), _norms(b))
+    return tf.sqrt(diff_sq)
 
 
 def _unit_rows(clean, norms):
@@ -130,10 +130,15 @@ def _centred_unit_rows(clean, norms):
       for XLA to recompute wherever they are used.
     """
     size = int(np.prod(clean.shape[1:]))
-    tiny = tf.constant(1e-30, clean.dtype)
-    centre = tf.reduce_sum(clean, axis=0) / tf.maximum(tf.reduce_sum(norms), tiny)
+    centre = _unit_centre(clean, norms)
     return (tf.reshape(_unit_rows(clean, norms) - centre, [-1, size]),
             tf.reshape(centre, [size]))
+
+
+def _unit_centre(clean, norms):
+    """sum_i r_i / sum_i |r_i| [...] of the rows of [n, ...] `clean` with norms [n]."""
+    tiny = tf.constant(1e-30, clean.dtype)
+    return tf.reduce_sum(clean, axis=0) / tf.maximum(tf.reduce_sum(norms), tiny)
 
 
 def _gram(rows):
@@ -141,37 +146,14 @@ def _gram(rows):
     return tf.matmul(rows, rows, transpose_b=True)
 
 
-def _gram_of_rows(unit_rows, norms, block_columns):
-    """Gram matrix [N, N] of the centred unit rows of one layer, from all N of them.
-
-    The centre is sum_i r_i / sum_i |r_i| (as in `_centred_unit_rows`), formed here from the unit
-    rows and their norms. Accumulated over blocks of `block_columns` columns (in a loop, so that
-    only one block of centred rows [N, block_columns] exists at a time, not a copy of all rows).
-
-    Args:
-      unit_rows: [N, ...] float32 unit rows (`_unit_rows`), e.g. a variable filled by chunks.
-      norms: [N] float32 norms of the rows.
-      block_columns: int, columns per block.
-    """
-    total = unit_rows.shape[0]
-    rows = tf.reshape(unit_rows, [total, -1])
-    weights = norms[None, :] / tf.maximum(tf.reduce_sum(norms), 1e-30)
-
-    def block_gram(start, width):
-        block = tf.slice(rows, [0, start], [total, width])
-        return _gram(block - tf.matmul(weights, block))
-
-    size = rows.shape[1]
-    width = min(size, block_columns)
-    full_blocks, tail = divmod(size, width)
-    if full_blocks == 1:
-        gram = block_gram(0, width)
-    else:
-        gram = tf.while_loop(
-            lambda k, g: k < full_blocks,
-            lambda k, g: (k + 1, g + block_gram(k * width, width)),
-            (tf.constant(0), tf.zeros([total, total])), parallel_iterations=1)[1]
-    return gram + block_gram(full_blocks * width, tail) if tail else gram
+def _symmetric_gram(rows):
+    """Gram matrix [n, n] of [n, F] rows from three products of halves (3/4 of the products of
+    `_gram`): [[A A', (B A')'], [B A', B B']] for rows [A; B]."""
+    half = rows.shape[0] // 2
+    top, bottom = rows[:half], rows[half:]
+    cross = tf.matmul(bottom, top, transpose_b=True)
+    return tf.concat([tf.concat([_gram(top), tf.transpose(cross)], axis=1),
+                      tf.concat([cross, _gram(bottom)], axis=1)], axis=0)
 
 
 def _distances_from_gram(gram, distance, norms=None):
@@ -217,21 +199,6 @@ def median_pairwise_distance(rows, distance):
     return float(_medians_of_pairs(pairwise_distances(rows, distance)))
 
 
-def _cosine_from_sums(diff_sq, norm_a, norm_b):
-    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
-
-    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
-    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
-    a zero row is at distance 0.5 from any other row and 0 from a zero row.
-    """
-    tiny = tf.constant(1e-30, diff_sq.dtype)
-    product = norm_a * norm_b
-    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
-        product, tiny)
-    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
-    return tf.where(product > 0, cosine, one_zero)
-
-
 def _centred_unit_gram(clean, norms):
     """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA)."""
     return _gram(_centred_unit_rows(clean, norms)[0])
@@ -240,30 +207,37 @@ def _centred_unit_gram(clean, norms):
 _centred_unit_gram_xla = tf.function(_centred_unit_gram, jit_compile=True)
 
 
-def _layer_measures(clean, moved, noisy, whole):
+def _layer_measures(clean, moved, noisy, whole, norms_fn=_norms, first=None, centre=None):
     """Every per-chunk measure of one layer, in graph mode (TF's multithreaded reductions).
 
     Args:
       clean, moved: [n, ...] float32 representations of the clean and deformed images.
       noisy: [n, ...] representations of the noisy images for the relative stability, or None.
       whole: the chunk holds all N images: compute the Gram matrix here (under XLA).
+      norms_fn: maps [n, ...] rows to their [n] norms (`_norms`, or `_norms_one_pass` outside
+        XLA).
+      first, centre: with several chunks (not `whole`): a bool scalar tensor, true for the first
+        chunk, and the centre [...] of the unit rows from the first chunk (ignored for it).
 
     Returns:
       dict of per-row [n] float32 values: "norms" (|clean|), "moved_sq" (|moved - clean|^2),
       "paired_cosine", "paired_euclidean" (clean vs deformed), and with `noisy` "noise_sq"
       (|noisy - clean|^2); and "gram" [n, n] (the Gram matrix of the centred unit rows,
-      `_centred_unit_rows`) if `whole`, else "unit_rows" [n, ...] (`_unit_rows`).
+      `_centred_unit_rows`) if `whole`, else "centred_rows" [n, ...] (the unit rows minus the
+      first chunk's `_unit_centre`, any centre inside the rows' hull keeps the Gram matrix of all
+      chunks accurate) and "centre" [...].
     """
-    norms = _norms(clean)
+    norms = norms_fn(clean)
     moved_sq = _row_sum(tf.math.squared_difference(moved, clean))
     out = {"norms": norms, "moved_sq": moved_sq, "paired_euclidean": tf.sqrt(moved_sq),
-           "paired_cosine": _cosine_from_sums(moved_sq, norms, _norms(moved))}
+           "paired_cosine": _cosine_from_sums(moved_sq, norms, norms_fn(moved))}
     if noisy is not None:
         out["noise_sq"] = _row_sum(tf.math.squared_difference(noisy, clean))
     if whole:
         out["gram"] = _centred_unit_gram_xla(clean, norms)
     else:
-        out["unit_rows"] = _unit_rows(clean, norms)
+        out["centre"] = tf.cond(first, lambda: _unit_centre(clean, norms), lambda: centre)
+        out["centred_rows"] = _unit_rows(clean, norms) - out["centre"]
     return out
 
 
@@ -300,8 +274,7 @@ class RepresentationRunner:
         self.preprocess = preprocess
         # (num_groups, relative, whole) -> compiled chunk function
         self._chunk_fns = {}
-        # (row shape, block columns) -> compiled `_gram_of_rows` (one per layer shape, so
-        # that none retraces)
+        # row shape -> compiled `_symmetric_gram`
         self._gram_fns = {}
 
     @property
@@ -325,24 +298,25 @@ class RepresentationRunner:
         key = (num_groups, relative, whole)
         if key not in self._chunk_fns:
 
-            def chunk(x):
+            def chunk(x, first, centres):
                 if self.preprocess is not None:
                     x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
-                for rep in keras.tree.flatten(self.rep_model(x, training=False)):
-                    # Split outside XLA: a slice along the batch is a view of the forward's
-                    # output.
+                outputs = keras.tree.flatten(self.rep_model(x, training=False))
+                for rep, centre in zip(outputs, centres or [None] * len(outputs)):
+                    # A split along the batch is a view of the forward's output.
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)
-                    results.append(_layer_measures(groups[0], groups[1],
-                                                   groups[2] if relative else None, whole))
+                    results.append(_layer_measures(
+                        groups[0], groups[1], groups[2] if relative else None, whole,
+                        _norms if self.jit_compile else _norms_one_pass, first, centre))
                 return results
 
             self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
         return self._chunk_fns[key]
 
     def row_buffers(self, num_images):
-        """One float32 variable [num_images, height, width, channels] per point, for the unit
-        rows of the clean images when they go through the model in several chunks."""
+        """One float32 variable [num_images, height, width, channels] per point, for the centred
+        unit rows of the clean images when they go through the model in several chunks."""
         return [tf.Variable(tf.zeros((num_images,) + tuple(o.shape[1:])), trainable=False)
                 for o in self.rep_model.outputs]
 
@@ -357,8 +331,8 @@ class RepresentationRunner:
           relative: also measure the noisy images (the third group).
           progress: None, or a callable(images forwarded so far, images to forward) called
             after each chunk.
-          buffers: with several chunks, `row_buffers(N)`, which receive the unit rows of the
-            clean images (for `gram_of_rows` after the last chunk).
+          buffers: with several chunks, `row_buffers(N)`, which receive the centred unit rows
+            of the clean images (for `gram_of_rows` after the last chunk).
         """
         total = int(groups[0].shape[0])
         batch_size = min(batch_size or total, total)
@@ -366,34 +340,34 @@ class RepresentationRunner:
         if not whole and buffers is None:
             raise ValueError("Measuring in several chunks needs `buffers` (row_buffers(N)).")
         chunk_fn = self._chunk_fn(len(groups), relative, whole)
+        # With several chunks, the first chunk's centres (zeros as placeholders for itself).
+        centres = None if whole else [tf.zeros(b.shape[1:]) for b in buffers]
         for start in range(0, total, batch_size):
             end = min(start + batch_size, total)
-            measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0))
+            measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0),
+                                tf.constant(start == 0), centres)
             if not whole:
+                centres = [layer.pop("centre") for layer in measured]
                 # Eagerly, not inside the compiled call: a tf.function keeps the variables of
                 # its first call alive.
+                rows = tf.range(start, end)
                 for buffer, layer in zip(buffers, measured):
-                    buffer[start:end].assign(layer.pop("unit_rows"))
+                    # A scatter of whole rows: ~20x faster than a slice assignment here.
+                    buffer.scatter_update(tf.IndexedSlices(layer.pop("centred_rows"), rows))
             if progress is not None:
                 progress(end * len(groups), total * len(groups))
             yield measured
 
-    def gram_of_rows(self, unit_rows, norms):
-        """The Gram matrix [N, N] of the centred unit rows of one layer (`_gram_of_rows`).
-
-        Args:
-          unit_rows: the layer's [N, ...] unit rows (a `row_buffers` variable).
-          norms: [N] float32 norms of its rows.
-        """
-        total = int(unit_rows.shape[0])
-        block_columns = max(1, GRAM_BLOCK_BYTES // (4 * total))
-        key = (tuple(unit_rows.shape), block_columns)
-        if key not in self._gram_fns:
-            # Graph mode: TF's multithreaded matmul ran 2x faster than XLA's here. A distinct
-            # function object per shape (functools.partial): none of them retraces.
-            self._gram_fns[key] = tf.function(functools.partial(_gram_of_rows))
+    def gram_of_rows(self, centred_rows):
+        """The Gram matrix [N, N] of one layer's centred unit rows (a `row_buffers` variable),
+        in graph mode (TF's multithreaded matmul ran 2x faster than XLA's here)."""
+        shape = tuple(centred_rows.shape)
+        if shape not in self._gram_fns:
+            # A distinct function object per shape (functools.partial): none retraces.
+            self._gram_fns[shape] = tf.function(functools.partial(_symmetric_gram))
         # A tensor, not the variable: a tf.function keeps the variables of its first call alive.
-        return self._gram_fns[key](tf.convert_to_tensor(unit_rows), norms, block_columns)
+        rows = tf.convert_to_tensor(centred_rows)
+        return self._gram_fns[shape](tf.reshape(rows, [shape[0], -1]))
 
 
 def _check_distance(distance):
@@ -478,10 +452,9 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     if whole:
         grams = [layer["gram"].numpy() for layer in chunks[0]]
     else:
-        norms = tf.constant(gathered("norms"), tf.float32)
         grams = []
         for l in range(num_layers):
-            grams.append(runner.gram_of_rows(buffers[l], norms[l]).numpy())
+            grams.append(runner.gram_of_rows(buffers[l]).numpy())
             buffers[l] = None  # frees the rows of this layer
     grams, norms = np.stack(grams), gathered("norms")
     result = {}

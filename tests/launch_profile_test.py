@@ -13,7 +13,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import model_io
+from deform_tf import models
 from launch import profile_lib
+from pipelines import cifar10
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -136,6 +139,19 @@ class ModelsAndSettingsTest(parameterized.TestCase, tf.test.TestCase):
             profile_lib.resolve_model(path, image_size=32)
         with self.assertRaisesRegex(ValueError, "--weights applies to model names"):
             profile_lib.resolve_model(path, weights="imagenet")
+
+    def test_launcher_checkpoint_directory_with_its_normalization(self):
+        kwargs = dict(config="cifar10", downsampling="strided", width=0.0625,
+                      input_shape=(16, 16, 3), seed=2)
+        directory = os.path.join(self.get_temp_dir(), "checkpoints")
+        model_io.save_model_config(directory, **kwargs)
+        tf.train.CheckpointManager(tf.train.Checkpoint(model=models.vgg(**kwargs)), directory,
+                                   1).save()
+        m = profile_lib.resolve_model(directory)
+        self.assertEqual(m.image_shape, (16, 16, 3))
+        self.assertIn("cifar10", m.preprocess_name)
+        self.assertAllClose(m.preprocess(tf.fill([1, 1, 1, 3], 255.0)),
+                            cifar10.normalize(tf.ones([1, 1, 1, 3])))
 
     def test_parse_layers(self):
         selection = profile_lib.parse_layers(["a,b", "class:ReLU", "re:block_(1|2),x"])

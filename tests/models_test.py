@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from deform_tf import model_io
 from deform_tf import models
+from deform_tf import representations
 
 
 def _down_model(kind, channels=2, size=4):
@@ -125,6 +126,17 @@ class VggTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, word):
             models.vgg(**kwargs)
 
+    def test_measured_points_are_the_builders_declaration(self):
+        model = models.vgg("cifar10", "avg_pool", width=0.0625, input_shape=(16, 16, 3))
+        declared = representations.declared_measured_layers(model)
+        self.assertEqual(declared, tuple(models.vgg_layout_layers(model)))
+        # The declaration, not the layer names, decides what is measured.
+        representations.declare_measured_layers(model, ["block2_relu1", "block4_down"])
+        self.assertEqual(models.representation_model(model)[1],
+                         ["input", "block2_relu1", "block4_down"])
+        with self.assertRaisesRegex(ValueError, "no layers named"):
+            representations.declare_measured_layers(model, ["block9_relu1"])
+
     def test_representation_model_rejects_foreign_models(self):
         inputs = keras.Input([8, 8, 3])
         model = keras.Model(inputs, keras.layers.Conv2D(2, 3, name="conv")(inputs))
@@ -142,7 +154,11 @@ class ModelIoTest(tf.test.TestCase):
 
         keras_path = os.path.join(self.get_temp_dir(), "model.keras")
         model.save(keras_path)
-        self.assertAllClose(model_io.load_model(keras_path)(images, training=False), expected)
+        loaded = model_io.load_model(keras_path)
+        self.assertAllClose(loaded(images, training=False), expected)
+        # A .keras file keeps no declaration: the loader declares the VGG layout again.
+        self.assertEqual(representations.declared_measured_layers(loaded),
+                         representations.declared_measured_layers(model))
 
         directory = os.path.join(self.get_temp_dir(), "run")
         model_io.save_model_config(directory, **kwargs)

@@ -161,21 +161,19 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(sensitivity.median_pairwise_distance(rows, distance),
                             np.median(expected[upper]), rtol=1e-3)
 
-    @parameterized.parameters("cosine", "euclidean")
-    def test_gram_of_stored_rows_equals_gram_of_one_chunk(self, distance):
-        rows = tf.constant(self._clustered_rows(n=10, size=24).reshape(10, 2, 3, 4))
-        norms = tf.norm(tf.reshape(rows, [10, -1]), axis=1)
-        norms64 = np.linalg.norm(rows.numpy().reshape(10, -1).astype(np.float64), axis=1)
+    @parameterized.parameters(("cosine", 10), ("euclidean", 10), ("cosine", 7))
+    def test_gram_of_rows_centred_on_the_first_chunk_equals_gram_of_one_chunk(self, distance, n):
+        rows = tf.constant(self._clustered_rows(n=n, size=24).reshape(n, 2, 3, 4))
+        norms = tf.norm(tf.reshape(rows, [n, -1]), axis=1)
+        norms64 = np.linalg.norm(rows.numpy().reshape(n, -1).astype(np.float64), axis=1)
         # pylint: disable=protected-access
         whole = sensitivity._centred_unit_gram(rows, norms)
-        buffer = tf.Variable(tf.zeros(rows.shape))
-        for a, b in ((0, 3), (3, 4), (4, 10)):
-            buffer[a:b].assign(sensitivity._unit_rows(rows[a:b], norms[a:b]))
-        # In one block, and in blocks of 5 columns (4 full blocks and a tail of 4), under XLA.
-        stored = [tf.function(sensitivity._gram_of_rows, jit_compile=True)(
-            buffer, norms, columns) for columns in (24, 5)]
+        centre = sensitivity._unit_centre(rows[:3], norms[:3])
+        stored = tf.reshape(sensitivity._unit_rows(rows, norms) - centre, [n, -1])
+        halves = sensitivity._symmetric_gram(stored)
+        self.assertAllEqual(halves, tf.transpose(halves))
         expected = self._brute_pairwise(rows.numpy(), distance)
-        for gram in [whole] + stored:
+        for gram in (whole, halves):
             got = sensitivity._distances_from_gram(gram.numpy(), distance, norms64)
             self.assertAllClose(got, expected, rtol=1e-3, atol=1e-12)
         # pylint: enable=protected-access
@@ -185,19 +183,29 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         clean, moved, noisy = (rng.uniform(size=(6, 4, 4, 3)).astype(np.float32)
                                for _ in range(3))
         clean[1] = moved[1]  # a paired distance of exactly 0
+        clean[2] = 0.0  # a zero row: cosine distance 0.5, as |a/|a| - b/|b||^2 / 2
         # pylint: disable=protected-access
-        measures = tf.function(sensitivity._layer_measures)(clean, moved, noisy, False)
+        measures = tf.function(sensitivity._layer_measures)(
+            clean, moved, noisy, False, sensitivity._norms_one_pass, tf.constant(True),
+            tf.zeros([4, 4, 3]))
         c, m, n = (x.reshape(6, -1).astype(np.float64) for x in (clean, moved, noisy))
+        unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-30)
+        centre = c.sum(axis=0) / np.linalg.norm(c, axis=1).sum()  # the first chunk's own
+        self.assertAllClose(tf.reshape(measures["centre"], [-1]), centre, rtol=1e-5)
+        self.assertAllClose(tf.reshape(measures["centred_rows"], [6, -1]), unit - centre,
+                            atol=1e-6)
         self.assertAllClose(measures["norms"], np.linalg.norm(c, axis=1), rtol=1e-6)
         self.assertAllClose(measures["moved_sq"], np.sum((m - c) ** 2, axis=1), rtol=1e-5)
         self.assertAllClose(measures["noise_sq"], np.sum((n - c) ** 2, axis=1), rtol=1e-5)
-        self.assertAllClose(measures["paired_cosine"],
-                            [_brute_distance(a, b, "cosine") for a, b in zip(c, m)], rtol=1e-5)
+        rows = [0, 1, 3, 4, 5]
+        self.assertAllClose(tf.gather(measures["paired_cosine"], rows),
+                            [_brute_distance(c[i], m[i], "cosine") for i in rows], rtol=1e-5)
         self.assertEqual(measures["paired_cosine"][1], 0.0)
+        self.assertEqual(measures["paired_cosine"][2], 0.5)
         self.assertEqual(measures["paired_euclidean"][1], 0.0)
-        whole = tf.function(sensitivity._layer_measures)(clean, moved, None, True)
+        whole = tf.function(sensitivity._layer_measures)(moved, clean, None, True)
         self.assertAllClose(sensitivity._distances_from_gram(whole["gram"], "cosine"),
-                            self._brute_pairwise(clean, "cosine"), atol=1e-6)
+                            self._brute_pairwise(moved, "cosine"), atol=1e-6)
         # pylint: enable=protected-access
 
 

@@ -10,6 +10,7 @@ input's value) as a dotted line. One curve per model, in the order the models fi
 
 import itertools
 
+import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
@@ -51,7 +52,9 @@ def plot_profiles(rows, title=None):
     figure = Figure(figsize=(6.5, 8.5), layout="constrained")
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(PANELS), 1, sharex=True)
-    colors = [f"C{k % 10}" for k in range(len(models))]
+    # Ten distinct colours up to ten models (matplotlib's default cycle), twenty beyond.
+    colors = ([f"C{k}" for k in range(len(models))] if len(models) <= 10 else
+              [matplotlib.colormaps["tab20"](k % 20) for k in range(len(models))])
     for ax, (key, label, log) in zip(axes, PANELS):
         for (model, model_rows), color, marker in zip(models.items(), colors,
                                                       itertools.cycle(MARKERS)):
