@@ -36,8 +36,8 @@ from bench import tf_env  # pylint: disable=wrong-import-position
 tf_env.configure()  # before TF is imported
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
+from bench import common  # pylint: disable=wrong-import-position
 from bench import pipelines as bench_pipelines  # pylint: disable=wrong-import-position
-from bench.deformation import machine_info  # pylint: disable=wrong-import-position
 from deform_tf import model_io  # pylint: disable=wrong-import-position
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,7 +177,7 @@ def main(argv=None, out=None):
         "# Checkpoint size vs model + optimizer variables (bench.checkpoint_size)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_info() + f"; 1-min load average at start {load:.2f}",
         f"{args.steps} training step(s), one checkpoint at the end; SGD with momentum (one slot "
         "per trainable variable).",
         "",

@@ -32,8 +32,6 @@ so the same-mode ratio flatters XLA).
 
 import argparse
 import dataclasses
-import os
-import platform
 import sys
 import time
 
@@ -45,6 +43,7 @@ tf_env.configure()  # before TF is imported
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
+from bench import common  # pylint: disable=wrong-import-position
 
 FAST = "fast path"
 FAST_NO_JIT = "fast path, jit_compile=False"
@@ -249,37 +248,6 @@ def _ratio(value):
     return f"{value:.3f}" if np.isfinite(value) else "-"
 
 
-def machine_info():
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = os.cpu_count()
-    cpu = platform.processor() or "?"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    threads = tf.config.threading
-    return (f"TF {tf.__version__} (Keras {_keras_version()}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}; CPU: {cpu}; os.cpu_count()={os.cpu_count()}, "
-            f"usable cores={affinity}; TF intra/inter-op threads="
-            f"{threads.get_intra_op_parallelism_threads()}/"
-            f"{threads.get_inter_op_parallelism_threads()} (0 = TF default); "
-            f"GPUs visible={len(tf.config.list_physical_devices('GPU'))}; {tf_env.describe()}")
-
-
-def _keras_version():
-    try:
-        import keras  # pylint: disable=import-outside-toplevel
-        return keras.__version__
-    except ImportError:
-        return "?"
-
-
 def _notes(rows, checks, workloads):
     lines = []
     by_key = {(r.workload, r.mode, r.method): r for r in rows}
@@ -295,10 +263,10 @@ def _notes(rows, checks, workloads):
             lines.append(f"- {w.name}: fast path vs sparse_image_warp, same seed: max |diff| = "
                          f"{checks[w.name]:.2e} (graph mode).")
     lines.append(
-        f"- The resize proxy is tf.image.resize(images, [h+1, w+1], 'bilinear'): TF's CPU "
-        f"ResizeBilinear kernel skips interpolation and copies the input when the size is "
-        f"unchanged (see the same-size rows), so a same-size resize is not a bilinear pass. "
-        f"img/s counts input images; the proxy writes (h+1)(w+1) pixels per image.")
+        "- The resize proxy is tf.image.resize(images, [h+1, w+1], 'bilinear'): TF's CPU "
+        "ResizeBilinear kernel skips interpolation and copies the input when the size is "
+        "unchanged (see the same-size rows), so a same-size resize is not a bilinear pass. "
+        "img/s counts input images; the proxy writes (h+1)(w+1) pixels per image.")
     return "\n".join(lines)
 
 
@@ -331,24 +299,6 @@ def parse_args(argv):
     return args
 
 
-def report_header(title, quick, load, workloads, details):
-    """The first lines of a benchmark report: title, machine, load, workloads, `details`."""
-    return ["# " + title + (" -- QUICK smoke run" if quick else ""), "",
-            machine_info() + f"; 1-min load average at start {load:.2f}",
-            "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
-            details, ""]
-
-
-def select_workloads(spec, pool):
-    """The workloads of `pool` named in the comma-separated `spec` (case-insensitive)."""
-    names = {n.strip().lower() for n in spec.split(",") if n.strip()}
-    workloads = tuple(w for w in pool if w.name.lower() in names)
-    if not workloads:
-        raise SystemExit(f"--workloads: none of {spec!r} is one of "
-                         f"{', '.join(w.name for w in pool)}")
-    return workloads
-
-
 def main(argv=None, workloads=None, out=None):
     """Runs the benchmark and prints the report; returns it as a string.
 
@@ -357,7 +307,7 @@ def main(argv=None, workloads=None, out=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     if workloads is None:
-        workloads = select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
+        workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
                                      else PAPER_WORKLOADS)
 
     def log(message):
@@ -372,7 +322,7 @@ def main(argv=None, workloads=None, out=None):
         "# Deformation throughput (bench.deformation)" + (" -- QUICK smoke run" if args.quick
                                                           else ""),
         "",
-        machine_info(),
+        common.machine_info(),
         "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
         f"{args.reps} round-robin rounds, samples of >= {args.min_sample_time:g} s; median "
         f"img/s; IQR = interquartile range / median; total {elapsed:.0f} s.",

@@ -19,7 +19,7 @@ N = 32 images 224x224x3, 5x5 grid, C = 10 px) it times, side by side:
                  measure a proposed patch before/after in the same run.
 
 With `--breakdown`, the library evaluation is also split into its stages, each timed alone with
-the same inputs, calling the library's internals the way `measure_deformation` runs them: the
+the same inputs, calling the library's steps the way `measure_deformation` runs them: the
 deformation; the runner's one compiled call that forwards the 2N images and computes every
 per-layer measure inside the graph (`measure_groups`: paired distances in graph mode and the Gram
 matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more row times
@@ -48,9 +48,9 @@ tf_env.configure()  # before TF is imported
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
-from bench.deformation import report_header  # pylint: disable=wrong-import-position
-from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
+from bench import common  # pylint: disable=wrong-import-position
 from deform_tf import models  # pylint: disable=wrong-import-position
+from deform_tf import pairwise  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
 
 FORWARD = "forward 2N (classifier)"
@@ -153,24 +153,22 @@ def _entries(w, candidate, breakdown, seeds):
         candidate_runner = candidate.RepresentationRunner(model)
         entries.append((CANDIDATE, lambda: run_evaluation(candidate, candidate_runner)))
     if breakdown:
-        # pylint: disable=protected-access
         groups = [images, deformed]
         chunk = next(runner.measure_groups(groups, None, False))
-        grams = [layer["gram"].numpy() for layer in chunk]
+        grams = [layer.gram.numpy() for layer in chunk]
         forward_xla = tf.function(lambda x: model(x, training=False), input_signature=[spec],
                                   jit_compile=True)
 
         def run_deform():
-            sensitivity._deform(deform_fn_of(seeds.take()), images).numpy()
+            sensitivity.apply_deformation(deform_fn_of(seeds.take()), images).numpy()
 
         def run_measures():
             measured = next(runner.measure_groups(groups, None, False))
-            measured[-1]["gram"].numpy()
+            measured[-1].gram.numpy()
 
         def run_medians():
-            sensitivity._medians_of_pairs(
-                sensitivity._distances_from_gram(np.stack(grams), "cosine")).tolist()
-        # pylint: enable=protected-access
+            pairwise.medians_of_pairs(
+                pairwise.distances_from_gram(np.stack(grams), "cosine")).tolist()
 
         entries += [(STAGE_DEFORM, run_deform), (STAGE_MEASURES, run_measures),
                     (STAGE_MEDIANS, run_medians),
@@ -278,7 +276,7 @@ def main(argv=None, workloads=None, out=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     if workloads is None:
-        workloads = select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
+        workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
                                      else PAPER_WORKLOADS)
     candidate = load_candidate(args.candidate) if args.candidate else None
 
@@ -293,7 +291,7 @@ def main(argv=None, workloads=None, out=None):
     elapsed = time.perf_counter() - start
     rounds = (f"{args.reps}" if args.reps is not None else
               ", ".join(f"{w.name} {DEFAULT_REPS.get(w.name, 3)}" for w in workloads))
-    report = "\n".join(report_header(
+    report = "\n".join(common.report_header(
         "Sensitivity evaluation vs forward pass (bench.metrics)", args.quick, load, workloads,
         f"Round-robin rounds: {rounds}; one call per sample; median s/call; IQR = interquartile "
         f"range / median; total {elapsed:.0f} s."

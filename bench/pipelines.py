@@ -15,10 +15,10 @@ examples per second of:
                random-resized crop to 224, on fake TFRecord shards: 256 JPEG-encoded 256x320
                smooth images with noise, 4 shards; windows of 1024 encoded records as in
                `launch.data_lib`) at batch 32, 5x5 grid, C = 10.
-  training     the launcher's training step (`launch.train_lib`: forward, backward, SGD with
-               momentum, the warmup/cosine schedule and decoupled weight decay, built with
-               `train_lib._make_optimizer`; the loss of `train_lib`) in a `tf.range` loop inside
-               one `tf.function`, on one in-memory batch: vgg("mnist") and vgg("cifar10") at
+  training     the launcher's compiled training loop (`train_lib.make_train_steps`: forward,
+               backward, SGD with momentum, the warmup/cosine schedule and decoupled weight
+               decay, in a `tf.range` loop inside one `tf.function`), on one in-memory batch
+               repeated by a `tf.data` iterator: vgg("mnist") and vgg("cifar10") at
                width 0.25 (the quick runs) and 1.0, batch 128; vgg("imagenet") width 0.25 at
                224x224, batch 32.
 
@@ -47,11 +47,9 @@ import numpy as np
 from bench import tf_env  # pylint: disable=wrong-import-position
 
 tf_env.configure()  # before TF is imported
-import keras  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
-from bench.deformation import machine_info  # pylint: disable=wrong-import-position
-from deform_tf import models  # pylint: disable=wrong-import-position
+from bench import common  # pylint: disable=wrong-import-position
 from launch import train_lib  # pylint: disable=wrong-import-position
 from pipelines import cifar10  # pylint: disable=wrong-import-position
 from pipelines import core  # pylint: disable=wrong-import-position
@@ -218,32 +216,19 @@ def model_name(config, width):
 
 
 def _training_steps(config, width, batch, input_shape, num_classes):
-    """(fn(num_steps) -> loss, ...): the launcher's training step looped in one tf.function."""
+    """fn(num_steps tensor) -> loss sum: the launcher's compiled training loop
+    (`train_lib.make_train_steps`) on one in-memory batch, repeated."""
     train_config = train_lib.TrainConfig(
         experiment="bench", model_config=config, downsampling="max_pool", width=width,
         input_shape=tuple(input_shape), num_classes=num_classes, seed=0, batch_size=batch,
         train_steps=100_000, warmup_steps=100)
-    model = models.vgg(**train_config.vgg_kwargs())
-    optimizer, _ = train_lib._make_optimizer(train_config)  # pylint: disable=protected-access
-    optimizer.build(model.trainable_variables)
-    loss_fn = keras.losses.CategoricalCrossentropy(from_logits=True, reduction="none")
+    strategy = tf.distribute.get_strategy()
+    state = train_lib.build_state(train_config, strategy)
+    run_steps = train_lib.make_train_steps(train_config, state, strategy)
     images = tf.random.stateless_normal([batch, *input_shape], [5, 6])
     labels = tf.random.stateless_uniform([batch], [7, 8], 0, num_classes, tf.int32)
-
-    @tf.function
-    def run_steps(num_steps):
-        loss_sum = tf.constant(0.0)
-        for _ in tf.range(num_steps):
-            with tf.GradientTape() as tape:
-                logits = tf.cast(model(images, training=True), tf.float32)
-                per_example = loss_fn(tf.one_hot(labels, num_classes), logits)
-                loss = tf.nn.compute_average_loss(per_example, global_batch_size=batch)
-            grads = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(grads, model.trainable_variables))
-            loss_sum += loss
-        return loss_sum
-
-    return run_steps
+    batches = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
+    return lambda num_steps: run_steps(batches, num_steps)[0]
 
 
 def _training(settings):
@@ -424,7 +409,7 @@ def main(argv=None, settings=None, out=None):
         "# Input pipelines vs training consumption (bench.pipelines)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_info() + f"; 1-min load average at start {load:.2f}",
         "Pipelines: " + described + ".",
         f"Each entry measured alone (pipelines and training compete for the cores when run "
         f"together). {args.reps} round-robin rounds; pipeline samples: fresh iterator, "

@@ -36,8 +36,7 @@ import keras  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
-from bench.deformation import report_header  # pylint: disable=wrong-import-position
-from bench.deformation import select_workloads  # pylint: disable=wrong-import-position
+from bench import common  # pylint: disable=wrong-import-position
 from deform_tf import profile  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
 
@@ -243,7 +242,7 @@ def main(argv=None, out=None):
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
     all_workloads = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
-    workloads = (select_workloads(args.workloads, all_workloads) if args.workloads
+    workloads = (common.select_workloads(args.workloads, all_workloads) if args.workloads
                  else all_workloads)
     if args.child:
         print(json.dumps(child_memory(workloads[0], args.child)), file=out, flush=True)
@@ -256,7 +255,7 @@ def main(argv=None, out=None):
     start = time.perf_counter()
     load = os.getloadavg()[0]
     rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log)
-    report = "\n".join(report_header(
+    report = "\n".join(common.report_header(
         "Deformation-stability profile: memory and time (bench.profile)", args.quick, load,
         workloads,
         f"Round-robin rounds: {args.reps}; median s/call; IQR = interquartile range / median; "

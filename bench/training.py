@@ -50,7 +50,7 @@ from absl import logging  # pylint: disable=wrong-import-position
 import keras  # pylint: disable=wrong-import-position
 import tensorflow as tf  # pylint: disable=wrong-import-position
 
-from bench.deformation import machine_info  # pylint: disable=wrong-import-position
+from bench import common  # pylint: disable=wrong-import-position
 from deform_tf import models  # pylint: disable=wrong-import-position
 from launch import train_lib  # pylint: disable=wrong-import-position
 
@@ -146,7 +146,7 @@ def fit_samples(case, steps_per_call, steps_per_execution, intervals):
     images, labels = _batch(case)
     config = _train_config(case, steps_per_call, steps_per_call * (intervals + 1))
     model = models.vgg(**config.vgg_kwargs())
-    optimizer, _ = train_lib._make_optimizer(config)  # pylint: disable=protected-access
+    optimizer, _ = train_lib.make_optimizer(config)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   steps_per_execution=steps_per_execution, jit_compile=case.xla)
@@ -258,7 +258,7 @@ def main(argv=None, cases=None, out=None):
         "# Launcher training step vs model.fit (bench.training)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_info() + f"; 1-min load average at start {load:.2f}",
         f"Model vgg('cifar10', 'max_pool'), one in-memory batch, K = {args.steps_per_call} steps "
         f"per launcher call / fit epoch; {args.reps} round(s) x {args.intervals} timed "
         f"interval(s) per run (first interval / epoch of each run dropped); median steps/s; IQR "

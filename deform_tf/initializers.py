@@ -19,7 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deform_tf import smoothness
+from deform_tf import kernels
 
 # std of a standard normal truncated at +-2 std (the factor Keras' VarianceScaling divides by).
 TRUNCATED_NORMAL_STD_FACTOR = 0.87962566103423978
@@ -215,7 +215,7 @@ def smooth_model_kernels(model, sigma):
     """Gaussian-smooths, in place, every spatial conv kernel (kh * kw > 1) of a built model.
 
     Each 2-D filter is smoothed and rescaled to its L2 norm (`gaussian_smooth_kernel`); 1x1 convs,
-    dense layers and biases are left alone. Nested models are searched (`smoothness.conv_layers`).
+    dense layers and biases are left alone. Nested models are searched (`kernels.conv_layers`).
 
     Args:
       model: a built Keras model.
@@ -225,7 +225,7 @@ def smooth_model_kernels(model, sigma):
       Names of the layers whose kernels were changed, in model order; [] for sigma = 0 (a no-op).
     """
     sigma = _check_sigma(sigma)
-    layers = smoothness.conv_layers(model)
+    layers = kernels.conv_layers(model)
     if sigma == 0:
         return []
     names = []

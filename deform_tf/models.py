@@ -143,7 +143,7 @@ def vgg(
             x = bn(f"block{i}_bn{j}")(x)
             x = keras.layers.ReLU(name=f"block{i}_relu{j}")(x)
             measured.append(f"block{i}_relu{j}")
-        x = _downsampling_layers(downsampling, x.shape[-1], init, bn, f"block{i}_down")(x)
+        x = downsampling_layers(downsampling, x.shape[-1], init, bn, f"block{i}_down")(x)
         measured.append(f"block{i}_down_relu" if downsampling == "strided_relu"
                         else f"block{i}_down")
     x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
@@ -152,8 +152,19 @@ def vgg(
     return representations.declare_measured_layers(model, measured)
 
 
-def _downsampling_layers(kind, channels, init, bn, name):
-    """Returns a function applying the downsampling `kind` with layers named from `name`."""
+def downsampling_layers(kind, channels, init, bn, name):
+    """A callable applying one 2x downsampling of `kind` (one of DOWNSAMPLING), its layers named
+    from `name`.
+
+    Args:
+      kind: "subsample" (every second pixel), "max_pool" / "avg_pool" (2x2, stride 2),
+        "strided" (a 2x2 stride-2 convolution with bias) or "strided_relu" (the same without
+        bias, then batch norm and ReLU: `name`_bn, `name`_relu).
+      channels: output channels of the strided convolutions (their input's channels).
+      init: fn() -> kernel initializer of the convolution.
+      bn: fn(name) -> batch-norm layer.
+      name: name of the downsampling layer (e.g. "block1_down").
+    """
     if kind == "subsample":
         return Subsample2D(name=name)
     if kind == "max_pool":

@@ -22,223 +22,97 @@ model the input, every nonlinearity and downsampling output and the final output
 `layers` selection), after an optional `preprocess` of the clean, deformed and noisy images.
 
 How it runs (`RepresentationRunner`): one compiled function per chunk forwards the clean and
-perturbed images and computes every per-layer measure in the graph (`_layer_measures`: TF's
+perturbed images and computes every per-layer measure in the graph (`layer_measures`: TF's
 multithreaded row reductions, which ran several times faster on CPU than XLA's for large
 layers), so the representations never come back as eager tensors: per image the norm of the
 clean representation, |moved - clean|^2 (the Euclidean distance, D_f's sum) and the cosine
 distance derived from them, and |noisy - clean|^2. The pairwise distances come from the Gram
-matrix of the clean representations' unit rows, centred (`_centred_unit_rows`): cosine distances
-are half the squared distances of the unit rows, Euclidean distances follow from those and the
-norms (`_distances_from_gram`), and the mean squared pairwise distance of the relative stability
-too. With float32 products, centring keeps the error proportional to the distances (no
-cancellation against the rows' common component; within ~1e-6 relative of a float64 computation
-on the paper's nets). When the chunk holds all N images, the Gram matrix is formed inside the
-chunk's call (under XLA); with several chunks, each writes the unit rows of its clean images,
-minus the first chunk's centre, into one variable per layer (`row_buffers`), and the Gram
-matrices are formed after the last chunk, layer by layer, from three products of row halves
-(`_symmetric_gram`). numpy then takes the exact median of the
-N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers' sizes) x 4 bytes of
-unit rows (~72 MB for the full-width CIFAR-10 net at N = 128, 5.3 GiB for ResNet50 at 224 px),
-plus one chunk's forward pass.
+matrix of the clean representations' unit rows, centred (`deform_tf.pairwise`): cosine
+distances are half the squared distances of the unit rows, Euclidean distances follow from
+those and the norms, and the mean squared pairwise distance of the relative stability too
+(within ~1e-6 relative of a float64 computation on the paper's nets). When the chunk holds all N
+images, the Gram matrix is formed inside the chunk's call (under XLA); with several chunks, each
+writes the unit rows of its clean images, minus the first chunk's centre, into one variable per
+layer (`row_buffers`), and the Gram matrices are formed after the last chunk, layer by layer,
+from three products of row halves (`pairwise.gram_matrix_by_halves`). numpy then takes the exact
+median of the N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers'
+sizes) x 4 bytes of unit rows (~72 MB for the full-width CIFAR-10 net at N = 128, 5.3 GiB for
+ResNet50 at 224 px), plus one chunk's forward pass.
 
 Results are plain dicts of Python lists and numbers (JSON-serializable).
 """
 
 import functools
+import typing
+from typing import Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from deform_tf import model_io
+from deform_tf import pairwise
 
 DISTANCES = ("cosine", "euclidean")
 
 
-def _row_sum(values):
-    """Sum over every axis but the first: [n, ...] -> [n].
-
-    Reduces the representation in its own shape: XLA on CPU compiles the sum of a product over
-    a flattened [n, F] tensor into a much slower kernel (~8x, measured on the CIFAR net).
-    """
-    return tf.reduce_sum(values, axis=list(range(1, values.shape.rank)))
-
-
-def _per_row(values, rows):
-    """[n] values broadcastable against the [n, ...] `rows`."""
-    return tf.reshape(values, [-1] + [1] * (rows.shape.rank - 1))
-
-
-def _norms(rows):
-    """L2 norms [n] of the rows of [n, ...]."""
-    return tf.sqrt(_row_sum(tf.square(rows)))
-
-
-def _norms_one_pass(rows):
-    """`_norms` by TF's EuclideanNorm kernel: one pass, no squared copy of the rows (no XLA
-    kernel: for graph mode only)."""
-    return tf.math.reduce_euclidean_norm(rows, axis=list(range(1, rows.shape.rank)))
-
-
-def _cosine_from_sums(diff_sq, norm_a, norm_b):
-    """1 - cos(a, b) per row from |a - b|^2 [n] and the norms [n] of the rows.
-
-    1 - cos = (|a - b|^2 - (|a| - |b|)^2) / (2 |a| |b|): no further pass over the rows, and
-    exactly 0 for a == b (then |a - b|^2 = 0 and the norms are equal). As |a/|a| - b/|b||^2 / 2,
-    a zero row is at distance 0.5 from any other row and 0 from a zero row.
-    """
-    tiny = tf.constant(1e-30, diff_sq.dtype)
-    product = norm_a * norm_b
-    cosine = 0.5 * tf.maximum(diff_sq - tf.square(norm_a - norm_b), 0.0) / tf.maximum(
-        product, tiny)
-    one_zero = tf.where(norm_a + norm_b > 0, tf.constant(0.5, diff_sq.dtype), 0.0)
-    return tf.where(product > 0, cosine, one_zero)
-
-
-def paired_distance(a, b, distance):
-    """Distances between matching rows of [n, ...] tensors -> [n] (float32).
-
-    The cosine distance 1 - cos(a, b) comes from |a - b|^2 and the norms (`_cosine_from_sums`),
-    exactly 0 for a == b.
-    """
-    a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
-    diff_sq = _row_sum(tf.math.squared_difference(b, a))
-    if distance == "cosine":
-        return _cosine_from_sums(diff_sq, _norms(a), _norms(b))
-    return tf.sqrt(diff_sq)
-
-
-def _unit_rows(clean, norms):
-    """The rows of [n, ...] `clean` divided by their [n] `norms` (a zero row stays zero)."""
-    tiny = tf.constant(1e-30, clean.dtype)
-    return clean * _per_row(1.0 / tf.maximum(norms, tiny), clean)
-
-
-def _centred_unit_rows(clean, norms):
-    """The unit rows of one chunk [n, F], centred, and their centre [F].
-
-    Args:
-      clean: [n, ...] float32 representations.
-      norms: [n] L2 norms of the rows of `clean`.
-
-    Returns:
-      (unit rows minus the centre [n, F], the centre [F]). Any centre leaves the distances
-      unchanged; one inside the rows' hull keeps the float32 products of the Gram matrix away
-      from cancellation: sum_i r_i / sum_i |r_i|, the mean of the unit rows weighted by the
-      norms, summed from the representations directly (the plain mean of the unit rows would
-      make XLA store them). The unit rows are products with the reciprocal norms, cheap enough
-      for XLA to recompute wherever they are used.
-    """
-    size = int(np.prod(clean.shape[1:]))
-    centre = _unit_centre(clean, norms)
-    return (tf.reshape(_unit_rows(clean, norms) - centre, [-1, size]),
-            tf.reshape(centre, [size]))
-
-
-def _unit_centre(clean, norms):
-    """sum_i r_i / sum_i |r_i| [...] of the rows of [n, ...] `clean` with norms [n]."""
-    tiny = tf.constant(1e-30, clean.dtype)
-    return tf.reduce_sum(clean, axis=0) / tf.maximum(tf.reduce_sum(norms), tiny)
-
-
-def _gram(rows):
-    """Gram matrix [n, n] of [n, F] rows."""
-    return tf.matmul(rows, rows, transpose_b=True)
-
-
-def _symmetric_gram(rows):
-    """Gram matrix [n, n] of [n, F] rows from three products of halves (3/4 of the products of
-    `_gram`): [[A A', (B A')'], [B A', B B']] for rows [A; B]."""
-    half = rows.shape[0] // 2
-    top, bottom = rows[:half], rows[half:]
-    cross = tf.matmul(bottom, top, transpose_b=True)
-    return tf.concat([tf.concat([_gram(top), tf.transpose(cross)], axis=1),
-                      tf.concat([cross, _gram(bottom)], axis=1)], axis=0)
-
-
-def _distances_from_gram(gram, distance, norms=None):
-    """Pairwise distances [..., N, N] (numpy float64) from the Gram matrices of centred unit rows.
-
-    Args:
-      gram: [..., N, N] Gram matrices of centred unit rows (`_centred_unit_rows`).
-      distance: "cosine": |u_i - u_j|^2 / 2 = 1 - cos(r_i, r_j). "euclidean": |r_i - r_j| =
-        sqrt((n_i - n_j)^2 + n_i n_j |u_i - u_j|^2) with n the norms (exact for unit rows; the
-        rounding error scales with the distances, as for centred rows).
-      norms: [..., N] L2 norms of the rows (float64), for "euclidean".
-    """
-    gram = np.asarray(gram, np.float64)
-    sq = np.diagonal(gram, axis1=-2, axis2=-1)
-    unit_squared = np.maximum(sq[..., :, None] + sq[..., None, :] - 2.0 * gram, 0.0)
-    if distance == "cosine":
-        return 0.5 * unit_squared
-    norms = np.asarray(norms, np.float64)
-    a, b = norms[..., :, None], norms[..., None, :]
-    return np.sqrt(np.square(a - b) + a * b * unit_squared)
-
-
-def _medians_of_pairs(distances):
-    """Medians over the pairs i < j of [..., N, N] distance matrices -> [...] (float64)."""
-    upper = np.triu_indices(distances.shape[-1], k=1)
-    return np.median(distances[..., upper[0], upper[1]], axis=-1)
-
-
-def _norms64(rows):
-    """L2 norms [n] (float64) of the rows of [n, ...]."""
-    return tf.sqrt(_row_sum(tf.square(tf.cast(rows, tf.float64))))
-
-
-def pairwise_distances(rows, distance):
-    """All pairwise distances among the rows of [N, ...] -> [N, N] numpy float64."""
-    rows = tf.cast(rows, tf.float32)
-    centred, _ = _centred_unit_rows(rows, _norms(rows))
-    return _distances_from_gram(_gram(centred).numpy(), distance, _norms64(rows).numpy())
-
-
-def median_pairwise_distance(rows, distance):
-    """Exact median of d(r_i, r_j) over all pairs i < j of the rows of [N, ...]."""
-    return float(_medians_of_pairs(pairwise_distances(rows, distance)))
-
-
 def _centred_unit_gram(clean, norms):
     """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA)."""
-    return _gram(_centred_unit_rows(clean, norms)[0])
+    return pairwise.gram_matrix(pairwise.centred_unit_rows(clean, norms)[0])
 
 
 _centred_unit_gram_xla = tf.function(_centred_unit_gram, jit_compile=True)
 
 
-def _layer_measures(clean, moved, noisy, whole, norms_fn=_norms, first=None, centre=None):
-    """Every per-chunk measure of one layer, in graph mode (TF's multithreaded reductions).
+class LayerMeasures(typing.NamedTuple):
+    """Every per-chunk measure of one layer, for the n images of a chunk (float32 tensors).
+
+    Fields that a measurement does not need are None.
+    """
+
+    norms: tf.Tensor  # [n] |clean|
+    moved_sq: tf.Tensor  # [n] |moved - clean|^2
+    paired_cosine: tf.Tensor  # [n] 1 - cos(clean, moved)
+    paired_euclidean: tf.Tensor  # [n] |moved - clean|
+    noise_sq: Optional[tf.Tensor] = None  # [n] |noisy - clean|^2, for the relative stability
+    gram: Optional[tf.Tensor] = None  # [n, n] Gram matrix of the centred unit rows (one chunk)
+    centred_rows: Optional[tf.Tensor] = None  # [n, ...] unit rows minus `centre` (several chunks)
+    centre: Optional[tf.Tensor] = None  # [...] the first chunk's `pairwise.unit_centre`
+
+    def paired(self, distance):
+        """[n] clean vs deformed distances for `distance` (one of DISTANCES)."""
+        return self.paired_cosine if distance == "cosine" else self.paired_euclidean
+
+
+def layer_measures(clean, moved, noisy, whole, norms_fn=pairwise.row_norms, first=None,
+                   centre=None):
+    """The `LayerMeasures` of one layer in one chunk, in graph mode (TF's multithreaded
+    reductions).
 
     Args:
       clean, moved: [n, ...] float32 representations of the clean and deformed images.
       noisy: [n, ...] representations of the noisy images for the relative stability, or None.
-      whole: the chunk holds all N images: compute the Gram matrix here (under XLA).
-      norms_fn: maps [n, ...] rows to their [n] norms (`_norms`, or `_norms_one_pass` outside
-        XLA).
+      whole: the chunk holds all N images: compute the Gram matrix here (under XLA), else the
+        centred rows and the centre.
+      norms_fn: maps [n, ...] rows to their [n] norms (`pairwise.row_norms`, or
+        `pairwise.row_norms_one_pass` outside XLA).
       first, centre: with several chunks (not `whole`): a bool scalar tensor, true for the first
-        chunk, and the centre [...] of the unit rows from the first chunk (ignored for it).
-
-    Returns:
-      dict of per-row [n] float32 values: "norms" (|clean|), "moved_sq" (|moved - clean|^2),
-      "paired_cosine", "paired_euclidean" (clean vs deformed), and with `noisy` "noise_sq"
-      (|noisy - clean|^2); and "gram" [n, n] (the Gram matrix of the centred unit rows,
-      `_centred_unit_rows`) if `whole`, else "centred_rows" [n, ...] (the unit rows minus the
-      first chunk's `_unit_centre`, any centre inside the rows' hull keeps the Gram matrix of all
-      chunks accurate) and "centre" [...].
+        chunk, and the centre [...] of the unit rows from the first chunk (ignored for it). Any
+        centre inside the rows' hull keeps the Gram matrix of all chunks accurate.
     """
     norms = norms_fn(clean)
-    moved_sq = _row_sum(tf.math.squared_difference(moved, clean))
-    out = {"norms": norms, "moved_sq": moved_sq, "paired_euclidean": tf.sqrt(moved_sq),
-           "paired_cosine": _cosine_from_sums(moved_sq, norms, norms_fn(moved))}
+    moved_sq = pairwise.row_sum(tf.math.squared_difference(moved, clean))
+    measures = LayerMeasures(
+        norms=norms, moved_sq=moved_sq, paired_euclidean=tf.sqrt(moved_sq),
+        paired_cosine=pairwise.cosine_from_sums(moved_sq, norms, norms_fn(moved)))
     if noisy is not None:
-        out["noise_sq"] = _row_sum(tf.math.squared_difference(noisy, clean))
+        measures = measures._replace(
+            noise_sq=pairwise.row_sum(tf.math.squared_difference(noisy, clean)))
     if whole:
-        out["gram"] = _centred_unit_gram_xla(clean, norms)
-    else:
-        out["centre"] = tf.cond(first, lambda: _unit_centre(clean, norms), lambda: centre)
-        out["centred_rows"] = _unit_rows(clean, norms) - out["centre"]
-    return out
+        return measures._replace(gram=_centred_unit_gram_xla(clean, norms))
+    centre = tf.cond(first, lambda: pairwise.unit_centre(clean, norms), lambda: centre)
+    return measures._replace(centre=centre,
+                             centred_rows=pairwise.unit_rows(clean, norms) - centre)
 
 
 class RepresentationRunner:
@@ -274,7 +148,7 @@ class RepresentationRunner:
         self.preprocess = preprocess
         # (num_groups, relative, whole) -> compiled chunk function
         self._chunk_fns = {}
-        # row shape -> compiled `_symmetric_gram`
+        # row shape -> compiled `pairwise.gram_matrix_by_halves`
         self._gram_fns = {}
 
     @property
@@ -306,9 +180,9 @@ class RepresentationRunner:
                 for rep, centre in zip(outputs, centres or [None] * len(outputs)):
                     # A split along the batch is a view of the forward's output.
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)
-                    results.append(_layer_measures(
+                    results.append(layer_measures(
                         groups[0], groups[1], groups[2] if relative else None, whole,
-                        _norms if self.jit_compile else _norms_one_pass, first, centre))
+                        pairwise.row_norms if self.jit_compile else pairwise.row_norms_one_pass, first, centre))
                 return results
 
             self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
@@ -321,7 +195,7 @@ class RepresentationRunner:
                 for o in self.rep_model.outputs]
 
     def measure_groups(self, groups, batch_size, relative, progress=None, buffers=None):
-        """Yields, per chunk, a list (per layer) of the `_layer_measures` dicts.
+        """Yields, per chunk, a list (per layer) of `LayerMeasures`.
 
         Args:
           groups: [N, ...] float32 image tensors: clean, deformed (, noisy for `relative`). Each
@@ -347,13 +221,15 @@ class RepresentationRunner:
             measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0),
                                 tf.constant(start == 0), centres)
             if not whole:
-                centres = [layer.pop("centre") for layer in measured]
+                centres = [layer.centre for layer in measured]
                 # Eagerly, not inside the compiled call: a tf.function keeps the variables of
                 # its first call alive.
                 rows = tf.range(start, end)
                 for buffer, layer in zip(buffers, measured):
                     # A scatter of whole rows: ~20x faster than a slice assignment here.
-                    buffer.scatter_update(tf.IndexedSlices(layer.pop("centred_rows"), rows))
+                    buffer.scatter_update(tf.IndexedSlices(layer.centred_rows, rows))
+                # The rows are in the buffers now: the chunk's copies can go.
+                measured = [layer._replace(centre=None, centred_rows=None) for layer in measured]
             if progress is not None:
                 progress(end * len(groups), total * len(groups))
             yield measured
@@ -364,7 +240,7 @@ class RepresentationRunner:
         shape = tuple(centred_rows.shape)
         if shape not in self._gram_fns:
             # A distinct function object per shape (functools.partial): none retraces.
-            self._gram_fns[shape] = tf.function(functools.partial(_symmetric_gram))
+            self._gram_fns[shape] = tf.function(functools.partial(pairwise.gram_matrix_by_halves))
         # A tensor, not the variable: a tf.function keeps the variables of its first call alive.
         rows = tf.convert_to_tensor(centred_rows)
         return self._gram_fns[shape](tf.reshape(rows, [shape[0], -1]))
@@ -375,7 +251,8 @@ def _check_distance(distance):
         raise ValueError(f"`distance` must be one of {DISTANCES}, got {distance!r}.")
 
 
-def _deform(deform_fn, images):
+def apply_deformation(deform_fn, images):
+    """`deform_fn(images)` as float32, checked to keep the images' [N, H, W, C] shape."""
     deformed = tf.cast(deform_fn(images), tf.float32)
     if deformed.shape != images.shape:
         raise ValueError(
@@ -433,7 +310,7 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
         _check_distance(distance)
     runner = make_runner(model, images, layers, preprocess, runner)
     images = runner.check_images(images)
-    deformed = _deform(deform_fn, images)
+    deformed = apply_deformation(deform_fn, images)
     groups = [images, deformed]
     if relative:
         groups.append(images + matched_gaussian_noise(images, deformed, noise_seed))
@@ -444,23 +321,24 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     del groups, deformed
     num_layers = len(runner.names)
 
-    def gathered(key):
-        """[layers, N] float64 per-row values of all chunks."""
-        return np.stack([np.concatenate([np.asarray(c[l][key]) for c in chunks])
+    def gathered(field):
+        """[layers, N] float64 per-row values of all chunks; `field` maps a `LayerMeasures` to
+        its [n] values."""
+        return np.stack([np.concatenate([np.asarray(field(c[l])) for c in chunks])
                          for l in range(num_layers)]).astype(np.float64)
 
     if whole:
-        grams = [layer["gram"].numpy() for layer in chunks[0]]
+        grams = [layer.gram.numpy() for layer in chunks[0]]
     else:
         grams = []
         for l in range(num_layers):
             grams.append(runner.gram_of_rows(buffers[l]).numpy())
             buffers[l] = None  # frees the rows of this layer
-    grams, norms = np.stack(grams), gathered("norms")
+    grams, norms = np.stack(grams), gathered(lambda m: m.norms)
     result = {}
     for d in distances:
-        numerators = np.mean(gathered(f"paired_{d}"), axis=1).tolist()
-        denominators = _medians_of_pairs(_distances_from_gram(grams, d, norms)).tolist()
+        numerators = np.mean(gathered(lambda m: m.paired(d)), axis=1).tolist()
+        denominators = pairwise.medians_of_pairs(pairwise.distances_from_gram(grams, d, norms)).tolist()
         result[f"sensitivity_{d}"] = {
             "layers": list(runner.names),
             "sensitivity": [n / m if m > 0 else float("nan")
@@ -472,10 +350,10 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
         }
     if relative:
         upper = np.triu_indices(n_total, k=1)
-        pair_mean = np.mean(np.square(_distances_from_gram(grams, "euclidean", norms))[
+        pair_mean = np.mean(np.square(pairwise.distances_from_gram(grams, "euclidean", norms))[
             :, upper[0], upper[1]], axis=-1)
-        d_f = np.mean(gathered("moved_sq"), axis=1) / pair_mean
-        g_f = np.mean(gathered("noise_sq"), axis=1) / pair_mean
+        d_f = np.mean(gathered(lambda m: m.moved_sq), axis=1) / pair_mean
+        g_f = np.mean(gathered(lambda m: m.noise_sq), axis=1) / pair_mean
         result["relative_stability"] = {
             "layers": list(runner.names),
             "relative_stability": (d_f / g_f).tolist(),

@@ -8,8 +8,9 @@ means smoother, and a constant filter scores 0. For i.i.d. Gaussian 3x3 filters 
 24 / (9 sqrt 2) ~ 1.886; for Keras' truncated normal (cut at 2 std) to ~1.857.
 
 Everything is computed in float64 numpy and returned as plain Python / numpy values, so results
-can go straight into JSON. `conv_kernels` and `model_smoothness` read every spatial conv kernel of
-a Keras model (1x1 convs and dense layers have no spatial neighbours and are skipped).
+can go straight into JSON. `model_smoothness` reads every spatial conv kernel of a Keras model
+(`deform_tf.kernels.conv_kernels`; 1x1 convs and dense layers have no spatial neighbours and are
+skipped).
 """
 
 import math
@@ -17,6 +18,7 @@ import math
 import keras
 import numpy as np
 
+from deform_tf import kernels
 from deform_tf import model_io
 
 
@@ -103,74 +105,6 @@ def per_filter_smoothness(kernel):
         return np.where(mass > 0, tv / np.where(mass > 0, mass, 1.0), np.nan)
 
 
-def _spatial_kernel(layer):
-    """The layer's 4-D kernel variable if it has kh * kw > 1, else None."""
-    try:
-        kernel = getattr(layer, "kernel", None)
-    except (AttributeError, ValueError):  # e.g. unbuilt layers
-        return None
-    shape = getattr(kernel, "shape", None)
-    if shape is None or len(shape) != 4:
-        return None
-    kh, kw = shape[0], shape[1]
-    if kh is None or kw is None or kh * kw <= 1:
-        return None
-    return kernel
-
-
-def conv_layers(model):
-    """Every layer with a spatial 4-D kernel (kh * kw > 1), in model order.
-
-    Args:
-      model: a built Keras model. Nested models (anything with a `layers` list, e.g. a Sequential
-        or functional model used as a layer) are searched recursively, in place of the nested
-        model; a layer shared several times is listed once.
-
-    Returns:
-      List of layers (Conv2D, DepthwiseConv2D, Conv2DTranspose, ... any layer whose `kernel` is
-      [kh, kw, a, b] with kh * kw > 1). Dense layers and 1x1 convs are skipped.
-
-    Raises:
-      ValueError: `model` has no `layers` or is not built yet.
-    """
-    if not hasattr(model, "layers"):
-        raise ValueError(
-            f"`model` must be a Keras model with `layers`, got {type(model).__name__}.")
-    if not getattr(model, "built", True):
-        raise ValueError(
-            f"`model` {model.name!r} is not built: call it on data or `build(input_shape)` first "
-            "so its kernels exist."
-        )
-    found, seen = [], set()
-
-    def visit(container):
-        for layer in container.layers:
-            if id(layer) in seen:
-                continue
-            seen.add(id(layer))
-            if isinstance(getattr(layer, "layers", None), list):
-                visit(layer)
-            elif _spatial_kernel(layer) is not None:
-                found.append(layer)
-
-    visit(model)
-    return found
-
-
-def conv_kernels(model):
-    """(layer name, kernel) for every spatial conv layer of a built Keras model, in model order.
-
-    Args:
-      model: a built Keras model (nested models are searched, see `conv_layers`).
-
-    Returns:
-      List of (layer_name: str, kernel: numpy array [kh, kw, c_in, c_out] in the variable's
-      dtype), a copy of the current values. Layers with kh * kw == 1 and dense layers are skipped.
-    """
-    return [(layer.name, np.array(keras.ops.convert_to_numpy(layer.kernel)))
-            for layer in conv_layers(model)]
-
-
 def model_smoothness(model):
     """The smoothness measure of every spatial conv kernel of a built Keras model.
 
@@ -187,7 +121,8 @@ def model_smoothness(model):
       ValueError: a conv kernel is all zeros or not finite (see `filter_smoothness`).
     """
     rows = []
-    for index, (name, kernel) in enumerate(conv_kernels(model_io.load_model(model)), start=1):
+    model = model_io.load_model(model)
+    for index, (name, kernel) in enumerate(kernels.conv_kernels(model), start=1):
         rows.append({
             "layer": str(name),
             "index": index,

@@ -38,12 +38,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import initializers
+from deform_tf import kernels
 from deform_tf import model_io
 from deform_tf import models
 from deform_tf import sensitivity
 from deform_tf import smoothness
 from deform_tf import tps
-from deform_tf import initializers
 from launch import run_dir
 from pipelines import core
 
@@ -188,7 +189,10 @@ class WarmupSchedule(keras.optimizers.schedules.LearningRateSchedule):
                     kind=self.kind)
 
 
-def _make_optimizer(config):
+def make_optimizer(config):
+    """(optimizer, schedule) of a run: SGD with momentum or AdamW on `WarmupSchedule`, weight
+    decay on kernels only (not on batch-norm gamma/beta or biases), loss scaling with mixed
+    precision."""
     schedule = WarmupSchedule(config.learning_rate, config.train_steps, config.warmup_steps,
                               config.schedule)
     if config.optimizer == "sgd":
@@ -228,7 +232,7 @@ def _write_measurement_summaries(result, model, step):
         tf.summary.scalar(f"smoothness/{row['index']:02d}_{row['layer']}", row["smoothness"],
                           step=step)
     tf.summary.scalar("smoothness/mean", smoothness.mean_smoothness(rows), step=step)
-    for layer in smoothness.conv_layers(model):
+    for layer in kernels.conv_layers(model):
         tf.summary.histogram(f"kernels/{layer.name}", layer.kernel, step=step)
 
 
@@ -247,6 +251,11 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
 
     Nothing is written before the settings, the model and the input pipeline are built; then
     the chief takes `output_dir` (`run_dir.open_run`: lock, config) for the whole run.
+
+    The steps, in order: `build_state` (model, optimizer, step counter), `restore` (the last
+    complete checkpoint, if any), `make_train_steps` (the compiled training loop), then
+    intervals of training (`_train_interval`) with measurements (`record_measurement`) and
+    checkpoints, and `_finish` (evaluation, last measurement, final.json).
 
     Raises RunError on settings that do not fit the strategy, a conflicting or busy output
     directory, an unreadable checkpoint or a full disk.
@@ -268,56 +277,68 @@ def _check_strategy(config, strategy, replicas):
                        "runs, which are always compiled); drop it with several replicas.")
 
 
-def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cleanup):
-    strategy = strategy or tf.distribute.get_strategy()
-    num_workers, worker_index, is_chief = worker_info(strategy)
-    replicas = strategy.num_replicas_in_sync
-    _check_strategy(config, strategy, replicas)
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy("mixed_float16")
+@dataclasses.dataclass
+class TrainState:
+    """What a run trains and what its checkpoints hold."""
 
-    input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    schedule: WarmupSchedule  # the learning rate at a step, for the logs
+    step: tf.Variable  # int64 scalar: the training steps taken
+
+    def checkpoint(self):
+        return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
+
+
+def build_state(config, strategy):
+    """The run's model (with smooth init if configured), built optimizer and step 0, created
+    under `strategy`'s scope (synchronized batch norm with several replicas)."""
     with strategy.scope():
-        model = models.vgg(**config.vgg_kwargs(), sync_batch_norm=replicas > 1)
+        model = models.vgg(**config.vgg_kwargs(),
+                           sync_batch_norm=strategy.num_replicas_in_sync > 1)
         if config.smooth_init_sigma > 0:
             initializers.smooth_model_kernels(model, config.smooth_init_sigma)
-        optimizer, schedule = _make_optimizer(config)
+        optimizer, schedule = make_optimizer(config)
         optimizer.build(model.trainable_variables)
-        step_var = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
-    if is_chief:  # the first write
-        run = cleanup.enter_context(run_dir.open_run(output_dir, config.to_json(), resume,
-                                                     overwrite, flags_text))
-    checkpoint = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step_var)
-    checkpoint_dir = os.path.join(output_dir, "checkpoints")
-    if not is_chief:
-        checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
+        step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    return TrainState(model, optimizer, schedule, step)
+
+
+def restore(state, checkpoint_dir, log_fresh_start=False):
+    """Restores the last complete checkpoint in `checkpoint_dir` into `state`, if there is one.
+
+    Returns a `tf.train.CheckpointManager` for the run's later checkpoints (keeps the last 3).
+    Raises RunError naming the checkpoint if it cannot be read.
+    """
     resume_from = run_dir.checkpoint_to_resume(checkpoint_dir)  # before the manager reads it
+    checkpoint = state.checkpoint()
     manager = tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=3)
-    if is_chief:
-        model_io.save_model_config(checkpoint_dir, **config.vgg_kwargs())
     if resume_from:
         try:
             checkpoint.restore(resume_from).assert_existing_objects_matched()
         except Exception as e:  # pylint: disable=broad-except
             # A damaged file raises anything from OpError to IndexError inside the reader.
             raise run_dir.damaged_checkpoint_error(resume_from, e) from None
-        logging.info("Resumed from %s at step %d.", resume_from, int(step_var.numpy()))
-    elif is_chief and run.resuming:
+        logging.info("Resumed from %s at step %d.", resume_from, int(state.step.numpy()))
+    elif log_fresh_start:
         logging.info("No checkpoint in %s yet; starting from step 0.", checkpoint_dir)
-    start_step = int(step_var.numpy())
-    if is_chief:
-        metrics, measurements = run.metrics(), run.measurements()
-        metrics.truncate(start_step)  # rows after the checkpoint are redone
-        measurements.truncate(start_step)
-    # The input stream restarts at the step: no input state is stored in checkpoints.
-    iterator = iter(data.train(input_context, start_step))
+    return manager
 
-    writer = (tf.summary.create_file_writer(os.path.join(output_dir, "summaries"))
-              if is_chief else tf.summary.create_noop_writer())
+
+def make_train_steps(config, state, strategy, num_workers=1):
+    """The compiled training loop: fn(iterator, num_steps) -> (loss sum, correct sum).
+
+    Takes `num_steps` SGD steps on batches from `iterator` (each worker's share of the global
+    batch, as `Data.train` yields them; each replica takes its slice), counts them in
+    `state.step`, and returns the summed mean batch loss and the number of correctly
+    classified training examples. With `config.jit_compile`, the gradient computation is
+    compiled with XLA.
+    """
+    model, optimizer = state.model, state.optimizer
     loss_fn = keras.losses.CategoricalCrossentropy(
         from_logits=True, label_smoothing=config.label_smoothing,
         reduction="none")
-    local_replicas = replicas // num_workers
+    local_replicas = strategy.num_replicas_in_sync // num_workers
 
     def gradients(images, labels):
         with tf.GradientTape() as tape:
@@ -355,67 +376,128 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
             loss, correct = strategy.run(replica_step, args=(images, labels))
             loss_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
             correct_sum += strategy.reduce(tf.distribute.ReduceOp.SUM, correct, axis=None)
-        step_var.assign_add(tf.cast(num_steps, tf.int64))
+        state.step.assign_add(tf.cast(num_steps, tf.int64))
         return loss_sum, correct_sum
 
-    runner = sensitivity.RepresentationRunner(model)
+    return run_steps
+
+
+def record_measurement(model, runner, images, config, step, measurements, writer):
+    """Measures the model at `step` (`measure`), stores it in measurements.json (replacing a
+    measurement of the same step) and writes its summaries."""
+    result = measure(model, runner, images, config, step)
+    measurements.put(result)
+    with writer.as_default():
+        _write_measurement_summaries(result, model, step)
+
+
+def _write_example_deformations(images, config, writer):
+    """The clean-vs-deformed image grid of the first 8 measured images, at step 0."""
+    with writer.as_default():
+        seed = tf.constant([config.seed, 1_000_003], tf.int64)
+        shown = images[:8]
+        deformed = tps.random_tps_deformation(
+            shown, config.eval_grid_size, config.eval_strength, seed)
+        tf.summary.image("data/clean_vs_deformed", _image_grid(shown, deformed), step=0)
+
+
+def _interval_steps(config, step):
+    """Steps from `step` to the next log, checkpoint, measurement or the end."""
+    boundaries = [config.train_steps, _next_multiple(step, config.log_every),
+                  _next_multiple(step, config.checkpoint_every)]
+    if config.measure_every:
+        boundaries.append(_next_multiple(step, config.measure_every))
+    return min(b for b in boundaries if b > step) - step
+
+
+def _train_interval(run_steps, iterator, num_steps, config, data, step, input_context):
+    """Runs `num_steps` training steps; returns the interval's metrics row (at the new step).
+
+    Raises RunError for a data error or a loss that is not finite.
+    """
+    tick = time.time()
+    try:
+        loss_sum, correct_sum = run_steps(iterator, tf.constant(num_steps))
+    except DATA_ERRORS as e:
+        raise data_error(data, e, "train", step * config.batch_size, input_context) from None
+    elapsed = time.time() - tick
+    step += num_steps
+    loss = float(loss_sum) / num_steps
+    if not math.isfinite(loss):
+        raise RunError(f"The training loss became {loss} at step {step}; lower "
+                       "--learning_rate or check the data.")
+    return dict(step=step, loss=loss, accuracy=float(correct_sum) / (num_steps * config.batch_size),
+                examples_per_sec=num_steps * config.batch_size / max(elapsed, 1e-9))
+
+
+def _log_interval(row, lr, config, metrics, writer, progress):
+    """Writes an interval's metrics row (with its learning rate) to metrics.csv, TensorBoard
+    and the log. `progress`: (start step, start time) of this process's training, for the ETA."""
+    row = dict(step=row["step"], loss=row["loss"], accuracy=row["accuracy"], learning_rate=lr,
+               examples_per_sec=row["examples_per_sec"])
+    metrics.put(row)
+    step = row["step"]
+    with writer.as_default():
+        tf.summary.scalar("train/loss", row["loss"], step=step)
+        tf.summary.scalar("train/accuracy", row["accuracy"], step=step)
+        tf.summary.scalar("train/learning_rate", lr, step=step)
+        tf.summary.scalar("train/examples_per_sec", row["examples_per_sec"], step=step)
+    start_step, started = progress
+    eta = (time.time() - started) / (step - start_step) * (config.train_steps - step)
+    logging.info("step %d/%d  loss %.4f  acc %.3f  lr %.4g  %.0f ex/s  ETA %s",
+                 step, config.train_steps, row["loss"], row["accuracy"], lr,
+                 row["examples_per_sec"], _format_seconds(eta))
+
+
+def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cleanup):
+    strategy = strategy or tf.distribute.get_strategy()
+    num_workers, worker_index, is_chief = worker_info(strategy)
+    replicas = strategy.num_replicas_in_sync
+    _check_strategy(config, strategy, replicas)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+
+    input_context = tf.distribute.InputContext(num_workers, worker_index, replicas)
+    state = build_state(config, strategy)
+    checkpoint_dir = os.path.join(output_dir, "checkpoints")
+    if is_chief:  # the first write
+        run = cleanup.enter_context(run_dir.open_run(output_dir, config.to_json(), resume,
+                                                     overwrite, flags_text))
+        model_io.save_model_config(checkpoint_dir, **config.vgg_kwargs())
+    else:
+        checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
+    manager = restore(state, checkpoint_dir, log_fresh_start=is_chief and run.resuming)
+    start_step = int(state.step.numpy())
+    if is_chief:
+        metrics, measurements = run.metrics(), run.measurements()
+        metrics.truncate(start_step)  # rows after the checkpoint are redone
+        measurements.truncate(start_step)
+    # The input stream restarts at the step: no input state is stored in checkpoints.
+    iterator = iter(data.train(input_context, start_step))
+    writer = (tf.summary.create_file_writer(os.path.join(output_dir, "summaries"))
+              if is_chief else tf.summary.create_noop_writer())
+    run_steps = make_train_steps(config, state, strategy, num_workers)
+    runner = sensitivity.RepresentationRunner(state.model)
     measure_images = tf.constant(data.measure_images, tf.float32)
 
     def do_measure(step):
-        if not is_chief:
-            return
-        result = measure(model, runner, measure_images, config, step)
-        measurements.put(result)  # replaces a measurement of the same step
-        with writer.as_default():
-            _write_measurement_summaries(result, model, step)
+        if is_chief:
+            record_measurement(state.model, runner, measure_images, config, step, measurements,
+                               writer)
 
     if start_step == 0:
         do_measure(0)
-        with writer.as_default():
-            seed = tf.constant([config.seed, 1_000_003], tf.int64)
-            shown = measure_images[:8]
-            deformed = tps.random_tps_deformation(
-                shown, config.eval_grid_size, config.eval_strength, seed)
-            tf.summary.image("data/clean_vs_deformed", _image_grid(shown, deformed), step=0)
+        _write_example_deformations(measure_images, config, writer)
 
     step = start_step
-    started = time.time()
+    progress = (start_step, time.time())
     examples_per_sec = 0.0
     while step < config.train_steps:
-        boundaries = [config.train_steps, _next_multiple(step, config.log_every),
-                      _next_multiple(step, config.checkpoint_every)]
-        if config.measure_every:
-            boundaries.append(_next_multiple(step, config.measure_every))
-        num_steps = min(b for b in boundaries if b > step) - step
-        tick = time.time()
-        try:
-            loss_sum, correct_sum = run_steps(iterator, tf.constant(num_steps))
-        except DATA_ERRORS as e:
-            raise data_error(data, e, "train", step * config.batch_size, input_context) from None
-        elapsed = time.time() - tick
-        step += num_steps
-        examples = num_steps * config.batch_size
-        examples_per_sec = examples / max(elapsed, 1e-9)
-        loss = float(loss_sum) / num_steps
-        accuracy = float(correct_sum) / examples
-        lr = float(schedule(step))
-        if not math.isfinite(loss):
-            raise RunError(f"The training loss became {loss} at step {step}; lower "
-                           "--learning_rate or check the data.")
+        row = _train_interval(run_steps, iterator, _interval_steps(config, step), config, data,
+                              step, input_context)
+        step, examples_per_sec = row["step"], row["examples_per_sec"]
         if is_chief:
-            metrics.put(dict(
-                step=step, loss=loss, accuracy=accuracy, learning_rate=lr,
-                examples_per_sec=examples_per_sec))
-            with writer.as_default():
-                tf.summary.scalar("train/loss", loss, step=step)
-                tf.summary.scalar("train/accuracy", accuracy, step=step)
-                tf.summary.scalar("train/learning_rate", lr, step=step)
-                tf.summary.scalar("train/examples_per_sec", examples_per_sec, step=step)
-            done = step - start_step
-            eta = (time.time() - started) / done * (config.train_steps - step)
-            logging.info("step %d/%d  loss %.4f  acc %.3f  lr %.4g  %.0f ex/s  ETA %s",
-                         step, config.train_steps, loss, accuracy, lr, examples_per_sec,
-                         _format_seconds(eta))
+            _log_interval(row, float(state.schedule(step)), config, metrics, writer, progress)
         if config.measure_every and step % config.measure_every == 0 and \
                 step < config.train_steps:
             do_measure(step)
@@ -424,18 +506,23 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
 
     final = {"step": step, "examples_per_sec": examples_per_sec}
     if data.evaluate is not None:
-        final.update(evaluate(model, data.evaluate(), config.num_classes,
+        final.update(evaluate(state.model, data.evaluate(), config.num_classes,
                               on_data_error=lambda e, n: data_error(data, e, "eval", n)))
     if is_chief:
         if not measurements.rows or measurements.rows[-1]["step"] != step:
             do_measure(step)
-        with writer.as_default():
-            for key in ("loss", "accuracy"):
-                if key in final:
-                    tf.summary.scalar(f"eval/{key}", final[key], step=step)
-        writer.flush()
-        run.write_json(run_dir.FINAL_FILE, final)
+        _write_final(final, step, run, writer)
     return final
+
+
+def _write_final(final, step, run, writer):
+    """The final evaluation's summaries and final.json (which marks the run finished)."""
+    with writer.as_default():
+        for key in ("loss", "accuracy"):
+            if key in final:
+                tf.summary.scalar(f"eval/{key}", final[key], step=step)
+    writer.flush()
+    run.write_json(run_dir.FINAL_FILE, final)
 
 
 def evaluate(model, dataset, num_classes, on_data_error=None):

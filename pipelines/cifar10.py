@@ -6,7 +6,7 @@ Three on-disk sources are read (nothing is ever unpickled, nothing is downloaded
     order (the 1024 red, then green, then blue values, each plane row-major).
   * 'tfrecord': shards `{split}-XXXXX-of-YYYYY` (train / test) in the layout of
     `pipelines.tfrecord` (raw uint8 HWC `image/raw`, `image/shape` [32, 32, 3], 0-based
-    `image/class/label`), as written by `python -m pipelines.convert --source=cifar10_binary`.
+    `image/class/label`), as written by `python -m launch.convert --source=cifar10_binary`.
   * 'tfds': a tensorflow-datasets `cifar10` already prepared under `data_dir`
     (`data_dir/cifar10/<version>/`); it is read with download=False.
 
@@ -14,7 +14,7 @@ A split is small (50000 training images are 150 MB), so `load_arrays` reads it w
 checking every record on the way: a bad file or record is a ValueError naming the file (and the
 record or byte offset) before any training starts. The canonical order of a split is file order
 for the binary release, the written order for TFRecord shards (shards read round-robin, which
-undoes the round-robin writing of `pipelines.convert`) and TFDS's own order.
+undoes the round-robin writing of `launch.convert`) and TFDS's own order.
 
 `train_stream` yields training examples in the stateless epoch order of
 `pipelines.order.index_stream`, from any position (a resumed run restarts exactly where it
@@ -124,7 +124,7 @@ def find_source(data_dir):
         f"No CIFAR-10 data found in {data_dir!r}. Looked for: (1) the official binary release, "
         f"{os.path.join(data_dir, BINARY_DIR_NAME)}/ (or data_batch_1.bin / test_batch.bin in "
         f"the directory itself); (2) TFRecord shards {tfrecord.shard_pattern(data_dir, 'train')} "
-        f"or {tfrecord.shard_pattern(data_dir, 'test')} (written by python -m pipelines.convert "
+        f"or {tfrecord.shard_pattern(data_dir, 'test')} (written by python -m launch.convert "
         f"--source=cifar10_binary); (3) a prepared tensorflow-datasets copy, "
         f"{os.path.join(data_dir, TFDS_NAME, '<version>', 'dataset_info.json')}.")
 
@@ -232,7 +232,7 @@ def _read_tfds_split(data_dir, split):
             f"tensorflow-datasets '{TFDS_NAME}' is not prepared in {data_dir!r} (no "
             f"{builder.data_dir}/dataset_info.json) and nothing is downloaded. Use the official "
             f"binary release ({BINARY_DIR_NAME}/ in the data directory), or TFRecord shards "
-            "written by python -m pipelines.convert --source=cifar10_binary.")
+            "written by python -m launch.convert --source=cifar10_binary.")
     dataset = builder.as_dataset(split=split, shuffle_files=False, batch_size=4096,
                                  read_config=tfds.ReadConfig(interleave_cycle_length=1))
     batches = [(batch["image"], batch["label"]) for batch in tfds.as_numpy(dataset)]

@@ -21,6 +21,7 @@ import numpy as np
 import tensorflow as tf
 
 import deform_tf
+from deform_tf import checks
 
 _BLOCK = 1024  # examples normalized per vectorized step
 
@@ -33,8 +34,8 @@ class Deformation:
     strength: float
 
     def __post_init__(self):
-        deform_tf.checks.check_grid_size(self.grid_size)
-        deform_tf.checks.check_strength(self.strength)
+        checks.check_grid_size(self.grid_size)
+        checks.check_strength(self.strength)
 
 
 _ERROR_NOISE = re.compile(

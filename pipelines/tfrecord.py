@@ -1,6 +1,6 @@
 """TFRecord shards of raw-pixel image examples: the layout, a safe shard writer and a strict reader.
 
-The project's own TFRecord layout (written by `pipelines.convert`, read by `read_image_tfrecords`,
+The project's own TFRecord layout (written by `launch.convert`, read by `read_image_tfrecords`,
 `pipelines.cifar10` and anything converted from IDX files) is one `tf.train.Example` per image:
 
     image/raw          bytes   the pixels, uint8, row-major [height, width, channels] (HWC),

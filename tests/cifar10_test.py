@@ -1,7 +1,7 @@
 """Tests for pipelines.cifar10 on fake CIFAR-10 data in the real on-disk formats.
 
 The fakes: the binary release (a few 3073-byte records per batch file), TFRecord shards written
-by pipelines.convert, and a tensorflow-datasets `cifar10` prepared offline from the fake binary
+by launch.convert, and a tensorflow-datasets `cifar10` prepared offline from the fake binary
 release by the real TFDS builder (its download step is replaced by the fake directory).
 """
 
@@ -295,7 +295,7 @@ class Cifar10Test(parameterized.TestCase, tf.test.TestCase):
     def test_tfds(self):
         data_dir = os.path.join(self.root, "tfds")
         os.makedirs(data_dir)
-        with self.assertRaisesRegex(FileNotFoundError, "not prepared.*binary.*pipelines.convert"):
+        with self.assertRaisesRegex(FileNotFoundError, "not prepared.*binary.*launch.convert"):
             cifar10.load("test", data_dir, source="tfds")
         _prepare_tfds(self.root, data_dir)
         self.assertEqual(cifar10.find_source(data_dir), ("tfds", data_dir))

@@ -1,8 +1,8 @@
-"""Tests for pipelines.convert (the command line tool) and pipelines.tfrecord (layout, writer,
+"""Tests for launch.convert (the command line tool) and pipelines.tfrecord (layout, writer,
 reader).
 
 The inputs are fake IDX directories written with pipelines.idx and fake CIFAR-10 binary files;
-exit codes of the real `python3 -m pipelines.convert` are checked in subprocesses.
+exit codes of the real `python3 -m launch.convert` are checked in subprocesses.
 """
 
 import os
@@ -51,7 +51,7 @@ def _write_cifar_binary(directory, records=2, seed=0):
 
 def _run_cli(*args):
     return subprocess.run(
-        [sys.executable, "-m", "pipelines.convert", *args], cwd=_REPO, capture_output=True,
+        [sys.executable, "-m", "launch.convert", *args], cwd=_REPO, capture_output=True,
         text=True, timeout=120, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
 
 

@@ -4,7 +4,7 @@ The data, written once by the test: ImageNet TFRecord shards in the standard lay
 `image/encoded`, 1-based `image/class/label`, `train-0000k-of-00004` and
 `validation-0000k-of-00002`), the CIFAR-10 binary release (`cifar-10-batches-bin/
 data_batch_{1..5}.bin`, `test_batch.bin`) and the same release converted to TFRecord shards by
-`pipelines.convert`. Launcher runs are tiny (width 1/32, 32 px ImageNet images, a few steps,
+`launch.convert`. Launcher runs are tiny (width 1/32, 32 px ImageNet images, a few steps,
 flags after the flagfile); the in-process flagfile check keeps each flagfile's training length,
 so epoch-based flagfiles get their step counts from the data.
 """

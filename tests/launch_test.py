@@ -100,7 +100,7 @@ class TrainingDefaultsTest(tf.test.TestCase):
                 dict(optimizer="sgd", momentum=0.9, schedule="cosine", batch_size=batch,
                      learning_rate=peak, warmup_epochs=warmup_epochs,
                      weight_decay=weight_decay, label_smoothing=0.0), msg=experiment)
-            optimizer, _ = train_lib._make_optimizer(  # pylint: disable=protected-access
+            optimizer, _ = train_lib.make_optimizer(
                 self._config(learning_rate=peak, weight_decay=weight_decay))
             self.assertIsInstance(optimizer, keras.optimizers.SGD)
             self.assertAllClose(float(optimizer.momentum), 0.9)
@@ -114,7 +114,7 @@ class TrainingDefaultsTest(tf.test.TestCase):
             input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, **fields)
 
     def test_warmup_then_cosine_schedule_at_its_key_steps(self):
-        _, schedule = train_lib._make_optimizer(  # pylint: disable=protected-access
+        _, schedule = train_lib.make_optimizer(
             self._config(learning_rate=0.4))
         # Linear warmup over steps 0..99 reaching the peak, then cosine from 100 to 1000.
         for step, expected in ((0, 0.4 / 100), (49, 0.4 * 50 / 100), (99, 0.4), (100, 0.4),
@@ -125,7 +125,7 @@ class TrainingDefaultsTest(tf.test.TestCase):
     def test_weight_decay_shrinks_kernels_only_not_batch_norm_or_biases(self):
         config = self._config(learning_rate=0.5, weight_decay=0.1, warmup_steps=0)
         model = models.vgg(**config.vgg_kwargs())
-        optimizer, schedule = train_lib._make_optimizer(  # pylint: disable=protected-access
+        optimizer, schedule = train_lib.make_optimizer(
             config)
         before = [v.numpy() for v in model.trainable_variables]
         optimizer.apply_gradients(
@@ -245,7 +245,7 @@ class LauncherTest(parameterized.TestCase, tf.test.TestCase):
                     f"--output_dir={out}", "--train_steps=4", "--checkpoint_every=4",
                     "--strategy=multi_worker_mirrored"],
                 cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
-        outputs = [p.communicate(timeout=300)[0] for p in processes]
+        outputs = [p.communicate(timeout=900)[0] for p in processes]
         for process, output in zip(processes, outputs):
             self.assertEqual(process.returncode, 0, output[-3000:])
         chief = checkpoint_weights(os.path.join(out, "checkpoints", "ckpt-4"))

@@ -18,7 +18,7 @@ def _down_model(kind, channels=2, size=4):
     inputs = keras.Input([size, size, channels])
     init = lambda: keras.initializers.Ones()
     bn = lambda name: keras.layers.BatchNormalization(name=name)
-    outputs = models._downsampling_layers(kind, channels, init, bn, "down")(inputs)
+    outputs = models.downsampling_layers(kind, channels, init, bn, "down")(inputs)
     return keras.Model(inputs, outputs)
 
 

@@ -13,6 +13,7 @@ import tensorflow as tf
 
 import deform_tf
 from deform_tf import models
+from deform_tf import pairwise
 from deform_tf import sensitivity
 
 
@@ -155,10 +156,10 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
     def test_pairwise_distances_match_float64_on_clustered_rows(self, distance):
         rows = self._clustered_rows()
         expected = self._brute_pairwise(rows, distance)
-        got = sensitivity.pairwise_distances(rows, distance)
+        got = pairwise.pairwise_distances(rows, distance)
         upper = np.triu_indices(len(rows), k=1)
         self.assertAllClose(got[upper], expected[upper], rtol=1e-3)
-        self.assertAllClose(sensitivity.median_pairwise_distance(rows, distance),
+        self.assertAllClose(pairwise.median_pairwise_distance(rows, distance),
                             np.median(expected[upper]), rtol=1e-3)
 
     @parameterized.parameters(("cosine", 10), ("euclidean", 10), ("cosine", 7))
@@ -166,17 +167,15 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         rows = tf.constant(self._clustered_rows(n=n, size=24).reshape(n, 2, 3, 4))
         norms = tf.norm(tf.reshape(rows, [n, -1]), axis=1)
         norms64 = np.linalg.norm(rows.numpy().reshape(n, -1).astype(np.float64), axis=1)
-        # pylint: disable=protected-access
-        whole = sensitivity._centred_unit_gram(rows, norms)
-        centre = sensitivity._unit_centre(rows[:3], norms[:3])
-        stored = tf.reshape(sensitivity._unit_rows(rows, norms) - centre, [n, -1])
-        halves = sensitivity._symmetric_gram(stored)
+        whole = pairwise.gram_matrix(pairwise.centred_unit_rows(rows, norms)[0])
+        centre = pairwise.unit_centre(rows[:3], norms[:3])
+        stored = tf.reshape(pairwise.unit_rows(rows, norms) - centre, [n, -1])
+        halves = pairwise.gram_matrix_by_halves(stored)
         self.assertAllEqual(halves, tf.transpose(halves))
         expected = self._brute_pairwise(rows.numpy(), distance)
         for gram in (whole, halves):
-            got = sensitivity._distances_from_gram(gram.numpy(), distance, norms64)
+            got = pairwise.distances_from_gram(gram.numpy(), distance, norms64)
             self.assertAllClose(got, expected, rtol=1e-3, atol=1e-12)
-        # pylint: enable=protected-access
 
     def test_layer_measures_match_numpy(self):
         rng = np.random.default_rng(3)
@@ -184,29 +183,27 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
                                for _ in range(3))
         clean[1] = moved[1]  # a paired distance of exactly 0
         clean[2] = 0.0  # a zero row: cosine distance 0.5, as |a/|a| - b/|b||^2 / 2
-        # pylint: disable=protected-access
-        measures = tf.function(sensitivity._layer_measures)(
-            clean, moved, noisy, False, sensitivity._norms_one_pass, tf.constant(True),
+        measures = tf.function(sensitivity.layer_measures)(
+            clean, moved, noisy, False, pairwise.row_norms_one_pass, tf.constant(True),
             tf.zeros([4, 4, 3]))
         c, m, n = (x.reshape(6, -1).astype(np.float64) for x in (clean, moved, noisy))
         unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-30)
         centre = c.sum(axis=0) / np.linalg.norm(c, axis=1).sum()  # the first chunk's own
-        self.assertAllClose(tf.reshape(measures["centre"], [-1]), centre, rtol=1e-5)
-        self.assertAllClose(tf.reshape(measures["centred_rows"], [6, -1]), unit - centre,
+        self.assertAllClose(tf.reshape(measures.centre, [-1]), centre, rtol=1e-5)
+        self.assertAllClose(tf.reshape(measures.centred_rows, [6, -1]), unit - centre,
                             atol=1e-6)
-        self.assertAllClose(measures["norms"], np.linalg.norm(c, axis=1), rtol=1e-6)
-        self.assertAllClose(measures["moved_sq"], np.sum((m - c) ** 2, axis=1), rtol=1e-5)
-        self.assertAllClose(measures["noise_sq"], np.sum((n - c) ** 2, axis=1), rtol=1e-5)
+        self.assertAllClose(measures.norms, np.linalg.norm(c, axis=1), rtol=1e-6)
+        self.assertAllClose(measures.moved_sq, np.sum((m - c) ** 2, axis=1), rtol=1e-5)
+        self.assertAllClose(measures.noise_sq, np.sum((n - c) ** 2, axis=1), rtol=1e-5)
         rows = [0, 1, 3, 4, 5]
-        self.assertAllClose(tf.gather(measures["paired_cosine"], rows),
+        self.assertAllClose(tf.gather(measures.paired_cosine, rows),
                             [_brute_distance(c[i], m[i], "cosine") for i in rows], rtol=1e-5)
-        self.assertEqual(measures["paired_cosine"][1], 0.0)
-        self.assertEqual(measures["paired_cosine"][2], 0.5)
-        self.assertEqual(measures["paired_euclidean"][1], 0.0)
-        whole = tf.function(sensitivity._layer_measures)(moved, clean, None, True)
-        self.assertAllClose(sensitivity._distances_from_gram(whole["gram"], "cosine"),
+        self.assertEqual(measures.paired_cosine[1], 0.0)
+        self.assertEqual(measures.paired_cosine[2], 0.5)
+        self.assertEqual(measures.paired_euclidean[1], 0.0)
+        whole = tf.function(sensitivity.layer_measures)(moved, clean, None, True)
+        self.assertAllClose(pairwise.distances_from_gram(whole.gram, "cosine"),
                             self._brute_pairwise(moved, "cosine"), atol=1e-6)
-        # pylint: enable=protected-access
 
 
 class MeasureDeformationTest(tf.test.TestCase):

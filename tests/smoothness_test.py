@@ -11,6 +11,7 @@ from scipy import stats
 import tensorflow as tf
 
 from deform_tf import smoothness
+from tests.kernels_test import tiny_model
 
 # TV / sum|W| of i.i.d. Gaussian 3x3 filters: 12 neighbour pairs * E|X - Y| = 12 * 2 / sqrt(pi)
 # over 9 * E|X| = 9 * sqrt(2 / pi).
@@ -137,21 +138,11 @@ class FilterSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
                 function(kernel)
 
 
-def _tiny_model():
-    inputs = keras.Input((10, 10, 2))
-    x = keras.layers.Conv2D(4, 3, name="conv_a")(inputs)
-    x = keras.layers.Conv2D(5, 1, name="conv_1x1")(x)
-    x = keras.layers.Conv2D(3, 3, padding="same", name="conv_b")(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    outputs = keras.layers.Dense(7, name="logits")(x)
-    return keras.Model(inputs, outputs)
-
-
 class ModelSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
 
     def test_rows_in_order_and_json_serializable(self):
         keras.utils.set_random_seed(4)
-        model = _tiny_model()
+        model = tiny_model()
         rows = smoothness.model_smoothness(model)
         self.assertEqual([row["layer"] for row in rows], ["conv_a", "conv_b"])
         self.assertEqual([row["index"] for row in rows], [1, 2])
@@ -178,30 +169,6 @@ class ModelSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
         tf.train.Checkpoint(model=model).save(os.path.join(directory, "ckpt"))
         self.assertEqual(smoothness.model_smoothness(directory), expected)
 
-    def test_conv_kernels_are_numpy_copies(self):
-        model = _tiny_model()
-        kernels = smoothness.conv_kernels(model)
-        self.assertEqual([name for name, _ in kernels], ["conv_a", "conv_b"])
-        name, kernel = kernels[0]
-        self.assertIsInstance(kernel, np.ndarray)
-        self.assertAllEqual(kernel, model.get_layer(name).kernel)
-        kernel[...] = 0.0
-        self.assertNotAllClose(kernel, model.get_layer(name).kernel)
-
-    def test_nested_models_and_other_spatial_kernels(self):
-        inner = keras.Sequential(
-            [keras.Input((8, 8, 3)), keras.layers.Conv2D(3, 3, padding="same", name="inner_conv"),
-             keras.layers.DepthwiseConv2D(3, padding="same", name="inner_depthwise")],
-            name="inner")
-        inputs = keras.Input((8, 8, 3))
-        x = keras.layers.Conv2D(3, (1, 3), padding="same", name="outer_1x3")(inputs)
-        x = inner(x)
-        x = inner(x)  # shared: listed once
-        x = keras.layers.Conv2DTranspose(2, 2, name="outer_transpose")(x)
-        model = keras.Model(inputs, x)
-        names = [name for name, _ in smoothness.conv_kernels(model)]
-        self.assertEqual(names, ["outer_1x3", "inner_conv", "inner_depthwise", "outer_transpose"])
-
     def test_unbuilt_model(self):
         model = keras.Sequential([keras.layers.Conv2D(2, 3)])
         with self.assertRaisesRegex(ValueError, "not built"):
@@ -213,12 +180,8 @@ class ModelSmoothnessTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "`rows` is empty"):
             smoothness.mean_smoothness([])
 
-    def test_not_a_model(self):
-        with self.assertRaisesRegex(ValueError, "`model` must be a Keras model"):
-            smoothness.conv_kernels(np.ones([3, 3, 1, 1]))
-
     def test_zero_kernel_in_model(self):
-        model = _tiny_model()
+        model = tiny_model()
         model.get_layer("conv_b").kernel.assign(np.zeros([3, 3, 5, 3]))
         with self.assertRaisesRegex(ValueError, "all zeros"):
             smoothness.model_smoothness(model)

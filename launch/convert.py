@@ -1,8 +1,8 @@
 """Converts MNIST-layout IDX files or the CIFAR-10 binary release into TFRecord shards.
 
-    python -m pipelines.convert --source=idx --dataset=fashion_mnist \\
+    python -m launch.convert --source=idx --dataset=fashion_mnist \\
         --input_dir=/usr/share/datasets/fashion-mnist --output_dir=/data/fmnist --num_shards=4
-    python -m pipelines.convert --source=cifar10_binary --input_dir=/data/cifar-10-batches-bin \\
+    python -m launch.convert --source=cifar10_binary --input_dir=/data/cifar-10-batches-bin \\
         --output_dir=/data/cifar10 --num_shards=8
 
 Both splits are written, as `{output_dir}/train-XXXXX-of-YYYYY` and `{output_dir}/test-...`, in

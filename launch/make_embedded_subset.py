@@ -3,7 +3,7 @@
 One-off maintenance tool. From the repository root:
 
     apt-get install -y dataset-fashion-mnist
-    python3 -m pipelines.make_embedded_subset \
+    python3 -m launch.make_embedded_subset \
         --source_dir /usr/share/datasets/fashion-mnist \
         --output_dir pipelines/data/fashion_mnist_small
 
