@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
+from launch import convert
 from pipelines import cifar10
-from pipelines import convert
 from pipelines import core
 from pipelines import order
 from pipelines import tfrecord

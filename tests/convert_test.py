@@ -15,8 +15,8 @@ import tensorflow as tf
 from absl import flags
 from absl.testing import parameterized
 
+from launch import convert
 from pipelines import cifar10
-from pipelines import convert
 from pipelines import idx
 from pipelines import tfrecord
 

@@ -22,10 +22,10 @@ import numpy as np
 import tensorflow as tf
 
 from bench import pipelines as bench_pipelines
+from launch import convert
 from launch import data_lib
 from launch import train_lib
 from pipelines import cifar10
-from pipelines import convert
 from pipelines import idx
 from pipelines import imagenet
 from pipelines import order
