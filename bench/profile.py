@@ -6,7 +6,7 @@ the default points: 59 and 42) it measures:
 
   memory   `deform_tf.profile.profile(model, images, deform_fn)` with the default chunking, in a
            fresh subprocess per workload, which reports its peak resident memory
-           (`resource.getrusage(RUSAGE_SELF).ru_maxrss`), the same after building the model and
+           (VmHWM of /proc/self/status), the same after building the model and
            the images (baseline), and the chunk size. A second subprocess forwards the 3N images
            through the classifier in the same chunks (the memory any evaluation needs).
            Target: ResNet50 at most 8 GiB.
@@ -22,7 +22,6 @@ import argparse
 import dataclasses
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -102,7 +101,18 @@ def _forward_3n(model, images, chunk):
 
 
 def _peak_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    """Peak resident memory of this process since it started, in MiB.
+
+    VmHWM of /proc/self/status: the high-water mark of this program's own address space. Not
+    `ru_maxrss`, which Linux carries over `exec` from the parent (the subprocesses of a
+    benchmark that had already grown reported the parent's peak).
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    raise RuntimeError("/proc/self/status has no VmHWM line: bench.profile measures memory on "
+                       "Linux only (use --no_memory).")
 
 
 def child_memory(w, what):
