@@ -1,4 +1,4 @@
-"""Judges the paper's five findings on a results dict and writes report.md.
+"""Judges the paper's five findings on a study's results (`launch.study.report` writes them).
 
 The findings and their criteria are described in docs/method.md#findings. Each finding is
 reduced to one or more *effects*: numbers that are positive when the run shows what the paper
@@ -14,10 +14,8 @@ say "not measured"; with a single seed there is no SE and the finding is undecid
 """
 
 import dataclasses
-import os
 
 import numpy as np
-import tensorflow as tf
 
 POOLED = ("max_pool", "avg_pool")
 NOT_POOLED = ("subsample", "strided", "strided_relu")
@@ -92,7 +90,7 @@ def _not_measured(statement, why):
 
 
 def _seed_ids(seeds, count):
-    """The seed numbers of a [seed] axis (`seeds` as recorded by launch.results, else 0..n-1)."""
+    """The seed numbers of a [seed] axis (`seeds` as recorded by launch.study.results, else 0..n-1)."""
     return list(seeds) if seeds is not None else list(range(count))
 
 
@@ -112,7 +110,8 @@ def paired_effect(name, larger, smaller):
     return mean_effect(name, [larger[s] - smaller[s] for s in seeds])
 
 
-def _mean_std(values):
+def mean_std_text(values):
+    """The text "mean ± std" of values (sample std, 0 for one value), three decimals."""
     values = np.asarray(values, np.float64)
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
 
@@ -162,7 +161,7 @@ def finding_1(results):
         "deformations), exceeds 2 SE",
         effects,
         "last-layer cosine sensitivity at init (mean ± std over seeds): "
-        + ", ".join(f"{v} {_mean_std(list(init[v].values()))}" for v in pooled + other)
+        + ", ".join(f"{v} {mean_std_text(list(init[v].values()))}" for v in pooled + other)
         + f"; smallest gap: {weakest(effects)}")
 
 
@@ -250,7 +249,7 @@ def finding_4(results):
         "exceeds 2 SE",
         [effect],
         "smoothness measure after training (mean over conv layers, mean ± std over seeds): "
-        + ", ".join(f"C={k} {_mean_std([np.mean(x) for x in final[k].values()])}"
+        + ", ".join(f"C={k} {mean_std_text([np.mean(x) for x in final[k].values()])}"
                     for k in keys)
         + f" (init {init:.3f}); {effect}; per conv layer: "
         + ", ".join(f"{m:+.3f} ± {se:.3f}" for m, se in zip(
@@ -297,105 +296,7 @@ def finding_5(results):
 
 FINDINGS = (finding_1, finding_2, finding_3, finding_4, finding_5)
 
-FIGURE_CAPTIONS = {
-    "fig1_examples": "Fig. 1: images and their random TPS deformations.",
-    "fig2_photo": "Fig. 2: how a deformation is built (grid, sources, field, result), photo.",
-    "fig2_digit": "Fig. 2: the same construction on a Fashion-MNIST item.",
-    "fig3": "Fig. 3: per-layer deformation sensitivity at init and after training, per "
-            "downsampling variant (mean ± 2 std over seeds).",
-    "fig4": "Fig. 4: sensitivity at init for Gaussian-smoothed initial filters (sigma sweep).",
-    "fig5": "Fig. 5: synthetic task samples for C = 1..4 and trained filter smoothness per C.",
-    "fig6": "Fig. 6: filter smoothness after training per variant, real and random labels.",
-    "fig7": "Fig. 7: sensitivity after training on random labels per variant.",
-    "sensitivity_across_training": "Beyond the paper: sensitivity at every measurement step.",
-    "relative_stability": "Beyond the paper: Petrini et al.'s relative stability R_f per layer.",
-}
-
 
 def judge(results):
     """The five findings: statement, verdict, criterion, measured text, effects, headline."""
     return [dict(number=i + 1, **f(results)) for i, f in enumerate(FINDINGS)]
-
-
-def summary(finding):
-    """One line for a table: the verdict and the weakest effect behind it."""
-    if finding["headline"] is None:
-        return finding["verdict"]
-    return f"{finding['verdict']}: {finding['headline']}"
-
-
-def write_report(results, figures, directory, notes=()):
-    """Writes directory/report.md showing `figures` (file stems -> PNG names) and findings."""
-    findings = judge(results)
-    lines = [f"# Reproduction report: {results['title']}", ""]
-    lines += [f"- {note}" for note in notes]
-    lines += ["", "## Findings of the paper (docs/method.md#findings in the repository)", "",
-              "A finding agrees when each of its effects (positive = as the paper found) "
-              "exceeds twice its standard error (SE) over seeds; the table gives the weakest "
-              "effect.", "",
-              "| # | finding | verdict | weakest effect: mean ± SE (seeds) |",
-              "| --- | --- | --- | --- |"]
-    for f in findings:
-        headline = str(f["headline"]) if f["headline"] else "-"
-        lines.append(f"| {f['number']} | {f['statement']} | **{f['verdict']}** | {headline} |")
-    lines.append("")
-    for f in findings:
-        lines += [f"### Finding {f['number']}: {f['verdict']}", "", f["statement"], ""]
-        if "criterion" in f:
-            lines.append(f"Criterion: {f['criterion']}.")
-            lines.append("")
-        lines += [f"Measured: {f['measured']}.", ""]
-    accuracy = {f"{g}/{v}": e["accuracy"]
-                for g, entries in results.get("training", {}).items()
-                for v, e in entries.items()}
-    if accuracy:
-        lines += ["## Test accuracy after training (mean ± std over seeds)", "",
-                  "| run | accuracy |", "| --- | --- |"]
-        lines += [f"| {k} | {_mean_std(v)} |" for k, v in accuracy.items()]
-        lines.append("")
-    lines += ["## Figures", ""]
-    for stem, filename in figures.items():
-        lines += [f"### {FIGURE_CAPTIONS.get(stem, stem)}", "", f"![{stem}]({filename})", ""]
-    with tf.io.gfile.GFile(os.path.join(directory, "report.md"), "w") as f:
-        f.write("\n".join(lines))
-    return findings
-
-
-def synthetic_samples(strengths, data_dir=None, per_row=6, seed=0):
-    """Fig. 5a: deformed prototypes of the synthetic task, {C: [per_row, 32, 32] in [0, 1]}."""
-    from deform_tf import tps  # pylint: disable=g-import-not-at-top
-    from pipelines import mnist  # pylint: disable=g-import-not-at-top
-    prototypes, _ = mnist.prototypes("fashion_mnist", data_dir)
-    chosen = prototypes[np.arange(per_row) % len(prototypes)]
-    samples = {}
-    for c in strengths:
-        deformed = tps.random_tps_deformation(chosen, 3, float(c), [seed, int(c * 1000)])
-        samples[c] = np.clip(deformed.numpy()[..., 0], 0.0, 1.0)
-    return samples
-
-
-def make_figures_and_report(results, directory, notes=(), data_dir=None):
-    """Writes results.json, the CSV tables, every figure it has data for and report.md.
-
-    Fig. 1/2 (`fig1_examples.png`, `fig2_*.png`) are drawn by `launch.deformation_figures`;
-    they are shown if present in `directory/figures`. Returns the findings.
-    """
-    import json  # pylint: disable=g-import-not-at-top
-    from deform_tf.figures import paper  # pylint: disable=g-import-not-at-top
-    from launch import results as results_lib  # pylint: disable=g-import-not-at-top
-    figures_dir = os.path.join(directory, "figures")
-    tf.io.gfile.makedirs(figures_dir)
-    with tf.io.gfile.GFile(os.path.join(directory, "results.json"), "w") as f:
-        json.dump(results, f)
-    results_lib.write_tables(results, os.path.join(directory, "tables"))
-    written, skipped = paper.render_all(results, figures_dir)
-    if "synthetic" in results:
-        samples = synthetic_samples(results["synthetic"]["strengths"], data_dir)
-        paper.save(paper.plot_fig5(results, sample_images=samples),
-                   os.path.join(figures_dir, "fig5.png"))
-    figures = {}
-    for stem in ("fig1_examples", "fig2_photo", "fig2_digit", *paper.FIGURES):
-        if tf.io.gfile.exists(os.path.join(figures_dir, f"{stem}.png")):
-            figures[stem] = f"figures/{stem}.png"
-    notes = list(notes) + [f"{name}: not drawn ({reason})" for name, reason in skipped.items()]
-    return write_report(results, figures, directory, notes)

@@ -1,4 +1,4 @@
-"""Tests of the paper's result figures (`deform_tf.figures.paper`, Fig. 3-7 and two extras).
+"""Tests of the paper's result figures (`launch.study.figures`, Fig. 3-7 and two extras).
 
 The figures are drawn from a synthetic results dict with the schema of the aggregated results
 (plain lists, as loaded from JSON). Each must return a Figure with the expected axes and lines
@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
-from deform_tf.figures import paper
+from launch.study import figures as study_figures
 
 VARIANTS = ("subsample", "max_pool", "avg_pool", "strided", "strided_relu")
 CONV_LAYERS = [f"block{i}_conv{j}" for i in range(1, 5) for j in (1, 2)]
@@ -139,7 +139,7 @@ class MeanAndBandTest(tf.test.TestCase):
 
     def test_hand_computed(self):
         values = [[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]]
-        mean, lower, upper = paper.mean_and_band(values)
+        mean, lower, upper = study_figures.mean_and_band(values)
         # Column 0: mean 3, deviations -2, 0, 2 -> sample variance 8 / 2 = 4, std 2.
         # Column 1: mean 5, deviations -3, -1, 4 -> sample variance 26 / 2 = 13.
         self.assertAllClose(mean, [3.0, 5.0])
@@ -147,33 +147,33 @@ class MeanAndBandTest(tf.test.TestCase):
         self.assertAllClose(upper, [3.0 + 4.0, 5.0 + 2 * np.sqrt(13.0)])
 
     def test_two_seeds_uses_sample_std(self):
-        mean, lower, upper = paper.mean_and_band([[0.0], [2.0]])
+        mean, lower, upper = study_figures.mean_and_band([[0.0], [2.0]])
         # Sample std of {0, 2} is sqrt(2) (ddof=1), not 1.
         self.assertAllClose(mean, [1.0])
         self.assertAllClose(upper - mean, [2 * np.sqrt(2.0)])
         self.assertAllClose(mean - lower, [2 * np.sqrt(2.0)])
 
     def test_one_seed_has_no_spread(self):
-        mean, lower, upper = paper.mean_and_band([[0.3, 0.7, 0.1]])
+        mean, lower, upper = study_figures.mean_and_band([[0.3, 0.7, 0.1]])
         self.assertAllClose(mean, [0.3, 0.7, 0.1])
         self.assertAllEqual(lower, mean)
         self.assertAllEqual(upper, mean)
 
     def test_geometric_band(self):
-        mean, lower, upper = paper.mean_and_band([[1.0], [4.0]], log=True)
+        mean, lower, upper = study_figures.mean_and_band([[1.0], [4.0]], log=True)
         # log values 0 and ln 4: mean ln 2, sample std sqrt(2) ln 2.
         self.assertAllClose(mean, [2.0])
         self.assertAllClose(upper, [2.0 * 2.0 ** (2 * np.sqrt(2.0))])
         self.assertAllClose(lower, [2.0 * 2.0 ** (-2 * np.sqrt(2.0))])
 
     def test_three_dimensional_input_reduces_the_seed_axis(self):
-        mean, _, _ = paper.mean_and_band(np.arange(24.0).reshape(2, 3, 4))
+        mean, _, _ = study_figures.mean_and_band(np.arange(24.0).reshape(2, 3, 4))
         self.assertEqual(mean.shape, (3, 4))
         self.assertAllClose(mean, np.arange(24.0).reshape(2, 3, 4).mean(0))
 
     def test_no_seed_is_an_error(self):
         with self.assertRaisesRegex(ValueError, "at least one seed"):
-            paper.mean_and_band([])
+            study_figures.mean_and_band([])
 
 
 class FigureTest(parameterized.TestCase, tf.test.TestCase):
@@ -190,15 +190,15 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(lines, count)
         self.assertLen(bands(ax), count if seeds > 1 else 0)
         # Legend order and colours: pooled (warm) first, each variant its own colour.
-        expected = [v for v in paper.VARIANT_ORDER if v in VARIANTS][:count]
+        expected = [v for v in study_figures.VARIANT_ORDER if v in VARIANTS][:count]
         for line, variant in zip(lines, expected):
             self.assertEqual(matplotlib.colors.to_hex(line.get_color()),
-                             paper.VARIANT_COLORS[variant].lower())
-            self.assertStartsWith(line.get_label(), paper.VARIANT_LABELS[variant])
+                             study_figures.VARIANT_COLORS[variant].lower())
+            self.assertStartsWith(line.get_label(), study_figures.VARIANT_LABELS[variant])
 
     @parameterized.parameters(("cosine",), ("euclidean",))
     def test_fig3(self, distance):
-        figure = paper.plot_fig3(self.results, distance=distance)
+        figure = study_figures.plot_fig3(self.results, distance=distance)
         self.assertIsInstance(figure, Figure)
         self.assertLen(figure.axes, 2)
         for ax, step in zip(figure.axes, (0, -1)):
@@ -223,21 +223,21 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertStartsWith(labels[3], "down1")
 
     def test_fig3_one_seed_has_no_bands(self):
-        figure = paper.plot_fig3(self.one_seed)
+        figure = study_figures.plot_fig3(self.one_seed)
         for ax in figure.axes:
             self.assert_variant_lines(ax, 5, seeds=1)
 
     def test_fig3_index_ticks_without_names(self):
-        figure = paper.plot_fig3(self.results, layer_names=False)
+        figure = study_figures.plot_fig3(self.results, layer_names=False)
         labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
         self.assertEqual(labels, [str(k) for k in range(13)])
 
     def test_fig3_rejects_unknown_distance(self):
         with self.assertRaisesRegex(ValueError, "distance"):
-            paper.plot_fig3(self.results, distance="l1")
+            study_figures.plot_fig3(self.results, distance="l1")
 
     def test_fig4_darker_for_larger_sigma(self):
-        figure = paper.plot_fig4(self.results)
+        figure = study_figures.plot_fig4(self.results)
         self.assertLen(figure.axes, 1)
         lines = data_lines(figure.axes[0])
         self.assertLen(lines, 4)
@@ -252,7 +252,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertIn("smoother filters", figure.axes[0].get_title(loc="left"))
 
     def test_fig5_without_and_with_samples(self):
-        figure = paper.plot_fig5(self.results)
+        figure = study_figures.plot_fig5(self.results)
         self.assertLen(figure.axes, 1)
         ax = figure.axes[0]
         self.assertLen(data_lines(ax), 4)
@@ -270,17 +270,17 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         rng = np.random.default_rng(1)
         samples = {1: rng.uniform(size=(3, 32, 32)), 2: rng.uniform(size=(3, 32, 32, 1)),
                    3: rng.uniform(size=(2, 32, 32)), 4: rng.uniform(size=(3, 32, 32))}
-        figure = paper.plot_fig5(self.results, sample_images=samples)
+        figure = study_figures.plot_fig5(self.results, sample_images=samples)
         self.assertLen(figure.axes, 4 * 3 + 1)
         self.assertLen([ax for ax in figure.axes if ax.images], 3 + 3 + 2 + 3)
         self.assertLen(layer_axes(figure)[-1].get_lines(), 5)
 
     def test_fig5_rejects_bad_sample_shape(self):
         with self.assertRaisesRegex(ValueError, "sample_images"):
-            paper.plot_fig5(self.results, sample_images={1: np.zeros((2, 3, 4, 5))})
+            study_figures.plot_fig5(self.results, sample_images={1: np.zeros((2, 3, 4, 5))})
 
     def test_fig6_real_and_random(self):
-        figure = paper.plot_fig6(self.results)
+        figure = study_figures.plot_fig6(self.results)
         self.assertLen(figure.axes, 2)
         for ax, kind in zip(figure.axes, ("real", "random")):
             self.assert_variant_lines(ax, 5, seeds=3)
@@ -290,7 +290,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
             self.assertIn(f"{kind} labels", ax.get_title(loc="left"))
             # Each variant's line is its smoothness at the LAST step (not at init), per conv.
-            for line, variant in zip(data_lines(ax), paper.VARIANT_ORDER):
+            for line, variant in zip(data_lines(ax), study_figures.VARIANT_ORDER):
                 values = np.asarray(self.results["training"][kind][variant]["smoothness"])
                 self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
                 self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
@@ -298,20 +298,20 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(figure.axes[0].get_title(loc="left")[:3], "(a)")
 
     def test_fig7(self):
-        figure = paper.plot_fig7(self.results)
+        figure = study_figures.plot_fig7(self.results)
         self.assertLen(figure.axes, 1)
         self.assert_variant_lines(figure.axes[0], 5, seeds=3)
         values = np.asarray(
             self.results["training"]["random"]["avg_pool"]["sensitivity"]["cosine"])
         self.assertAllClose(data_lines(figure.axes[0])[1].get_ydata(), values[:, -1].mean(0))
-        for line, variant in zip(data_lines(figure.axes[0]), paper.VARIANT_ORDER):
+        for line, variant in zip(data_lines(figure.axes[0]), study_figures.VARIANT_ORDER):
             values = np.asarray(
                 self.results["training"]["random"][variant]["sensitivity"]["cosine"])
             self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
             self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
 
     def test_sensitivity_across_training(self):
-        figure = paper.plot_sensitivity_across_training(self.results)
+        figure = study_figures.plot_sensitivity_across_training(self.results)
         self.assertLen(figure.axes, 5)
         for ax in figure.axes:
             lines = data_lines(ax)
@@ -319,17 +319,17 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertLen(bands(ax), 2)  # First and last step only.
             self.assertEqual([line.get_label() for line in lines],
                              ["step 0", "step 50", "step 100"])
-        for ax, variant in zip(figure.axes, paper.VARIANT_ORDER):
+        for ax, variant in zip(figure.axes, study_figures.VARIANT_ORDER):
             values = np.asarray(self.results["training"]["real"][variant]["sensitivity"]["cosine"])
             for step, line in enumerate(data_lines(ax)):
                 self.assertAllClose(line.get_ydata(), values[:, step].mean(0))
             luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()),
                                 [0.299, 0.587, 0.114]) for line in lines]
             self.assertAllEqual(np.diff(luminance) < 0, [True, True])
-        self.assertEqual(figure.axes[0].get_title(), paper.VARIANT_LABELS["max_pool"])
+        self.assertEqual(figure.axes[0].get_title(), study_figures.VARIANT_LABELS["max_pool"])
 
     def test_relative_stability(self):
-        figure = paper.plot_relative_stability(self.results)
+        figure = study_figures.plot_relative_stability(self.results)
         self.assertLen(figure.axes, 2)
         for ax, step in zip(figure.axes, (0, -1)):
             self.assertEqual(ax.get_yscale(), "log")
@@ -340,11 +340,11 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
                                 ["relative_stability"])[:, step]
             self.assertAllClose(data_lines(ax)[0].get_ydata(), np.exp(np.log(values).mean(0)))
 
-    @parameterized.parameters(sorted(paper.FIGURES))
+    @parameterized.parameters(sorted(study_figures.FIGURES))
     def test_saves_a_readable_png(self, name):
-        figure = paper.FIGURES[name](self.results)
+        figure = study_figures.FIGURES[name](self.results)
         path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "sub", f"{name}.png")
-        self.assertEqual(paper.save(figure, path), path)
+        self.assertEqual(study_figures.save(figure, path), path)
         with open(path, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         pixels = mpimg.imread(path)
@@ -354,14 +354,14 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLess(pixels.min(), 0.5)  # Something is drawn.
 
     def test_registry(self):
-        self.assertEqual(set(paper.FIGURES), {
+        self.assertEqual(set(study_figures.FIGURES), {
             "fig3", "fig4", "fig5", "fig6", "fig7", "sensitivity_across_training",
             "relative_stability"})
 
     def test_variant_colours_warm_for_pooled_cool_for_the_rest(self):
-        for variant, color in paper.VARIANT_COLORS.items():
+        for variant, color in study_figures.VARIANT_COLORS.items():
             hue = matplotlib.colors.rgb_to_hsv(matplotlib.colors.to_rgb(color))[0] * 360
-            if variant in paper.POOLED:
+            if variant in study_figures.POOLED:
                 self.assertLess(hue, 60, variant)
             else:
                 self.assertTrue(150 <= hue <= 290, (variant, hue))
@@ -379,7 +379,7 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
     )
     def test_missing_section(self, kwargs, failing, message):
         results = fake_results(**kwargs)
-        for name, function in paper.FIGURES.items():
+        for name, function in study_figures.FIGURES.items():
             if name in failing:
                 with self.assertRaisesRegex(ValueError, message):
                     function(results)
@@ -389,7 +389,7 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
     def test_render_all_skips_figures_without_data(self):
         results = fake_results(kinds=("real",), synthetic=False)
         directory = os.path.join(self.get_temp_dir(), "render_all")
-        written, skipped = paper.render_all(results, directory, names=["fig4", "fig5", "fig7"])
+        written, skipped = study_figures.render_all(results, directory, names=["fig4", "fig5", "fig7"])
         self.assertEqual(written, [os.path.join(directory, "fig4.png")])
         self.assertEqual(sorted(skipped), ["fig5", "fig7"])
         self.assertIn("R['synthetic']", skipped["fig5"])
@@ -401,12 +401,12 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
         for name in ("fig3", "fig6", "fig7", "sensitivity_across_training",
                      "relative_stability"):
             with self.assertRaisesRegex(ValueError, "training"):
-                paper.FIGURES[name](results)
-        self.assertIsInstance(paper.plot_fig4(results), Figure)
-        self.assertIsInstance(paper.plot_fig5(results), Figure)
+                study_figures.FIGURES[name](results)
+        self.assertIsInstance(study_figures.plot_fig4(results), Figure)
+        self.assertIsInstance(study_figures.plot_fig5(results), Figure)
 
     def test_fig6_real_only_has_one_panel(self):
-        figure = paper.plot_fig6(fake_results(kinds=("real",)))
+        figure = study_figures.plot_fig6(fake_results(kinds=("real",)))
         self.assertLen(figure.axes, 1)
         self.assertLen(data_lines(figure.axes[0]), 5)
 
@@ -420,34 +420,34 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
         results["smooth_init"]["sensitivity"] = {
             f"{float(k)}": v for k, v in results["smooth_init"]["sensitivity"].items()}
         del results["title"]
-        self.assertLen(data_lines(paper.plot_fig3(results).axes[0]), 2)
-        self.assertLen(data_lines(paper.plot_fig3(results, "euclidean").axes[0]), 1)
-        self.assertLen(data_lines(paper.plot_fig4(results).axes[0]), 3)  # "1.0" matches 1.
-        self.assertLen(data_lines(paper.plot_fig5(results).axes[0]), 3)
-        self.assertLen(data_lines(paper.plot_relative_stability(results).axes[1]), 1)
-        self.assertLen(paper.plot_sensitivity_across_training(results).axes, 2)
-        self.assertLen(paper.plot_sensitivity_across_training(results, "euclidean").axes, 1)
+        self.assertLen(data_lines(study_figures.plot_fig3(results).axes[0]), 2)
+        self.assertLen(data_lines(study_figures.plot_fig3(results, "euclidean").axes[0]), 1)
+        self.assertLen(data_lines(study_figures.plot_fig4(results).axes[0]), 3)  # "1.0" matches 1.
+        self.assertLen(data_lines(study_figures.plot_fig5(results).axes[0]), 3)
+        self.assertLen(data_lines(study_figures.plot_relative_stability(results).axes[1]), 1)
+        self.assertLen(study_figures.plot_sensitivity_across_training(results).axes, 2)
+        self.assertLen(study_figures.plot_sensitivity_across_training(results, "euclidean").axes, 1)
 
     def test_no_data_in_a_section_is_an_error(self):
         results = fake_results()
         results["synthetic"]["smoothness_final"] = {}
         with self.assertRaisesRegex(ValueError, "smoothness_final"):
-            paper.plot_fig5(results)
+            study_figures.plot_fig5(results)
         for variant in results["training"]["real"].values():
             del variant["relative_stability"]
         with self.assertRaisesRegex(ValueError, "relative stability"):
-            paper.plot_relative_stability(results)
+            study_figures.plot_relative_stability(results)
 
     def test_ragged_lists_are_an_error(self):
         results = fake_results()
         results["training"]["real"]["max_pool"]["sensitivity"]["cosine"][1][0].pop()
         with self.assertRaisesRegex(ValueError, "rectangular"):
-            paper.plot_fig3(results)
+            study_figures.plot_fig3(results)
 
     def test_input_is_not_modified(self):
         results = fake_results()
         before = copy.deepcopy(results)
-        for function in paper.FIGURES.values():
+        for function in study_figures.FIGURES.values():
             function(results)
         self.assertEqual(results, before)
 
