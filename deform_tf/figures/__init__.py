@@ -6,5 +6,5 @@ Library code: every function takes numpy arrays (or small containers of them) an
 `matplotlib.figure.Figure`; nothing here calls `pyplot`, `show()` or `print`. Figures are built
 directly on the non-interactive Agg canvas (`FigureCanvasAgg`), so importing this package never
 changes the user's matplotlib backend and works on headless machines; save them with
-`fig.savefig(path)`.
+`fig.savefig(path)`. Every figure starts as `canvas.new_figure(figsize)`.
 """
