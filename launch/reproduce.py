@@ -92,8 +92,8 @@ def main(argv):
     results = results_lib.collect(runs, root, profile.title)
     findings = report.make_figures_and_report(
         results, root, notes=[f"Runs: {len(runs)} ({profile.title})."], data_dir=FLAGS.data_dir)
-    for f in findings:
-        logging.info("Finding %d: %s", f["number"], f["verdict"])
+    for finding in findings:
+        logging.info("Finding %d: %s", finding.number, finding.verdict)
     logging.info("Wrote %s", os.path.join(root, "report.md"))
 
 

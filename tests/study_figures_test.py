@@ -1,7 +1,7 @@
 """Tests of the paper's result figures (`launch.study.figures`, Fig. 3-7 and two extras).
 
-The figures are drawn from a synthetic results dict with the schema of the aggregated results
-(plain lists, as loaded from JSON). Each must return a Figure with the expected axes and lines
+The figures are drawn from synthetic study results, built as the JSON object of a results.json
+and read with `StudyResults.from_json`. Each must return a Figure with the expected axes and lines
 (one per condition, the mean over seeds, with a +-2 std band only with 2 or more seeds), keep the
 colour of each downsampling variant, save to a readable PNG, skip missing conditions and raise a
 ValueError naming a missing section.
@@ -21,6 +21,8 @@ import numpy as np
 import tensorflow as tf
 
 from launch.study import figures as study_figures
+from launch.study import grid as grid_lib
+from launch.study import results as results_lib
 
 VARIANTS = ("subsample", "max_pool", "avg_pool", "strided", "strided_relu")
 CONV_LAYERS = [f"block{i}_conv{j}" for i in range(1, 5) for j in (1, 2)]
@@ -34,9 +36,14 @@ def layer_names(variant):
     return names
 
 
-def fake_results(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", "random"),
-                 smooth_init=True, synthetic=True, rng_seed=0):
-    """A results dict shaped like the aggregated study, with the paper's trends built in.
+def fake_results(**kwargs):
+    """`fake_results_json(**kwargs)` as StudyResults, read from its JSON text."""
+    return results_lib.StudyResults.from_json(json.loads(json.dumps(fake_results_json(**kwargs))))
+
+
+def fake_results_json(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", "random"),
+                      smooth_init=True, synthetic=True, rng_seed=0):
+    """The JSON object of study results, with the paper's trends built in.
 
     At init, sensitivity grows with depth, less for pooled variants (finding 1); training pulls
     every variant to the same pattern (finding 2); larger sigma lowers sensitivity (3); larger C
@@ -72,6 +79,7 @@ def fake_results(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", 
             smooth = smooth_start[None] * (1 - t) + smooth_final[None] * t
             relative = np.exp(np.log(cosine) + 1.2 - 2.0 * depth[None])
             section[variant] = {
+                "seeds": list(range(seeds)),
                 "layers": layer_names(variant),
                 "conv_layers": CONV_LAYERS,
                 "steps": list(steps),
@@ -87,7 +95,8 @@ def fake_results(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", 
     if smooth_init:
         sigmas = [0, 0.5, 1, 2]
         results["smooth_init"] = {
-            "sigmas": sigmas, "layers": layer_names("max_pool"), "variant": "max_pool",
+            "sigmas": sigmas, "layers": layer_names("max_pool"),
+            "seeds": {str(s): list(range(seeds)) for s in sigmas},
             "sensitivity": {
                 str(s): noisy((0.25 + 0.35 * depth) / (1 + 0.8 * s)).tolist() for s in sigmas},
             "smoothness": {str(s): noisy(np.full(8, 1.857 / (1 + 0.6 * s)), 0.01).tolist()
@@ -97,6 +106,7 @@ def fake_results(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", 
         strengths = [1, 2, 3, 4]
         results["synthetic"] = {
             "strengths": strengths, "conv_layers": CONV_LAYERS,
+            "seeds": {str(c): list(range(seeds)) for c in strengths},
             "smoothness_init": {str(c): noisy(np.full(8, 1.857), 0.01).tolist()
                                 for c in strengths},
             "smoothness_final": {str(c): noisy(1.8 - 0.06 * c - 0.05 * c * conv_depth,
@@ -181,9 +191,8 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        # Through JSON, as the aggregated results are stored.
-        cls.results = json.loads(json.dumps(fake_results()))
-        cls.one_seed = json.loads(json.dumps(fake_results(seeds=1)))
+        cls.results = fake_results()
+        cls.one_seed = fake_results(seeds=1)
 
     def assert_variant_lines(self, ax, count, seeds):
         lines = data_lines(ax)
@@ -206,7 +215,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertEmpty(reference_lines(ax))
             # The max_pool line is the mean over seeds at that step.
             values = np.asarray(
-                self.results["training"]["real"]["max_pool"]["sensitivity"][distance])
+                self.results.training["real"]["max_pool"].sensitivity[distance])
             self.assertAllClose(data_lines(ax)[0].get_ydata(), values[:, step, :].mean(0))
             self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(13))
             # Its band spans mean +- 2 sample std over seeds at every layer.
@@ -243,9 +252,11 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(lines, 4)
         self.assertLen(bands(figure.axes[0]), 4)
         self.assertIn("\u03c3 = 0.5", lines[1].get_label())
+        smoothness = np.mean(self.results.smooth_init.smoothness["0.5"])
+        self.assertIn(f"(smoothness {smoothness:.2f})", lines[1].get_label())
         for line, sigma in zip(lines, ("0", "0.5", "1", "2")):
             self.assertAllClose(line.get_ydata(), np.mean(
-                self.results["smooth_init"]["sensitivity"][sigma], axis=0))
+                self.results.smooth_init.sensitivity[sigma], axis=0))
         luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()), [0.299, 0.587, 0.114])
                      for line in lines]
         self.assertAllEqual(np.diff(luminance) < 0, [True] * 3)
@@ -258,14 +269,16 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(data_lines(ax), 4)
         (init_line,) = reference_lines(ax)
         init = np.concatenate([np.ravel(v) for v in
-                               self.results["synthetic"]["smoothness_init"].values()])
+                               self.results.synthetic.smoothness_init.values()])
         self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
         self.assertEqual(matplotlib.colors.to_hex(init_line.get_color()), "#000000")
         self.assertEqual(init_line.get_label().split(" ")[:2], ["init", "mean"])
         self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(1, 9))
         for line, c in zip(data_lines(ax), ("1", "2", "3", "4")):
             self.assertAllClose(line.get_ydata(), np.mean(
-                self.results["synthetic"]["smoothness_final"][c], axis=0))
+                self.results.synthetic.smoothness_final[c], axis=0))
+            accuracy = np.mean(self.results.synthetic.accuracy[c])
+            self.assertIn(f"(acc {accuracy:.3f})", line.get_label())
 
         rng = np.random.default_rng(1)
         samples = {1: rng.uniform(size=(3, 32, 32)), 2: rng.uniform(size=(3, 32, 32, 1)),
@@ -285,13 +298,13 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         for ax, kind in zip(figure.axes, ("real", "random")):
             self.assert_variant_lines(ax, 5, seeds=3)
             (init_line,) = reference_lines(ax)
-            init = np.concatenate([np.asarray(v["smoothness"])[:, 0, :].ravel()
-                                   for v in self.results["training"][kind].values()])
+            init = np.concatenate([np.asarray(v.smoothness)[:, 0, :].ravel()
+                                   for v in self.results.training[kind].values()])
             self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
             self.assertIn(f"{kind} labels", ax.get_title(loc="left"))
             # Each variant's line is its smoothness at the LAST step (not at init), per conv.
             for line, variant in zip(data_lines(ax), study_figures.VARIANT_ORDER):
-                values = np.asarray(self.results["training"][kind][variant]["smoothness"])
+                values = np.asarray(self.results.training[kind][variant].smoothness)
                 self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
                 self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
                 self.assertAllEqual(line.get_xdata(), np.arange(1, 9))
@@ -302,11 +315,11 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(figure.axes, 1)
         self.assert_variant_lines(figure.axes[0], 5, seeds=3)
         values = np.asarray(
-            self.results["training"]["random"]["avg_pool"]["sensitivity"]["cosine"])
+            self.results.training["random"]["avg_pool"].sensitivity["cosine"])
         self.assertAllClose(data_lines(figure.axes[0])[1].get_ydata(), values[:, -1].mean(0))
         for line, variant in zip(data_lines(figure.axes[0]), study_figures.VARIANT_ORDER):
             values = np.asarray(
-                self.results["training"]["random"][variant]["sensitivity"]["cosine"])
+                self.results.training["random"][variant].sensitivity["cosine"])
             self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
             self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
 
@@ -320,7 +333,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertEqual([line.get_label() for line in lines],
                              ["step 0", "step 50", "step 100"])
         for ax, variant in zip(figure.axes, study_figures.VARIANT_ORDER):
-            values = np.asarray(self.results["training"]["real"][variant]["sensitivity"]["cosine"])
+            values = np.asarray(self.results.training["real"][variant].sensitivity["cosine"])
             for step, line in enumerate(data_lines(ax)):
                 self.assertAllClose(line.get_ydata(), values[:, step].mean(0))
             luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()),
@@ -336,8 +349,8 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assert_variant_lines(ax, 5, seeds=3)
             (one,) = reference_lines(ax)
             self.assertAllClose(one.get_ydata(), [1.0, 1.0])
-            values = np.asarray(self.results["training"]["real"]["max_pool"]
-                                ["relative_stability"])[:, step]
+            values = np.asarray(
+                self.results.training["real"]["max_pool"].relative_stability)[:, step]
             self.assertAllClose(data_lines(ax)[0].get_ydata(), np.exp(np.log(values).mean(0)))
 
     @parameterized.parameters(sorted(study_figures.FIGURES))
@@ -361,7 +374,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
     def test_variant_colours_warm_for_pooled_cool_for_the_rest(self):
         for variant, color in study_figures.VARIANT_COLORS.items():
             hue = matplotlib.colors.rgb_to_hsv(matplotlib.colors.to_rgb(color))[0] * 360
-            if variant in study_figures.POOLED:
+            if variant in grid_lib.POOLED:
                 self.assertLess(hue, 60, variant)
             else:
                 self.assertTrue(150 <= hue <= 290, (variant, hue))
@@ -370,12 +383,12 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
 class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
 
     @parameterized.named_parameters(
-        ("no_random", dict(kinds=("real",)), {"fig7"}, r"\['training'\]\['random'\]"),
-        ("no_synthetic", dict(synthetic=False), {"fig5"}, r"R\['synthetic'\]"),
-        ("no_smooth_init", dict(smooth_init=False), {"fig4"}, r"R\['smooth_init'\]"),
+        ("no_random", dict(kinds=("real",)), {"fig7"}, r"results\.training\['random'\]"),
+        ("no_synthetic", dict(synthetic=False), {"fig5"}, r"results\.synthetic\b"),
+        ("no_smooth_init", dict(smooth_init=False), {"fig4"}, r"results\.smooth_init\b"),
         ("no_real", dict(kinds=("random",)),
          {"fig3", "sensitivity_across_training", "relative_stability"},
-         r"\['training'\]\['real'\]"),
+         r"results\.training\['real'\]"),
     )
     def test_missing_section(self, kwargs, failing, message):
         results = fake_results(**kwargs)
@@ -389,15 +402,17 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
     def test_render_all_skips_figures_without_data(self):
         results = fake_results(kinds=("real",), synthetic=False)
         directory = os.path.join(self.get_temp_dir(), "render_all")
-        written, skipped = study_figures.render_all(results, directory, names=["fig4", "fig5", "fig7"])
+        written, skipped = study_figures.render_all(results, directory,
+                                                    names=["fig4", "fig5", "fig7"])
         self.assertEqual(written, [os.path.join(directory, "fig4.png")])
         self.assertEqual(sorted(skipped), ["fig5", "fig7"])
-        self.assertIn("R['synthetic']", skipped["fig5"])
+        self.assertIn("results.synthetic", skipped["fig5"])
         self.assertEqual(os.listdir(directory), ["fig4.png"])
 
     def test_no_training_at_all(self):
-        results = fake_results()
+        results = fake_results_json()
         del results["training"]
+        results = results_lib.StudyResults.from_json(results)
         for name in ("fig3", "fig6", "fig7", "sensitivity_across_training",
                      "relative_stability"):
             with self.assertRaisesRegex(ValueError, "training"):
@@ -411,36 +426,40 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(data_lines(figure.axes[0]), 5)
 
     def test_missing_conditions_are_skipped(self):
-        results = fake_results(variants=("max_pool", "strided"))
+        results = fake_results_json(variants=("max_pool", "strided"))
         del results["smooth_init"]["sensitivity"]["0.5"]
         del results["synthetic"]["smoothness_final"]["3"]
-        del results["synthetic"]["accuracy"]
-        del results["training"]["real"]["strided"]["relative_stability"]
+        results["synthetic"]["accuracy"] = {}
+        results["training"]["real"]["strided"]["relative_stability"] = []
         results["training"]["real"]["strided"]["sensitivity"]["euclidean"] = []
         results["smooth_init"]["sensitivity"] = {
             f"{float(k)}": v for k, v in results["smooth_init"]["sensitivity"].items()}
-        del results["title"]
+        results["title"] = ""
+        results = results_lib.StudyResults.from_json(results)
         self.assertLen(data_lines(study_figures.plot_fig3(results).axes[0]), 2)
         self.assertLen(data_lines(study_figures.plot_fig3(results, "euclidean").axes[0]), 1)
         self.assertLen(data_lines(study_figures.plot_fig4(results).axes[0]), 3)  # "1.0" matches 1.
         self.assertLen(data_lines(study_figures.plot_fig5(results).axes[0]), 3)
         self.assertLen(data_lines(study_figures.plot_relative_stability(results).axes[1]), 1)
         self.assertLen(study_figures.plot_sensitivity_across_training(results).axes, 2)
-        self.assertLen(study_figures.plot_sensitivity_across_training(results, "euclidean").axes, 1)
+        self.assertLen(
+            study_figures.plot_sensitivity_across_training(results, "euclidean").axes, 1)
 
     def test_no_data_in_a_section_is_an_error(self):
-        results = fake_results()
+        results = fake_results_json()
         results["synthetic"]["smoothness_final"] = {}
         with self.assertRaisesRegex(ValueError, "smoothness_final"):
-            study_figures.plot_fig5(results)
+            study_figures.plot_fig5(results_lib.StudyResults.from_json(results))
         for variant in results["training"]["real"].values():
-            del variant["relative_stability"]
+            variant["relative_stability"] = []
+        results = results_lib.StudyResults.from_json(results)
         with self.assertRaisesRegex(ValueError, "relative stability"):
             study_figures.plot_relative_stability(results)
 
     def test_ragged_lists_are_an_error(self):
-        results = fake_results()
+        results = fake_results_json()
         results["training"]["real"]["max_pool"]["sensitivity"]["cosine"][1][0].pop()
+        results = results_lib.StudyResults.from_json(results)
         with self.assertRaisesRegex(ValueError, "rectangular"):
             study_figures.plot_fig3(results)
 

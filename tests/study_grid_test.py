@@ -22,6 +22,10 @@ def seeds_by_condition(runs, group):
 
 class GridTest(parameterized.TestCase, tf.test.TestCase):
 
+    def test_pooled_and_not_pooled_split_the_variants(self):
+        self.assertEmpty(set(grid_lib.POOLED) & set(grid_lib.NOT_POOLED))
+        self.assertCountEqual(grid_lib.POOLED + grid_lib.NOT_POOLED, models.DOWNSAMPLING)
+
     @parameterized.parameters("quick", "standard", "paper")
     def test_grid_has_what_every_finding_needs(self, name):
         profile = grid_lib.PROFILES[name]

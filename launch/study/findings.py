@@ -9,16 +9,18 @@ agree the smallest effect the run would have detected with 80% probability (2.8 
 sees how large an effect could have gone unseen. Conditions are compared seed by seed: runs with
 the same seed share their data order, measured images and deformations, and their initial
 filters wherever the layers have the same shapes, so each effect is the mean of per-seed
-differences (seeds that only one condition has are left out). Sections whose runs are missing
-say "not measured"; with a single seed there is no SE and the finding is undecided.
+differences (seeds that only one condition has are left out). A finding whose runs are missing
+is "not measured"; with a single seed there is no SE and the finding is undecided. Each
+`finding_<n>(results)` takes a `launch.study.results.StudyResults` and returns a `Finding`.
 """
 
 import dataclasses
+from typing import Optional
 
 import numpy as np
 
-POOLED = ("max_pool", "avg_pool")
-NOT_POOLED = ("subsample", "strided", "strided_relu")
+from launch.study import grid as grid_lib
+
 AGREES, DISAGREES, NOT_MEASURED = "agrees", "does not agree", "not measured"
 UNDECIDED = "undecided (one seed: no standard error)"
 DETECTABLE_SE = 2.8  # 2 SE + 0.84 SE: the effect a 2-SE criterion detects 80% of the time
@@ -64,7 +66,7 @@ def mean_effect(name, values, unit="seeds"):
 
 def weakest(effects):
     """The effect closest to failing its criterion (smallest value / SE)."""
-    return min(effects, key=lambda e: e.z)
+    return min(effects, key=lambda effect: effect.z)
 
 
 def _verdict(effects):
@@ -73,30 +75,50 @@ def _verdict(effects):
     return AGREES if all(e.shown for e in effects) else DISAGREES
 
 
-def _finding(statement, criterion, effects, measured):
-    """The finding's dict: verdict from the effects, headline = the weakest effect."""
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """The verdict of a study's results on one of the paper's five findings.
+
+    Attributes:
+      number: 1-5, as in docs/method.md#findings; `statement` is what the paper found.
+      verdict: AGREES, DISAGREES, UNDECIDED or NOT_MEASURED.
+      criterion: how the verdict follows from the effects; None when not measured.
+      measured: what the run measured (the numbers behind the verdict), or why it is not
+        measured.
+      effects: the Effects the verdict rests on (empty when not measured).
+      headline: the weakest of the effects, None when not measured.
+    """
+
+    number: int
+    verdict: str
+    criterion: Optional[str]
+    measured: str
+    effects: list
+    headline: Optional[Effect]
+
+    @property
+    def statement(self):
+        """What the paper found, `STATEMENTS[number]`."""
+        return STATEMENTS[self.number]
+
+
+def _finding(number, criterion, effects, measured):
+    """Finding `number` judged on its effects: the verdict, headline = the weakest effect."""
     verdict = _verdict(effects)
     headline = weakest(effects)
     if verdict == DISAGREES:
         measured += (f"; at this seed noise an effect of {DETECTABLE_SE * headline.se:.4f} "
                      f"(2.8 SE) in {headline.name} would be detected with 80% probability")
-    return dict(statement=statement, verdict=verdict, criterion=criterion, measured=measured,
-                effects=effects, headline=headline)
+    return Finding(number, verdict, criterion, measured, effects, headline)
 
 
-def _not_measured(statement, why):
-    return dict(statement=statement, verdict=NOT_MEASURED, measured=why, effects=[],
-                headline=None)
-
-
-def _seed_ids(seeds, count):
-    """The seed numbers of a [seed] axis (`seeds` as recorded by launch.study.results, else 0..n-1)."""
-    return list(seeds) if seeds is not None else list(range(count))
+def _not_measured(number, why):
+    return Finding(number, NOT_MEASURED, None, why, [], None)
 
 
 def _by_seed(values, seeds):
-    """{seed: value} of a list along a [seed] axis."""
-    return dict(zip(_seed_ids(seeds, len(values)), values))
+    """{seed: value} of a list along a [seed] axis whose seed numbers are `seeds`."""
+    return dict(zip(seeds, values, strict=True))
 
 
 def _common_seeds(*mappings):
@@ -116,19 +138,19 @@ def mean_std_text(values):
     return f"{np.mean(values):.3f} ± {np.std(values, ddof=1) if len(values) > 1 else 0:.3f}"
 
 
-def _last_layer(entry, step_index):
+def _last_layer(curves, step_index):
     """Per-seed cosine sensitivity of the last measured layer at a measurement step."""
-    return [seed[step_index][-1] for seed in entry["sensitivity"]["cosine"]]
+    return [seed[step_index][-1] for seed in curves.sensitivity["cosine"]]
 
 
-def _mean_smoothness(entry, step_index):
+def _mean_smoothness(curves, step_index):
     """Per-seed smoothness measure averaged over conv layers at a measurement step."""
-    return [float(np.mean(seed[step_index])) for seed in entry["smoothness"]]
+    return [float(np.mean(seed[step_index])) for seed in curves.smoothness]
 
 
-def _spreads(entries, values_of):
-    """{seed: max - min over the variants of values_of(entry)[seed]}, seeds common to all."""
-    per_variant = [_by_seed(values_of(e), e.get("seeds")) for e in entries]
+def _spreads(variants, values_of):
+    """{seed: max - min over the variants' values_of(curves)[seed]}, seeds common to all."""
+    per_variant = [_by_seed(values_of(curves), curves.seeds) for curves in variants]
     return {s: float(np.ptp([v[s] for v in per_variant])) for s in _common_seeds(*per_variant)}
 
 
@@ -145,16 +167,17 @@ STATEMENTS = {
 
 
 def finding_1(results):
-    real = results.get("training", {}).get("real", {})
-    init = {v: _by_seed(_last_layer(real[v], 0), real[v].get("seeds")) for v in real}
-    pooled = [v for v in POOLED if v in init]
-    other = [v for v in NOT_POOLED if v in init]
+    """Pooling lowers sensitivity at init: non-pooled minus pooled last-layer sensitivity."""
+    real = results.training.get("real", {})
+    init = {v: _by_seed(_last_layer(real[v], 0), real[v].seeds) for v in real}
+    pooled = [v for v in grid_lib.POOLED if v in init]
+    other = [v for v in grid_lib.NOT_POOLED if v in init]
     if not pooled or not other or not _common_seeds(*init.values()):
-        return _not_measured(STATEMENTS[1], "needs pooled and non-pooled variants trained "
+        return _not_measured(1, "needs pooled and non-pooled variants trained "
                              "with a common seed")
     effects = [paired_effect(f"{n} - {p}", init[n], init[p]) for p in pooled for n in other]
     return _finding(
-        STATEMENTS[1],
+        1,
         "for every pair of a non-pooled and a pooled variant, the non-pooled variant's "
         "last-layer sensitivity at init minus the pooled one's, per seed (same seed = same "
         "filters where the layers have the same shapes, same measured images and "
@@ -166,27 +189,28 @@ def finding_1(results):
 
 
 def finding_2(results):
-    real = results.get("training", {}).get("real", {})
+    """Training evens out the variants: the last layer's spread over variants shrinks."""
+    real = results.training.get("real", {})
     if len(real) < 2:
-        return _not_measured(STATEMENTS[2], "needs 2+ variants")
-    entries = list(real.values())
-    init = _spreads(entries, lambda e: _last_layer(e, 0))
-    final = _spreads(entries, lambda e: _last_layer(e, -1))
+        return _not_measured(2, "needs 2+ variants")
+    variants = list(real.values())
+    init = _spreads(variants, lambda curves: _last_layer(curves, 0))
+    final = _spreads(variants, lambda curves: _last_layer(curves, -1))
     seeds = [s for s in _common_seeds(init, final) if init[s] > 0]
     if not seeds:
-        return _not_measured(STATEMENTS[2], "needs a seed trained with every variant (and "
+        return _not_measured(2, "needs a seed trained with every variant (and "
                              "variants that differ at init)")
     ratios = [final[s] / init[s] for s in seeds]
     effect = mean_effect("0.5 - spread ratio", [0.5 - r for r in ratios])
     rises = []
-    for v in POOLED:
+    for v in grid_lib.POOLED:
         if v in real:
-            cosine = np.asarray(real[v]["sensitivity"]["cosine"], np.float64)
+            cosine = np.asarray(real[v].sensitivity["cosine"], np.float64)
             mean_init, mean_final = cosine[:, 0].mean(0), cosine[:, -1].mean(0)
             rises.append(f"{v}: {int(np.sum(mean_final[1:] > mean_init[1:]))} of "
                          f"{len(mean_init) - 1} layers rose")
     return _finding(
-        STATEMENTS[2],
+        2,
         "per seed, the spread (max - min over variants) of last-layer sensitivity after "
         "training divided by its spread at init; its mean over seeds is below 0.5 by more than "
         "2 SE",
@@ -195,30 +219,30 @@ def finding_2(results):
         + ", ".join(f"{r:.3f}" for r in ratios) + "); mean spread at init "
         f"{np.mean([init[s] for s in seeds]):.3f}, after training "
         f"{np.mean([final[s] for s in seeds]):.3f}; last layer after training (mean over "
-        "seeds): " + ", ".join(f"{v} {np.mean(_last_layer(e, -1)):.3f}"
-                               for v, e in real.items())
+        "seeds): " + ", ".join(f"{v} {np.mean(_last_layer(curves, -1)):.3f}"
+                               for v, curves in real.items())
         + "; " + "; ".join(rises) + f"; {effect}")
 
 
 def finding_3(results):
-    smooth = results.get("smooth_init")
-    if not smooth or len(smooth["sigmas"]) < 2:
-        return _not_measured(STATEMENTS[3], "needs 2+ sigmas")
-    keys = sorted(smooth["sensitivity"], key=float)
-    seeds = smooth.get("seeds", {})
-    low = _by_seed(smooth["sensitivity"][keys[0]], seeds.get(keys[0]))
-    high = _by_seed(smooth["sensitivity"][keys[-1]], seeds.get(keys[-1]))
+    """Smoother init filters lower sensitivity: smallest minus largest sigma, every layer."""
+    sweep = results.smooth_init
+    if sweep is None or len(sweep.sigmas) < 2:
+        return _not_measured(3, "needs 2+ sigmas")
+    keys = sorted(sweep.sensitivity, key=float)
+    low = _by_seed(sweep.sensitivity[keys[0]], sweep.seeds[keys[0]])
+    high = _by_seed(sweep.sensitivity[keys[-1]], sweep.seeds[keys[-1]])
     common = _common_seeds(low, high)
     if not common:
-        return _not_measured(STATEMENTS[3], "needs a seed measured at both sigmas")
+        return _not_measured(3, "needs a seed measured at both sigmas")
     differences = np.array([np.subtract(low[s], high[s]) for s in common])  # [seed, layer]
-    names = smooth.get("layers") or [str(k) for k in range(differences.shape[1])]
+    names = sweep.layers
     effects = [mean_effect(f"layer {k} ({names[k]})", differences[:, k])
                for k in range(1, differences.shape[1])]  # the input does not depend on filters
-    means = np.array([np.mean(smooth["sensitivity"][k], axis=0) for k in keys])  # [sigma, layer]
+    means = np.array([np.mean(sweep.sensitivity[k], axis=0) for k in keys])  # [sigma, layer]
     monotone = int(np.sum(np.all(np.diff(means[:, 1:], axis=0) <= 0, axis=0)))
     return _finding(
-        STATEMENTS[3],
+        3,
         f"at every layer past the input, sigma = {keys[0]}'s sensitivity minus sigma = "
         f"{keys[-1]}'s, per seed (same seed = same filters before smoothing), exceeds 2 SE",
         effects,
@@ -229,21 +253,21 @@ def finding_3(results):
 
 
 def finding_4(results):
-    synthetic = results.get("synthetic")
-    if not synthetic or len(synthetic["strengths"]) < 2:
-        return _not_measured(STATEMENTS[4], "needs 2+ strengths")
-    keys = sorted(synthetic["smoothness_final"], key=float)
-    seeds = synthetic.get("seeds", {})
-    final = {k: _by_seed(synthetic["smoothness_final"][k], seeds.get(k)) for k in keys}
+    """Larger C gives smoother trained filters: smallest minus largest C's trained measure."""
+    synthetic = results.synthetic
+    if synthetic is None or len(synthetic.strengths) < 2:
+        return _not_measured(4, "needs 2+ strengths")
+    keys = sorted(synthetic.smoothness_final, key=float)
+    final = {k: _by_seed(synthetic.smoothness_final[k], synthetic.seeds[k]) for k in keys}
     common = _common_seeds(final[keys[0]], final[keys[-1]])
     if not common:
-        return _not_measured(STATEMENTS[4], "needs a seed trained at both strengths")
+        return _not_measured(4, "needs a seed trained at both strengths")
     low, high = (np.array([final[k][s] for s in common]) for k in (keys[0], keys[-1]))
     effect = mean_effect(f"C={keys[0]} - C={keys[-1]}", low.mean(1) - high.mean(1))
     per_layer = low - high  # [seed, conv layer]
-    init = float(np.mean([np.mean(v) for v in synthetic["smoothness_init"].values()]))
+    init = float(np.mean([np.mean(v) for v in synthetic.smoothness_init.values()]))
     return _finding(
-        STATEMENTS[4],
+        4,
         f"the trained smoothness measure averaged over conv layers (lower = smoother), "
         f"C={keys[0]} minus C={keys[-1]}, per seed (same seed = same initial filters); its mean "
         "exceeds 2 SE",
@@ -258,20 +282,22 @@ def finding_4(results):
 
 
 def finding_5(results):
-    training = results.get("training", {})
-    real, random = training.get("real", {}), training.get("random", {})
+    """Training smooths the filters, more deeply on CIFAR-10; random labels split variants."""
+    real = results.training.get("real", {})
+    random = results.training.get("random", {})
     if not real:
-        return _not_measured(STATEMENTS[5], "needs trained runs")
-    smoother = [mean_effect(f"{v} init - trained",
-                            np.subtract(_mean_smoothness(e, 0), _mean_smoothness(e, -1)))
-                for v, e in real.items()]
+        return _not_measured(5, "needs trained runs")
+    smoother = [mean_effect(f"{v} init - trained", np.subtract(_mean_smoothness(curves, 0),
+                                                               _mean_smoothness(curves, -1)))
+                for v, curves in real.items()]
     slopes = [np.polyfit(np.arange(len(seed[-1])), seed[-1], 1)[0]
-              for e in real.values() for seed in e["smoothness"]]
+              for curves in real.values() for seed in curves.smoothness]
     depth = mean_effect("slope over conv depth", slopes, unit="runs")
     effects = smoother + [depth]
     parts = [f"init - trained mean measure: weakest {weakest(smoother)} (trained means "
-             + ", ".join(f"{v} {np.mean(_mean_smoothness(e, -1)):.3f}" for v, e in real.items())
-             + f"; init {np.mean([_mean_smoothness(e, 0) for e in real.values()]):.3f})",
+             + ", ".join(f"{v} {np.mean(_mean_smoothness(curves, -1)):.3f}"
+                         for v, curves in real.items())
+             + f"; init {np.mean([_mean_smoothness(curves, 0) for curves in real.values()]):.3f})",
              f"trained measure per conv layer: {depth} per layer (rising measure = less smooth "
              "with depth)"]
     criterion = ("every variant's mean smoothness measure falls from init to the end of "
@@ -279,8 +305,8 @@ def finding_5(results):
                  "slope over conv depth (per run) is positive by more than 2 SE (the CIFAR-10 "
                  "pattern)")
     if random:
-        real_spread = _spreads(list(real.values()), lambda e: _mean_smoothness(e, -1))
-        random_spread = _spreads(list(random.values()), lambda e: _mean_smoothness(e, -1))
+        real_spread = _spreads(real.values(), lambda curves: _mean_smoothness(curves, -1))
+        random_spread = _spreads(random.values(), lambda curves: _mean_smoothness(curves, -1))
         seeds = _common_seeds(real_spread, random_spread)
         if seeds:
             spread = paired_effect("random - real spread", random_spread, real_spread)
@@ -291,12 +317,12 @@ def finding_5(results):
             criterion += ("; per seed, the spread (max - min over variants) of the trained "
                           "mean measure is larger with random labels than with real ones by "
                           "more than 2 SE")
-    return _finding(STATEMENTS[5], criterion, effects, "; ".join(parts))
+    return _finding(5, criterion, effects, "; ".join(parts))
 
 
 FINDINGS = (finding_1, finding_2, finding_3, finding_4, finding_5)
 
 
 def judge(results):
-    """The five findings: statement, verdict, criterion, measured text, effects, headline."""
-    return [dict(number=i + 1, **f(results)) for i, f in enumerate(FINDINGS)]
+    """The five Findings judged on `results` (a `launch.study.results.StudyResults`)."""
+    return [finding(results) for finding in FINDINGS]

@@ -28,8 +28,11 @@ import keras
 
 from deform_tf import models
 
-SIGMAS = (0.0, 0.5, 1.0, 2.0)
-STRENGTHS = (1.0, 2.0, 3.0, 4.0)
+# The downsampling variants (`models.DOWNSAMPLING`) that the paper's finding 1 sets apart.
+POOLED = ("max_pool", "avg_pool")
+NOT_POOLED = ("subsample", "strided", "strided_relu")
+SIGMAS = (0.0, 0.5, 1.0, 2.0)  # smooth init, pixels (docs/method.md#models)
+STRENGTHS = (1.0, 2.0, 3.0, 4.0)  # synthetic task's C, pixels (docs/method.md#data)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -34,9 +34,10 @@ FIGURE_CAPTIONS = {
 
 
 def write_report(results, figures, directory, notes=()):
-    """Writes directory/report.md showing `figures` (file stems -> PNG names) and findings."""
+    """Writes directory/report.md: `notes`, the findings on `results`, `figures` (file stem ->
+    PNG path relative to `directory`); returns the Findings."""
     findings = findings_lib.judge(results)
-    lines = [f"# Reproduction report: {results['title']}", ""]
+    lines = [f"# Reproduction report: {results.title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += ["", "## Findings of the paper (docs/method.md#findings in the repository)", "",
               "A finding agrees when each of its effects (positive = as the paper found) "
@@ -44,19 +45,20 @@ def write_report(results, figures, directory, notes=()):
               "effect.", "",
               "| # | finding | verdict | weakest effect: mean ± SE (seeds) |",
               "| --- | --- | --- | --- |"]
-    for f in findings:
-        headline = str(f["headline"]) if f["headline"] else "-"
-        lines.append(f"| {f['number']} | {f['statement']} | **{f['verdict']}** | {headline} |")
+    for finding in findings:
+        headline = str(finding.headline) if finding.headline else "-"
+        lines.append(f"| {finding.number} | {finding.statement} | **{finding.verdict}** | "
+                     f"{headline} |")
     lines.append("")
-    for f in findings:
-        lines += [f"### Finding {f['number']}: {f['verdict']}", "", f["statement"], ""]
-        if "criterion" in f:
-            lines.append(f"Criterion: {f['criterion']}.")
+    for finding in findings:
+        lines += [f"### Finding {finding.number}: {finding.verdict}", "", finding.statement, ""]
+        if finding.criterion is not None:
+            lines.append(f"Criterion: {finding.criterion}.")
             lines.append("")
-        lines += [f"Measured: {f['measured']}.", ""]
-    accuracy = {f"{g}/{v}": e["accuracy"]
-                for g, entries in results.get("training", {}).items()
-                for v, e in entries.items()}
+        lines += [f"Measured: {finding.measured}.", ""]
+    accuracy = {f"{group}/{variant}": curves.accuracy
+                for group, variants in results.training.items()
+                for variant, curves in variants.items()}
     if accuracy:
         lines += ["## Test accuracy after training (mean ± std over seeds)", "",
                   "| run | accuracy |", "| --- | --- |"]
@@ -82,7 +84,7 @@ def synthetic_samples(strengths, data_dir=None, per_row=6, seed=0):
 
 
 def make_figures_and_report(results, directory, notes=(), data_dir=None):
-    """Writes results.json, the CSV tables, every figure it has data for and report.md.
+    """Writes results.json, the CSV tables, every figure `results` has data for and report.md.
 
     Fig. 1/2 (`fig1_examples.png`, `fig2_*.png`) are drawn by `launch.deformation_figures`;
     they are shown if present in `directory/figures`. Returns the findings.
@@ -90,11 +92,11 @@ def make_figures_and_report(results, directory, notes=(), data_dir=None):
     figures_dir = os.path.join(directory, "figures")
     tf.io.gfile.makedirs(figures_dir)
     with tf.io.gfile.GFile(os.path.join(directory, "results.json"), "w") as f:
-        json.dump(results, f)
+        json.dump(results.to_json(), f)
     results_lib.write_tables(results, os.path.join(directory, "tables"))
     written, skipped = study_figures.render_all(results, figures_dir)
-    if "synthetic" in results:
-        samples = synthetic_samples(results["synthetic"]["strengths"], data_dir)
+    if results.synthetic is not None:
+        samples = synthetic_samples(results.synthetic.strengths, data_dir)
         study_figures.save(study_figures.plot_fig5(results, sample_images=samples),
                            os.path.join(figures_dir, "fig5.png"))
     figures = {}
