@@ -340,6 +340,31 @@ def _require_lines(handles, figure_name, what):
         raise ValueError(f"{figure_name}: no {what} found in the results.")
 
 
+def _init_and_final_panels(variants, values_of, figure_name, what, layer_names, log=False,
+                           with_accuracy=False):
+    """Two panels, (a) at the first measurement step and (b) at the last, with one line per
+    variant of values_of(curves) [seed, step, layer] (geometric means with `log`).
+
+    Returns:
+      (figure, its 2 axes sharing y, the legend handles of the first panel's lines).
+
+    Raises:
+      ValueError: a panel has no line; the message names `figure_name` and `what`.
+    """
+    figure = canvas.new_figure((9.0, 4.1))
+    axes = figure.subplots(1, 2, sharey=True)
+    steps = _steps_of(variants)
+    handles = None
+    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
+        lines, names = _variant_curves(ax, variants, values_of, step_index,
+                                       with_accuracy=with_accuracy, log=log)
+        _require_lines(lines, figure_name, what)
+        handles = handles or lines
+        _layer_axis(ax, names, 0, layer_names)
+        _panel_title(ax, _step_panel_title(letter, steps, step_index))
+    return figure, axes, handles
+
+
 # ---------------------------------------------------------------------------------------------
 # The figures.
 
@@ -354,18 +379,9 @@ def plot_fig3(results, distance="cosine", layer_names=True):
     """
     sensitivity.check_distance(distance)
     variants = _training_group(results, "real", "plot_fig3")
-    figure = canvas.new_figure((9.0, 4.1))
-    axes = figure.subplots(1, 2, sharey=True)
-    steps = _steps_of(variants)
-    handles = None
-    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
-        lines_, names = _variant_curves(
-            ax, variants, lambda curves: _sensitivity(curves, distance), step_index,
-            with_accuracy=True)
-        _require_lines(lines_, "plot_fig3", f"{distance} sensitivity")
-        handles = handles or lines_
-        _layer_axis(ax, names, 0, layer_names)
-        _panel_title(ax, _step_panel_title(letter, steps, step_index))
+    figure, axes, handles = _init_and_final_panels(
+        variants, lambda curves: _sensitivity(curves, distance), "plot_fig3",
+        f"{distance} sensitivity", layer_names, with_accuracy=True)
     _zero_based(axes[0])
     axes[0].set_ylabel(_sensitivity_ylabel(distance), fontsize=8)
     _figure_legend(figure, handles)
@@ -645,21 +661,13 @@ def plot_relative_stability(results, layer_names=True):
       A Figure with 2 axes, one line per variant present in each (+ the R_f = 1 line).
     """
     variants = _training_group(results, "real", "plot_relative_stability")
-    figure = canvas.new_figure((9.0, 4.1))
-    axes = figure.subplots(1, 2, sharey=True)
-    steps = _steps_of(variants)
-    handles = None
-    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
-        lines_, names = _variant_curves(
-            ax, variants, lambda curves: _per_seed(curves.relative_stability), step_index,
-            log=True)
-        _require_lines(lines_, "plot_relative_stability", "relative stability")
-        handles = handles or lines_
+    figure, axes, handles = _init_and_final_panels(
+        variants, lambda curves: _per_seed(curves.relative_stability),
+        "plot_relative_stability", "relative stability", layer_names, log=True)
+    for ax in axes:
         ax.set_yscale("log")
         ax.axhline(1.0, color="0.35", linestyle=":", linewidth=1.0, zorder=2)
-        _layer_axis(ax, names, 0, layer_names)
         ax.grid(True, axis="y", which="major", color="0.9", linewidth=0.6)
-        _panel_title(ax, _step_panel_title(letter, steps, step_index))
     axes[0].set_ylabel("relative stability R_f = D_f / G_f\n(deformation / same-norm noise)",
                        fontsize=8)
     proxy = mlines.Line2D([], [], color="0.35", linestyle=":", linewidth=1.0,
