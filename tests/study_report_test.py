@@ -8,14 +8,14 @@ import tensorflow as tf
 
 from launch.study import findings
 from launch.study import report
-from tests.study_figures_test import fake_results
+from tests import study_fakes
 
 
 class ReportTest(tf.test.TestCase):
 
     def test_report_lists_notes_findings_accuracy_and_figures(self):
         directory = self.get_temp_dir()
-        results = fake_results(smooth_init=False)
+        results = study_fakes.fake_results(smooth_init=False)
         judged = report.write_report(results, {"fig3": "figures/fig3.png"}, directory,
                                      ["a note"])
         with open(os.path.join(directory, "report.md")) as f:

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from launch.study import grid as grid_lib
 from launch.study import results as results_lib
-from tests.study_figures_test import fake_results_json
+from tests import study_fakes
 
 LAYERS = ["input", "block1_relu1", "block1_down"]
 SMOOTHNESS_LAYERS = ["block1_conv1", "block1_down"]  # The 2x2 downsampling conv is left out.
@@ -117,14 +117,14 @@ class CollectTest(tf.test.TestCase):
 class JsonTest(tf.test.TestCase):
 
     def test_stored_object_is_read_back_unchanged(self):
-        data = json.loads(json.dumps(fake_results_json()))
+        data = json.loads(json.dumps(study_fakes.fake_results_json()))
         self.assertEqual(results_lib.StudyResults.from_json(data).to_json(), data)
 
     def test_groups_not_run_are_left_out(self):
         self.assertEqual(results_lib.StudyResults("t").to_json(), {"title": "t"})
 
     def test_missing_field_is_named(self):
-        data = fake_results_json()
+        data = study_fakes.fake_results_json()
         del data["training"]["real"]["max_pool"]["steps"]
         with self.assertRaisesRegex(ValueError, r"training/real/max_pool: missing .*'steps'"):
             results_lib.StudyResults.from_json(data)
