@@ -246,7 +246,8 @@ class RepresentationRunner:
         return self._gram_fns[shape](tf.reshape(rows, [shape[0], -1]))
 
 
-def _check_distance(distance):
+def check_distance(distance):
+    """Raises a ValueError naming `distance` unless it is one of DISTANCES."""
     if distance not in DISTANCES:
         raise ValueError(f"`distance` must be one of {DISTANCES}, got {distance!r}.")
 
@@ -307,7 +308,7 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     """
     distances = tuple(distances)
     for distance in distances:
-        _check_distance(distance)
+        check_distance(distance)
     runner = make_runner(model, images, layers, preprocess, runner)
     images = runner.check_images(images)
     deformed = apply_deformation(deform_fn, images)
@@ -394,7 +395,7 @@ def deformation_sensitivity(model, images, deform_fn, distance="cosine", batch_s
       deformed distance), "denominator" (median pairwise clean distance), "distance",
       "num_images".
     """
-    _check_distance(distance)
+    check_distance(distance)
     return measure_deformation(model, images, deform_fn, (distance,), relative=False,
                                batch_size=batch_size, runner=runner, layers=layers,
                                preprocess=preprocess)[f"sensitivity_{distance}"]

@@ -16,9 +16,9 @@ from absl import logging
 import tensorflow as tf
 
 from launch import common  # pylint: disable=unused-import  (defines --data_dir: Fig. 5 samples)
-from launch import experiments
-from launch import report
-from launch import results as results_lib
+from launch.study import grid as grid_lib
+from launch.study import report
+from launch.study import results as results_lib
 
 flags.DEFINE_string("results_dir", None, "Output directory of launch.reproduce.")
 flags.mark_flag_as_required("results_dir")
@@ -35,7 +35,7 @@ def main(argv):
         sys.exit(2)
     with tf.io.gfile.GFile(grid_path) as f:
         grid = json.load(f)
-    runs = [experiments.Run(**r) for r in grid["runs"]]
+    runs = [grid_lib.Run(**r) for r in grid["runs"]]
     results = results_lib.collect(runs, FLAGS.results_dir, grid["title"])
     finished = sum(results_lib.load_run(os.path.join(FLAGS.results_dir, r.name)) is not None
                    for r in runs)

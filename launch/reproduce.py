@@ -6,7 +6,7 @@ r"""Reproduces the paper: runs the experiment grid, then draws Figures 1-7 and w
   python -m launch.reproduce --profile=paper --data_dir=/data/cifar10 \
       --imagenet_dir=/data/imagenet --print_commands  # one launcher command per run
 
-The profiles are defined in launch/experiments.py. --dataset runs a profile's grid on another
+The profiles are defined in launch/study/grid.py. --dataset runs a profile's grid on another
 data set (cifar10, fashion_mnist, mnist) unchanged; the standard and paper profiles refuse the
 small embedded Fashion-MNIST subset (install Debian's dataset-fashion-mnist or give --data_dir).
 
@@ -28,16 +28,16 @@ import tensorflow as tf
 from launch import common
 from launch import data_lib
 from launch import deformation_figures
-from launch import experiments
-from launch import report
-from launch import results as results_lib
+from launch.study import grid as grid_lib
+from launch.study import report
+from launch.study import results as results_lib
 from pipelines import mnist
 # The launchers the grid runs (importing them defines their flags and DEFAULTS).
 from launch import cifar10  # pylint: disable=unused-import
 from launch import imagenet  # pylint: disable=unused-import
 from launch import synthetic_mnist  # pylint: disable=unused-import
 
-flags.DEFINE_enum("profile", "quick", list(experiments.PROFILES), "Experiment grid and sizes.")
+flags.DEFINE_enum("profile", "quick", list(grid_lib.PROFILES), "Experiment grid and sizes.")
 flags.DEFINE_string("imagenet_dir", None, "ImageNet TFRecord shards (paper profile).")
 flags.DEFINE_bool("print_commands", False, "Print the launcher command of every run (e.g. to "
                   "submit them to a cluster) and exit; `launch.plot` then aggregates.")
@@ -49,14 +49,14 @@ def main(argv):
     if len(argv) > 1:
         raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
     common.setup_runtime()
-    profile = experiments.PROFILES[FLAGS.profile]
+    profile = grid_lib.PROFILES[FLAGS.profile]
     if FLAGS.dataset:
         if FLAGS.dataset not in ("cifar10", *data_lib.MNIST_LIKE):
             raise common.usage_error(f"--dataset={FLAGS.dataset}: the grid trains the CIFAR-10 "
                                      "net, on cifar10, fashion_mnist or mnist.")
         profile = dataclasses.replace(profile, dataset=FLAGS.dataset)
     root = FLAGS.output_dir
-    runs = experiments.grid(profile, FLAGS.data_dir, FLAGS.imagenet_dir)
+    runs = grid_lib.grid(profile, FLAGS.data_dir, FLAGS.imagenet_dir)
     if FLAGS.print_commands:
         print("\n".join(run.command(root) for run in runs))
         return
@@ -86,14 +86,14 @@ def main(argv):
         json.dump(grid, f, indent=1)
     deformation_figures.write_figures(os.path.join(root, "figures"))
     try:
-        experiments.run_grid(runs, root)
+        grid_lib.run_grid(runs, root)
     except (FileNotFoundError, ValueError) as e:
         raise common.usage_error(str(e)) from None
     results = results_lib.collect(runs, root, profile.title)
     findings = report.make_figures_and_report(
         results, root, notes=[f"Runs: {len(runs)} ({profile.title})."], data_dir=FLAGS.data_dir)
-    for f in findings:
-        logging.info("Finding %d: %s", f["number"], f["verdict"])
+    for finding in findings:
+        logging.info("Finding %d: %s", finding.number, finding.verdict)
     logging.info("Wrote %s", os.path.join(root, "report.md"))
 
 

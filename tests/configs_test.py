@@ -14,21 +14,21 @@ import tempfile
 from absl.testing import parameterized
 import tensorflow as tf
 
-from launch import experiments
+from launch.study import grid as grid_lib
 from tests.launch_test import REPO
 
-FLAGFILES = {f.name: f for f in experiments.flagfiles()}
+FLAGFILES = {f.name: f for f in grid_lib.flagfiles()}
 
 
 def committed(name):
-    with open(os.path.join(experiments.CONFIGS_DIR, name)) as f:
+    with open(os.path.join(grid_lib.CONFIGS_DIR, name)) as f:
         return f.read()
 
 
 class GeneratedTest(tf.test.TestCase):
 
     def test_committed_flagfiles_are_the_generated_ones(self):
-        on_disk = sorted(n for n in os.listdir(experiments.CONFIGS_DIR) if n.endswith(".cfg"))
+        on_disk = sorted(n for n in os.listdir(grid_lib.CONFIGS_DIR) if n.endswith(".cfg"))
         self.assertEqual(on_disk, sorted(FLAGFILES))
         for name, flagfile in FLAGFILES.items():
             self.assertEqual(committed(name), flagfile.text(),
@@ -36,8 +36,8 @@ class GeneratedTest(tf.test.TestCase):
 
     def test_write_flagfiles_writes_each_file_once(self):
         directory = os.path.join(self.get_temp_dir(), "configs")
-        self.assertCountEqual(experiments.write_flagfiles(directory), FLAGFILES)
-        self.assertEqual(experiments.write_flagfiles(directory), [])  # up to date
+        self.assertCountEqual(grid_lib.write_flagfiles(directory), FLAGFILES)
+        self.assertEqual(grid_lib.write_flagfiles(directory), [])  # up to date
         with open(os.path.join(directory, "cifar10_max_pool.cfg")) as f:
             self.assertEqual(f.read(), committed("cifar10_max_pool.cfg"))
 
@@ -46,7 +46,7 @@ class GeneratedTest(tf.test.TestCase):
         run = FLAGFILES["synthetic_c3.cfg"].run
         self.assertIn(f"--measure_every={run.settings['measure_every']}",
                       committed("synthetic_c3.cfg").splitlines())
-        self.assertEqual(run.settings["train_steps"], experiments.PROFILES["paper"].synthetic_steps)
+        self.assertEqual(run.settings["train_steps"], grid_lib.PROFILES["paper"].synthetic_steps)
 
 
 class AcceptedTest(parameterized.TestCase, tf.test.TestCase):

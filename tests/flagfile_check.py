@@ -17,7 +17,7 @@ import sys
 from absl import flags
 
 from launch import common
-from launch import experiments
+from launch.study import grid as grid_lib
 # The launchers (importing them defines their flags).
 from launch import cifar10
 from launch import imagenet
@@ -41,7 +41,7 @@ def flag_names(text):
 
 def check(flagfile, empty_dir, output_root):
     launcher = LAUNCHERS[flagfile.run.launcher]
-    path = os.path.join(experiments.CONFIGS_DIR, flagfile.name)
+    path = os.path.join(grid_lib.CONFIGS_DIR, flagfile.name)
     with open(path) as f:
         text = f.read()
     own = {f.name for module in ("launch.common", launcher.__name__)
@@ -57,7 +57,7 @@ def check(flagfile, empty_dir, output_root):
     settings = common.settings_from_flags(launcher.DEFAULTS)
     result["mismatched_settings"] = {
         key: [settings[key], value] for key, value in flagfile.run.settings.items()
-        if key not in experiments.COMMAND_LINE_SETTINGS and settings[key] != value}
+        if key not in grid_lib.COMMAND_LINE_SETTINGS and settings[key] != value}
     try:
         launcher.main([launcher.__name__])
         result.update(stopped=None, message="")
@@ -71,7 +71,7 @@ def check(flagfile, empty_dir, output_root):
 
 def main(argv):
     empty_dir, output_root = argv[1:3]
-    results = {f.name: check(f, empty_dir, output_root) for f in experiments.flagfiles()}
+    results = {f.name: check(f, empty_dir, output_root) for f in grid_lib.flagfiles()}
     print(json.dumps(results))
 
 

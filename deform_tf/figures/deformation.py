@@ -17,13 +17,12 @@ import math
 
 from matplotlib import lines
 from matplotlib import patches
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
 from deform_tf import checks
 from deform_tf import tps
+from deform_tf.figures import canvas
 
 # Colours of the construction figure (colour-blind safe Okabe-Ito hues).
 GRID_COLOR = "black"
@@ -139,12 +138,6 @@ def _show(ax, image, scale):
         ax.imshow(shown, interpolation="nearest")
 
 
-def _new_figure(figsize):
-    figure = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
 def _lattice(size, count):
     """About `count` evenly spaced integer pixel positions in [0, size - 1], ends included."""
     return np.unique(np.round(np.linspace(0, size - 1, min(count, size))).astype(int))
@@ -211,7 +204,7 @@ def plot_deformation_construction(panels, image, arrows_per_axis=12, offset_zoom
     grid, source = panels.grid_points, panels.source_points
 
     aspect = width / height
-    figure = _new_figure((4 * 2.9 * max(aspect, 0.6), 2.9 + 0.95))
+    figure = canvas.new_figure((4 * 2.9 * max(aspect, 0.6), 2.9 + 0.95))
     axes = figure.subplots(1, 4)
     max_offset = float(np.max(np.abs(source - grid), initial=0.0))
     if offset_zoom is None:
@@ -331,7 +324,7 @@ def plot_examples(images, deformed, titles=None, pairs_per_row=None, suptitle=No
     # Each pair is two adjacent columns; a narrow empty column separates neighbouring pairs.
     spacer = 0.12
     widths = [1.0, 1.0] + [spacer, 1.0, 1.0] * (pairs_per_row - 1)
-    figure = _new_figure(
+    figure = canvas.new_figure(
         (1.9 * (2 * pairs_per_row + spacer * (pairs_per_row - 1)),
          num_rows * 2.05 + (0.45 if suptitle else 0.2)))
     layout = figure.add_gridspec(num_rows, len(widths), width_ratios=widths)

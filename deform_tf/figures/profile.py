@@ -11,8 +11,8 @@ input's value) as a dotted line. One curve per model, in the order the models fi
 import itertools
 
 import matplotlib
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
+
+from deform_tf.figures import canvas
 
 # (key, axis label, log scale)
 PANELS = (
@@ -49,8 +49,7 @@ def plot_profiles(rows, title=None):
     models = _by_model(rows)
     if not models:
         raise ValueError("No profile rows to plot.")
-    figure = Figure(figsize=(6.5, 8.5), layout="constrained")
-    FigureCanvasAgg(figure)
+    figure = canvas.new_figure((6.5, 8.5))
     axes = figure.subplots(len(PANELS), 1, sharex=True)
     # Ten distinct colours up to ten models (matplotlib's default cycle), twenty beyond.
     colors = ([f"C{k}" for k in range(len(models))] if len(models) <= 10 else

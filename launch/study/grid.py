@@ -28,8 +28,11 @@ import keras
 
 from deform_tf import models
 
-SIGMAS = (0.0, 0.5, 1.0, 2.0)
-STRENGTHS = (1.0, 2.0, 3.0, 4.0)
+# The downsampling variants (`models.DOWNSAMPLING`) that the paper's finding 1 sets apart.
+POOLED = ("max_pool", "avg_pool")
+NOT_POOLED = ("subsample", "strided", "strided_relu")
+SIGMAS = (0.0, 0.5, 1.0, 2.0)  # smooth init, pixels (docs/method.md#models)
+STRENGTHS = (1.0, 2.0, 3.0, 4.0)  # synthetic task's C, pixels (docs/method.md#data)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,10 +228,12 @@ def grid(profile, data_dir=None, imagenet_dir=None):
     return runs
 
 
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")
+# The launchers' flagfiles, launch/configs.
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                           "configs")
 # Settings a flagfile leaves to the command line.
 COMMAND_LINE_SETTINGS = ("seed", "data_dir")
-_GENERATED = "Generated from launch/experiments.py by `python -m launch.write_configs`."
+_GENERATED = "Generated from launch/study/grid.py by `python -m launch.write_configs`."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -276,7 +281,7 @@ def flagfiles():
             files.append(Flagfile(
                 name.format(run.condition), run,
                 description.format(run.condition) + ": the paper profile's run (launch/"
-                "experiments.py). Give --data_dir, --output_dir and --seed (0-"
+                "study/grid.py). Give --data_dir, --output_dir and --seed (0-"
                 f"{PROFILES['paper'].seeds - 1} there)."))
     quick_runs = {r.name: r for r in grid(PROFILES["quick"])}
     minutes = "Quick run (minutes on 2 CPU cores, the embedded Fashion-MNIST subset unless a " \

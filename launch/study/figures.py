@@ -1,27 +1,9 @@
 """The paper's result figures (Ruderman et al. 2018, Fig. 3-7) and two extra views.
 
-Every function takes the aggregated results dict `R` (plain Python lists, as loaded from JSON)
-and returns a `matplotlib.figure.Figure` built on the Agg canvas (no `pyplot`, no `show`, no
-printing). Schema (any section may be absent; the figures that need it raise a `ValueError`
-naming it, the others still work):
-
-    R["title"]: str, shown as the figure's super-title (optional).
-    R["training"]: {"real": T, "random": T}          # either may be absent
-      T = {variant: {
-            "layers": [L str],               # measured layers, index 0 = "input"
-            "conv_layers": [K str],          # conv layers whose filter smoothness is measured
-            "steps": [int, ...],             # measurement steps, first 0 (init), last = final
-            "sensitivity": {"cosine": [seed][step][layer], "euclidean": same},
-            "relative_stability": [seed][step][layer],
-            "smoothness": [seed][step][conv layer],
-            "accuracy": [seed] }}            # final test accuracy
-    R["smooth_init"]: {"sigmas": [...], "layers": [L str],
-                       "sensitivity": {str(sigma): [seed][layer]},
-                       "smoothness": {str(sigma): [seed][conv layer]}}
-    R["synthetic"]: {"strengths": [...], "conv_layers": [K str],
-                     "smoothness_init": {str(C): [seed][conv layer]},
-                     "smoothness_final": {str(C): [seed][conv layer]},
-                     "accuracy": {str(C): [seed]}}
+Every function takes the study's results (`launch.study.results.StudyResults`, e.g.
+`StudyResults.from_json` of a results.json) and returns a `matplotlib.figure.Figure` built on
+the Agg canvas (no `pyplot`, no `show`, no printing). Any group of the results may be absent
+(not run): the figures that need it raise a `ValueError` naming it, the others still work.
 
 Conventions (the paper's): x = layer index (0 = the input image; then every conv unit and every
 downsampling layer), optionally with the layer names as small rotated tick labels; y = the
@@ -42,12 +24,14 @@ import matplotlib
 import matplotlib.colors
 from matplotlib import lines as mlines
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 import numpy as np
 
+from deform_tf import sensitivity
+from deform_tf.figures import canvas
+from launch.study import grid as grid_lib
+
 # Downsampling variants in legend order: pooled (warm) first, then non-pooled (cool).
-VARIANT_ORDER = ("max_pool", "avg_pool", "subsample", "strided", "strided_relu")
-POOLED = ("max_pool", "avg_pool")
+VARIANT_ORDER = grid_lib.POOLED + grid_lib.NOT_POOLED
 VARIANT_COLORS = {
     "max_pool": "#D55E00",      # vermillion (warm)
     "avg_pool": "#E69F00",      # orange (warm)
@@ -108,32 +92,32 @@ def mean_and_band(values, log=False):
 
 
 # ---------------------------------------------------------------------------------------------
-# Access to the results dict.
+# Access to the results.
 
-def _training(R, kind, figure_name):
-    """R["training"][kind] (a non-empty {variant: T}), or a ValueError naming the section."""
-    section = (R.get("training") or {}).get(kind)
-    if not section:
+def _training_group(results, group, figure_name):
+    """results.training[group], a non-empty {variant: ConditionCurves}, or a ValueError."""
+    variants = results.training.get(group)
+    if not variants:
         what = {"real": "training on the real labels",
-                "random": "training on random labels"}[kind]
+                "random": "training on random labels"}[group]
         raise ValueError(
-            f"{figure_name} needs the section R['training']['{kind}'] ({what}), which is "
+            f"{figure_name} needs the group results.training['{group}'] ({what}), which is "
             "missing or empty in the results.")
-    return section
+    return variants
 
 
-def _section(R, name, figure_name, what):
-    section = R.get(name)
-    if not section:
-        raise ValueError(f"{figure_name} needs the section R['{name}'] ({what}), which is "
-                         "missing or empty in the results.")
-    return section
+def _sweep(sweep, name, figure_name, what):
+    """The sweep `results.<name>`, or a ValueError naming it when it was not run."""
+    if sweep is None:
+        raise ValueError(f"{figure_name} needs the group results.{name} ({what}), which is "
+                         "missing in the results.")
+    return sweep
 
 
-def _ordered_variants(section):
-    """Variant names of a training section in legend order (known ones first)."""
-    known = [v for v in VARIANT_ORDER if v in section]
-    return known + sorted(v for v in section if v not in VARIANT_ORDER)
+def _ordered_variants(variants):
+    """Variant names of a training group in legend order (known ones first)."""
+    known = [v for v in VARIANT_ORDER if v in variants]
+    return known + sorted(v for v in variants if v not in VARIANT_ORDER)
 
 
 def variant_style(variant, index=0):
@@ -143,8 +127,8 @@ def variant_style(variant, index=0):
     return _EXTRA_COLORS[index % len(_EXTRA_COLORS)], "x", variant
 
 
-def _seeds(values):
-    """values -> float64 array with a leading seed axis, or None when empty/absent."""
+def _per_seed(values):
+    """Nested lists [seed][...] -> a float64 array with a leading seed axis, None when empty."""
     if values is None:
         return None
     try:
@@ -175,6 +159,14 @@ def _numeric_keys(mapping, order=None):
     return sorted(by_value.items())
 
 
+def _condition_mean(by_condition, value):
+    """Mean of the values of the condition numbered `value` (a sigma or C) in a mapping keyed by
+    numbers as strings, or None when the condition is absent or has no values."""
+    keys = dict(_numeric_keys(by_condition))
+    values = _per_seed(by_condition[keys[value]]) if value in keys else None
+    return None if values is None else float(np.mean(values))
+
+
 _SHORT_NAMES = (
     (re.compile(r"^block(\d+)_(?:relu|conv)(\d+)$"), r"conv\1_\2"),
     (re.compile(r"^block(\d+)_down(?:_relu)?$"), r"down\1"),
@@ -196,14 +188,8 @@ def _number(value):
 # ---------------------------------------------------------------------------------------------
 # Drawing helpers.
 
-def _new_figure(figsize):
-    figure = Figure(figsize=figsize, layout="constrained")
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _suptitle(figure, R, extra=None):
-    parts = [p for p in (extra, R.get("title")) if p]
+def _suptitle(figure, results, extra=None):
+    parts = [p for p in (extra, results.title) if p]
     if parts:
         figure.suptitle("\n".join(parts), fontsize=9.5)
 
@@ -290,18 +276,12 @@ def _shades_of(color, count, lightest=0.62, darkest=0.35):
     return [shade(i / (count - 1)) for i in range(count)]
 
 
-def _check_distance(distance):
-    if distance not in _DISTANCE_LABELS:
-        raise ValueError(f"`distance` must be one of {sorted(_DISTANCE_LABELS)}, got "
-                         f"{distance!r}.")
-
-
 def _sensitivity_ylabel(distance):
     return f"normalized sensitivity\n({_DISTANCE_LABELS.get(distance, distance)} distance)"
 
 
-def _sensitivity(T_variant, distance):
-    return _seeds((T_variant.get("sensitivity") or {}).get(distance))
+def _sensitivity(curves, distance):
+    return _per_seed(curves.sensitivity.get(distance))
 
 
 def _step_panel_title(letter, steps, step_index, label_init="at initialization",
@@ -316,36 +296,40 @@ def _step_panel_title(letter, steps, step_index, label_init="at initialization",
     return f"({letter}) step {step}"
 
 
-def _accuracy_text(T_variant):
-    accuracy = _seeds(T_variant.get("accuracy"))
+def _accuracy_text(curves):
+    accuracy = _per_seed(curves.accuracy)
     if accuracy is None:
         return ""
     return f" (acc {np.mean(accuracy):.3f})"
 
 
-def _variant_curves(ax, T, key_fn, step_index, first_index=0, names_key="layers",
+def _variant_curves(ax, variants, values_of, step_index, first_index=0, conv_layers=False,
                     with_accuracy=False, log=False):
-    """One line per variant of T at `step_index`; returns (legend handles, layer names)."""
+    """One line per variant at `step_index` of values_of(curves) [seed, step, point]; the
+    points are the measured layers, or the conv layers with `conv_layers`. Returns (legend
+    handles, point names)."""
     handles, names = [], []
-    for index, variant in enumerate(_ordered_variants(T)):
-        data = key_fn(T[variant])
+    for index, variant in enumerate(_ordered_variants(variants)):
+        curves = variants[variant]
+        data = values_of(curves)
         if data is None or data.ndim != 3 or data.shape[1] == 0:
             continue
         color, marker, label = variant_style(variant, index)
         if with_accuracy:
-            label += _accuracy_text(T[variant])
+            label += _accuracy_text(curves)
         values = data[:, step_index, :]
         x = np.arange(first_index, first_index + values.shape[-1])
         handles.append(_plot_condition(ax, x, values, color, label, marker=marker, log=log))
-        variant_names = list(T[variant].get(names_key) or [str(k) for k in x])
+        variant_names = list((curves.conv_layers if conv_layers else curves.layers)
+                             or [str(k) for k in x])
         if len(variant_names) > len(names):
             names = variant_names
     return handles, names
 
 
-def _steps_of(T):
-    for variant in _ordered_variants(T):
-        steps = T[variant].get("steps")
+def _steps_of(variants):
+    for variant in _ordered_variants(variants):
+        steps = variants[variant].steps
         if steps:
             return list(steps)
     return []
@@ -356,79 +340,91 @@ def _require_lines(handles, figure_name, what):
         raise ValueError(f"{figure_name}: no {what} found in the results.")
 
 
+def _init_and_final_panels(variants, values_of, figure_name, what, layer_names, log=False,
+                           with_accuracy=False):
+    """Two panels, (a) at the first measurement step and (b) at the last, with one line per
+    variant of values_of(curves) [seed, step, layer] (geometric means with `log`).
+
+    Returns:
+      (figure, its 2 axes sharing y, the legend handles of the first panel's lines).
+
+    Raises:
+      ValueError: a panel has no line; the message names `figure_name` and `what`.
+    """
+    figure = canvas.new_figure((9.0, 4.1))
+    axes = figure.subplots(1, 2, sharey=True)
+    steps = _steps_of(variants)
+    handles = None
+    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
+        lines, names = _variant_curves(ax, variants, values_of, step_index,
+                                       with_accuracy=with_accuracy, log=log)
+        _require_lines(lines, figure_name, what)
+        handles = handles or lines
+        _layer_axis(ax, names, 0, layer_names)
+        _panel_title(ax, _step_panel_title(letter, steps, step_index))
+    return figure, axes, handles
+
+
 # ---------------------------------------------------------------------------------------------
 # The figures.
 
-def plot_fig3(R, distance="cosine", layer_names=True):
+def plot_fig3(results, distance="cosine", layer_names=True):
     """Fig. 3: sensitivity per layer and variant, (a) at initialization, (b) after training.
 
-    Real labels (R["training"]["real"]); finding 1 (pooling lowers sensitivity at init) and
+    Real labels (results.training["real"]); finding 1 (pooling lowers sensitivity at init) and
     finding 2 (after training the pattern is nearly the same for every variant).
 
     Returns:
       A Figure with 2 axes, one line per variant present in each (+ a band with >= 2 seeds).
     """
-    _check_distance(distance)
-    T = _training(R, "real", "plot_fig3")
-    figure = _new_figure((9.0, 4.1))
-    axes = figure.subplots(1, 2, sharey=True)
-    steps = _steps_of(T)
-    handles = None
-    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
-        lines_, names = _variant_curves(
-            ax, T, lambda v: _sensitivity(v, distance), step_index,
-            with_accuracy=True)
-        _require_lines(lines_, "plot_fig3", f"{distance} sensitivity")
-        handles = handles or lines_
-        _layer_axis(ax, names, 0, layer_names)
-        _panel_title(ax, _step_panel_title(letter, steps, step_index))
+    sensitivity.check_distance(distance)
+    variants = _training_group(results, "real", "plot_fig3")
+    figure, axes, handles = _init_and_final_panels(
+        variants, lambda curves: _sensitivity(curves, distance), "plot_fig3",
+        f"{distance} sensitivity", layer_names, with_accuracy=True)
     _zero_based(axes[0])
     axes[0].set_ylabel(_sensitivity_ylabel(distance), fontsize=8)
     _figure_legend(figure, handles)
-    _suptitle(figure, R, "Deformation sensitivity per layer (real labels)")
+    _suptitle(figure, results, "Deformation sensitivity per layer (real labels)")
     return figure
 
 
-def plot_fig4(R, layer_names=True, cmap="Blues"):
+def plot_fig4(results, layer_names=True, cmap="Blues"):
     """Fig. 4: sensitivity at init for smoothed random filters; darker line = larger sigma.
 
-    Uses R["smooth_init"]; the legend also gives each sigma's mean init filter smoothness when
-    present. Finding 3: smoother filters (larger sigma) give lower sensitivity at every layer.
+    Uses results.smooth_init; the legend also gives each sigma's mean init filter smoothness
+    when present. Finding 3: smoother filters (larger sigma) give lower sensitivity at every layer.
 
     Returns:
       A Figure with 1 axes, one line per sigma present.
     """
-    S = _section(R, "smooth_init", "plot_fig4",
-                 "sensitivity at init with Gaussian-smoothed filters")
-    sensitivity = S.get("sensitivity") or {}
-    sigmas = [(value, key) for value, key in _numeric_keys(sensitivity, S.get("sigmas"))
-              if _seeds(sensitivity[key]) is not None]
+    sweep = _sweep(results.smooth_init, "smooth_init", "plot_fig4",
+                   "sensitivity at init with Gaussian-smoothed filters")
+    sigmas = [(value, key) for value, key in _numeric_keys(sweep.sensitivity, sweep.sigmas)
+              if _per_seed(sweep.sensitivity[key]) is not None]
     if not sigmas:
-        raise ValueError("plot_fig4: R['smooth_init']['sensitivity'] has no sigma with data.")
-    smoothness = S.get("smoothness") or {}
-    smooth_keys = dict(_numeric_keys(smoothness))
-    figure = _new_figure((5.6, 4.3))
+        raise ValueError("plot_fig4: results.smooth_init.sensitivity has no sigma with data.")
+    figure = canvas.new_figure((5.6, 4.3))
     ax = figure.subplots()
     colors = _sequential_colors(len(sigmas), cmap)
     names = []
     handles = []
     for (sigma, key), color in zip(sigmas, colors):
-        values = _seeds(sensitivity[key])
+        values = _per_seed(sweep.sensitivity[key])
         label = f"\u03c3 = {_number(sigma)}"
-        if sigma in smooth_keys and _seeds(smoothness[smooth_keys[sigma]]) is not None:
-            label += f"  (smoothness {np.mean(_seeds(smoothness[smooth_keys[sigma]])):.2f})"
+        smoothness = _condition_mean(sweep.smoothness, sigma)
+        if smoothness is not None:
+            label += f"  (smoothness {smoothness:.2f})"
         handles.append(_plot_condition(ax, np.arange(values.shape[-1]), values, color, label,
                                        marker="o"))
-        names = max(names, list(S.get("layers") or [str(k) for k in range(values.shape[-1])]),
+        names = max(names, list(sweep.layers or [str(k) for k in range(values.shape[-1])]),
                     key=len)
     _layer_axis(ax, names, 0, layer_names)
     ax.set_ylim(bottom=0)
-    ax.set_ylabel(_sensitivity_ylabel(S.get("distance", "cosine")), fontsize=8)
-    variant = S.get("variant")
+    ax.set_ylabel(_sensitivity_ylabel("cosine"), fontsize=8)
     _panel_title(ax, "smoother filters (larger \u03c3) \u2192 lower sensitivity")
     _figure_legend(figure, handles, ncols=2, title="Gaussian smoothing of the init filters")
-    _suptitle(figure, R, "Sensitivity at initialization, smoothed random filters"
-              + (f" ({VARIANT_LABELS.get(variant, variant)})" if variant else ""))
+    _suptitle(figure, results, "Sensitivity at initialization, smoothed random filters")
     return figure
 
 
@@ -444,25 +440,26 @@ def _as_image_stack(images, key):
     return images
 
 
-def plot_fig5(R, sample_images=None, layer_names=True, cmap="Greens"):
+def plot_fig5(results, sample_images=None, layer_names=True, cmap="Greens"):
     """Fig. 5: tasks that need more stability (larger C) give smoother trained filters.
 
     (a) optional samples of the synthetic task: `sample_images` = {C: [k, H, W] or
         [k, H, W, 1] arrays in [0, 1]}, one row per C;
     (b) trained filter smoothness per conv layer, one line per strength C (darker = larger C),
         with the mean smoothness at init over all C as a black dashed line.
-    Uses R["synthetic"].
+    Uses results.synthetic.
 
     Returns:
       A Figure with 1 axes (no samples) or 1 + rows * k axes (the image grid, unused cells
       hidden).
     """
-    S = _section(R, "synthetic", "plot_fig5", "filter smoothness on the synthetic task")
-    final = S.get("smoothness_final") or {}
-    strengths = [(value, key) for value, key in _numeric_keys(final, S.get("strengths"))
-                 if _seeds(final[key]) is not None]
+    sweep = _sweep(results.synthetic, "synthetic", "plot_fig5",
+                   "filter smoothness on the synthetic task")
+    final = sweep.smoothness_final
+    strengths = [(value, key) for value, key in _numeric_keys(final, sweep.strengths)
+                 if _per_seed(final[key]) is not None]
     if not strengths:
-        raise ValueError("plot_fig5: R['synthetic']['smoothness_final'] has no strength with "
+        raise ValueError("plot_fig5: results.synthetic.smoothness_final has no strength with "
                          "data.")
     samples = []
     if sample_images:
@@ -470,7 +467,7 @@ def plot_fig5(R, sample_images=None, layer_names=True, cmap="Greens"):
             samples.append((float(key), _as_image_stack(sample_images[key], key)))
     if samples:
         columns = max(stack.shape[0] for _, stack in samples)
-        figure = _new_figure((4.2 + 0.8 * columns, max(3.9, 0.85 * len(samples) + 1.6)))
+        figure = canvas.new_figure((4.2 + 0.8 * columns, max(3.9, 0.85 * len(samples) + 1.6)))
         left, right = figure.subfigures(1, 2, width_ratios=[0.75 * columns, 5.2], wspace=0.02)
         grid = left.subplots(len(samples), columns, squeeze=False)
         for row, (strength, stack) in enumerate(samples):
@@ -490,27 +487,26 @@ def plot_fig5(R, sample_images=None, layer_names=True, cmap="Greens"):
         left.suptitle("(a) synthetic task samples", fontsize=9, x=0.02, ha="left")
         ax = right.subplots()
     else:
-        figure = _new_figure((5.8, 4.3))
+        figure = canvas.new_figure((5.8, 4.3))
         ax = figure.subplots()
     colors = _sequential_colors(len(strengths), cmap)
-    accuracy = S.get("accuracy") or {}
-    accuracy_keys = dict(_numeric_keys(accuracy))
     handles = []
     width = 0
     for (strength, key), color in zip(strengths, colors):
-        values = _seeds(final[key])
+        values = _per_seed(final[key])
         label = f"C = {_number(strength)}"
-        if strength in accuracy_keys and _seeds(accuracy[accuracy_keys[strength]]) is not None:
-            label += f"  (acc {np.mean(_seeds(accuracy[accuracy_keys[strength]])):.3f})"
+        accuracy = _condition_mean(sweep.accuracy, strength)
+        if accuracy is not None:
+            label += f"  (acc {accuracy:.3f})"
         width = max(width, values.shape[-1])
         handles.append(_plot_condition(ax, np.arange(1, values.shape[-1] + 1), values, color,
                                        label, marker="o"))
-    init = [_seeds(v) for v in (S.get("smoothness_init") or {}).values()]
+    init = [_per_seed(v) for v in sweep.smoothness_init.values()]
     init = [v for v in init if v is not None]
     if init:
         handles.append(_init_mean_line(ax, float(np.mean(np.concatenate(
             [v.ravel() for v in init])))))
-    names = list(S.get("conv_layers") or [f"conv{k}" for k in range(1, width + 1)])
+    names = list(sweep.conv_layers or [f"conv{k}" for k in range(1, width + 1)])
     _layer_axis(ax, names, 1, layer_names, xlabel="conv layer")
     ax.set_ylabel(_SMOOTHNESS_LABEL, fontsize=8)
     _panel_title(ax, ("(b) " if samples else "")
@@ -519,85 +515,86 @@ def plot_fig5(R, sample_images=None, layer_names=True, cmap="Greens"):
         handles=handles, loc="outside lower center", ncols=3, fontsize=7.5, frameon=False,
         handlelength=2.2, columnspacing=1.6, title="training deformation strength C",
         title_fontsize=7.5)
-    _suptitle(figure, R, "Filter smoothness after training on the synthetic task")
+    _suptitle(figure, results, "Filter smoothness after training on the synthetic task")
     return figure
 
 
-def _smoothness(T_variant):
-    return _seeds(T_variant.get("smoothness"))
+def _smoothness(curves):
+    return _per_seed(curves.smoothness)
 
 
-def _init_smoothness_mean(T):
-    values = [_smoothness(v) for v in T.values()]
+def _init_smoothness_mean(variants):
+    values = [_smoothness(curves) for curves in variants.values()]
     values = [v[:, 0, :].ravel() for v in values if v is not None and v.ndim == 3]
     return float(np.mean(np.concatenate(values))) if values else None
 
 
-def plot_fig6(R, layer_names=True):
+def plot_fig6(results, layer_names=True):
     """Fig. 6: filter smoothness per conv layer after training, per variant.
 
-    (a) real labels, (b) random labels (only when R["training"]["random"] is present); the
+    (a) real labels, (b) random labels (only when results.training["random"] is present); the
     black dashed line is the mean smoothness at init (step 0) of that panel's runs. Finding 5:
     trained filters are smoother than at init; with random labels it depends on the variant.
 
     Returns:
-      A Figure with one axes per label kind present (1 or 2); each has one line per variant
+      A Figure with one axes per label group present (1 or 2); each has one line per variant
       plus the init-mean line.
     """
-    training = R.get("training") or {}
-    kinds = [k for k in ("real", "random") if training.get(k)]
-    if not kinds:
-        raise ValueError("plot_fig6 needs R['training']['real'] and/or R['training']['random'] "
-                         "(trained filter smoothness), which are missing.")
-    figure = _new_figure((4.6 * len(kinds) + 0.6, 4.1))
-    axes = np.atleast_1d(figure.subplots(1, len(kinds), sharey=True))
+    groups = [g for g in ("real", "random") if results.training.get(g)]
+    if not groups:
+        raise ValueError("plot_fig6 needs results.training['real'] and/or "
+                         "results.training['random'] (trained filter smoothness), which are "
+                         "missing.")
+    figure = canvas.new_figure((4.6 * len(groups) + 0.6, 4.1))
+    axes = np.atleast_1d(figure.subplots(1, len(groups), sharey=True))
     legend_handles = []
-    for ax, letter, kind in zip(axes, "ab", kinds):
-        T = training[kind]
-        handles, names = _variant_curves(ax, T, _smoothness, -1, first_index=1,
-                                         names_key="conv_layers", with_accuracy=kind == "real")
-        _require_lines(handles, "plot_fig6", f"smoothness ({kind} labels)")
-        init_mean = _init_smoothness_mean(T)
+    for ax, letter, group in zip(axes, "ab", groups):
+        variants = results.training[group]
+        handles, names = _variant_curves(ax, variants, _smoothness, -1, first_index=1,
+                                         conv_layers=True, with_accuracy=group == "real")
+        _require_lines(handles, "plot_fig6", f"smoothness ({group} labels)")
+        init_mean = _init_smoothness_mean(variants)
         if init_mean is not None:
             _init_mean_line(ax, init_mean)
         _layer_axis(ax, names, 1, layer_names, xlabel="conv layer")
-        label = "real labels" if kind == "real" else "random labels"
-        _panel_title(ax, f"({letter}) after training, {label}" if len(kinds) > 1
+        label = "real labels" if group == "real" else "random labels"
+        _panel_title(ax, f"({letter}) after training, {label}" if len(groups) > 1
                      else f"after training, {label}")
         legend_handles = legend_handles or handles
     # One "init mean" entry (the per-panel values are in the per-axes lines' labels).
     proxy = mlines.Line2D([], [], label="mean at initialization", **INIT_MEAN_STYLE)
     axes[0].set_ylabel(_SMOOTHNESS_LABEL, fontsize=8)
     _figure_legend(figure, legend_handles + [proxy])
-    _suptitle(figure, R, "Filter smoothness after training")
+    _suptitle(figure, results, "Filter smoothness after training")
     return figure
 
 
-def plot_fig7(R, distance="cosine", layer_names=True):
+def plot_fig7(results, distance="cosine", layer_names=True):
     """Fig. 7: sensitivity after training on random labels, per variant.
 
-    Uses R["training"]["random"] (last measurement step).
+    Uses results.training["random"] (last measurement step).
 
     Returns:
       A Figure with 1 axes, one line per variant present.
     """
-    _check_distance(distance)
-    T = _training(R, "random", "plot_fig7")
-    figure = _new_figure((5.8, 4.3))
+    sensitivity.check_distance(distance)
+    variants = _training_group(results, "random", "plot_fig7")
+    figure = canvas.new_figure((5.8, 4.3))
     ax = figure.subplots()
-    handles, names = _variant_curves(ax, T, lambda v: _sensitivity(v, distance), -1)
+    handles, names = _variant_curves(ax, variants,
+                                     lambda curves: _sensitivity(curves, distance), -1)
     _require_lines(handles, "plot_fig7", f"{distance} sensitivity (random labels)")
     _layer_axis(ax, names, 0, layer_names)
     ax.set_ylim(bottom=0)
     ax.set_ylabel(_sensitivity_ylabel(distance), fontsize=8)
     _panel_title(ax, "after training on random labels"
-                 + (f" (step {_steps_of(T)[-1]})" if _steps_of(T) else ""))
+                 + (f" (step {_steps_of(variants)[-1]})" if _steps_of(variants) else ""))
     _figure_legend(figure, handles, ncols=3)
-    _suptitle(figure, R, "Deformation sensitivity, random labels")
+    _suptitle(figure, results, "Deformation sensitivity, random labels")
     return figure
 
 
-def plot_sensitivity_across_training(R, distance="cosine", layer_names=True):
+def plot_sensitivity_across_training(results, distance="cosine", layer_names=True):
     """Small multiples: one panel per variant, one line per measurement step (real labels).
 
     Lines go from a light tint of the variant's colour (init) to a dark shade (final); bands
@@ -608,50 +605,51 @@ def plot_sensitivity_across_training(R, distance="cosine", layer_names=True):
     Returns:
       A Figure with one axes per variant present, each with one line per step.
     """
-    _check_distance(distance)
-    T = _training(R, "real", "plot_sensitivity_across_training")
-    variants = [v for v in _ordered_variants(T) if _sensitivity(T[v], distance) is not None]
-    if not variants:
+    sensitivity.check_distance(distance)
+    real = _training_group(results, "real", "plot_sensitivity_across_training")
+    drawn = [v for v in _ordered_variants(real) if _sensitivity(real[v], distance) is not None]
+    if not drawn:
         raise ValueError(f"plot_sensitivity_across_training: no {distance} sensitivity found "
                          "in the results.")
-    count = len(variants)
-    figure = _new_figure((2.55 * count + 0.7, 4.3))
+    count = len(drawn)
+    figure = canvas.new_figure((2.55 * count + 0.7, 4.3))
     axes = np.atleast_1d(figure.subplots(1, count, sharey=True))
     max_steps = 0
-    for index, (ax, variant) in enumerate(zip(axes, variants)):
-        data = _sensitivity(T[variant], distance)
-        steps = list(T[variant].get("steps") or range(data.shape[1]))
+    for index, (ax, variant) in enumerate(zip(axes, drawn)):
+        data = _sensitivity(real[variant], distance)
+        steps = list(real[variant].steps or range(data.shape[1]))
         color, marker, label = variant_style(variant, index)
         shades = _shades_of(color, data.shape[1])
         x = np.arange(data.shape[-1])
-        for s in range(data.shape[1]):
-            edge = s in (0, data.shape[1] - 1)
-            _plot_condition(ax, x, data[:, s, :], shades[s], f"step {steps[s]}",
-                            marker=marker if edge else None, band=edge,
-                            linewidth=1.6 if edge else 1.1, zorder=3 + s)
+        for step_index in range(data.shape[1]):
+            edge = step_index in (0, data.shape[1] - 1)
+            _plot_condition(ax, x, data[:, step_index, :], shades[step_index],
+                            f"step {steps[step_index]}", marker=marker if edge else None,
+                            band=edge, linewidth=1.6 if edge else 1.1, zorder=3 + step_index)
         max_steps = max(max_steps, data.shape[1])
-        _layer_axis(ax, list(T[variant].get("layers") or [str(k) for k in x]), 0, layer_names)
+        _layer_axis(ax, list(real[variant].layers or [str(k) for k in x]), 0, layer_names)
         ax.set_title(label, fontsize=9, color=color, fontweight="bold")
     _zero_based(axes[0])
     axes[0].set_ylabel(_sensitivity_ylabel(distance), fontsize=8)
     # Legend in grey levels: the shade (not the hue) encodes the step in every panel.
-    steps = _steps_of(T)[:max_steps] or list(range(max_steps))
+    steps = _steps_of(real)[:max_steps] or list(range(max_steps))
     greys = _shades_of("#606060", len(steps))
     shown = sorted({0, len(steps) - 1} | set(np.linspace(0, len(steps) - 1, 6).round()
                                               .astype(int).tolist()))
     proxies = []
-    for s in shown:
-        text = f"step {steps[s]}"
-        text += " (init)" if s == 0 and steps[s] == 0 else ""
-        text += " (final)" if s == len(steps) - 1 and s > 0 else ""
-        proxies.append(mlines.Line2D([], [], color=greys[s], linewidth=1.8, label=text))
+    for step_index in shown:
+        text = f"step {steps[step_index]}"
+        text += " (init)" if step_index == 0 and steps[step_index] == 0 else ""
+        text += " (final)" if step_index == len(steps) - 1 and step_index > 0 else ""
+        proxies.append(mlines.Line2D([], [], color=greys[step_index], linewidth=1.8,
+                                     label=text))
     _figure_legend(figure, proxies, ncols=len(proxies),
                    title="measurement step: light = early, dark = late")
-    _suptitle(figure, R, "Deformation sensitivity during training (real labels)")
+    _suptitle(figure, results, "Deformation sensitivity during training (real labels)")
     return figure
 
 
-def plot_relative_stability(R, layer_names=True):
+def plot_relative_stability(results, layer_names=True):
     """Relative stability R_f = D_f / G_f (Petrini et al. 2021) per layer and variant.
 
     (a) at initialization, (b) after training (real labels); log-scale y with a line at 1
@@ -662,31 +660,24 @@ def plot_relative_stability(R, layer_names=True):
     Returns:
       A Figure with 2 axes, one line per variant present in each (+ the R_f = 1 line).
     """
-    T = _training(R, "real", "plot_relative_stability")
-    figure = _new_figure((9.0, 4.1))
-    axes = figure.subplots(1, 2, sharey=True)
-    steps = _steps_of(T)
-    handles = None
-    for ax, letter, step_index in zip(axes, "ab", (0, -1)):
-        lines_, names = _variant_curves(
-            ax, T, lambda v: _seeds(v.get("relative_stability")), step_index, log=True)
-        _require_lines(lines_, "plot_relative_stability", "relative stability")
-        handles = handles or lines_
+    variants = _training_group(results, "real", "plot_relative_stability")
+    figure, axes, handles = _init_and_final_panels(
+        variants, lambda curves: _per_seed(curves.relative_stability),
+        "plot_relative_stability", "relative stability", layer_names, log=True)
+    for ax in axes:
         ax.set_yscale("log")
         ax.axhline(1.0, color="0.35", linestyle=":", linewidth=1.0, zorder=2)
-        _layer_axis(ax, names, 0, layer_names)
         ax.grid(True, axis="y", which="major", color="0.9", linewidth=0.6)
-        _panel_title(ax, _step_panel_title(letter, steps, step_index))
     axes[0].set_ylabel("relative stability R_f = D_f / G_f\n(deformation / same-norm noise)",
                        fontsize=8)
     proxy = mlines.Line2D([], [], color="0.35", linestyle=":", linewidth=1.0,
                           label="R_f = 1")
     _figure_legend(figure, list(handles) + [proxy])
-    _suptitle(figure, R, "Relative stability to deformations vs. noise (real labels)")
+    _suptitle(figure, results, "Relative stability to deformations vs. noise (real labels)")
     return figure
 
 
-# File stem -> figure function (Fig. 1 and Fig. 2 are in `deformation`).
+# File stem -> figure function (Fig. 1 and Fig. 2 are `deform_tf.figures.deformation`'s).
 FIGURES = {
     "fig3": plot_fig3,
     "fig4": plot_fig4,
@@ -708,8 +699,8 @@ def save(figure, path, dpi=DPI):
     return path
 
 
-def render_all(R, directory, names=None):
-    """Draws and saves every figure of FIGURES (or `names`) that `R` has the data for.
+def render_all(results, directory, names=None):
+    """Draws and saves every figure of FIGURES (or `names`) that `results` has the data for.
 
     Returns:
       (written, skipped): the list of PNG paths written, and {name: reason} of the figures
@@ -718,7 +709,7 @@ def render_all(R, directory, names=None):
     written, skipped = [], {}
     for name in names or FIGURES:
         try:
-            figure = FIGURES[name](R)
+            figure = FIGURES[name](results)
         except ValueError as error:
             skipped[name] = str(error)
             continue

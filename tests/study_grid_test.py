@@ -1,4 +1,4 @@
-"""The experiment grids of `launch.experiments`: what each profile runs."""
+"""The experiment grids of `launch.study.grid`: what each profile runs."""
 
 import collections
 import dataclasses
@@ -7,7 +7,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 from deform_tf import models
-from launch import experiments
+from launch.study import grid as grid_lib
 
 FULL_FASHION_MNIST_TRAIN = 60_000
 
@@ -22,10 +22,14 @@ def seeds_by_condition(runs, group):
 
 class GridTest(parameterized.TestCase, tf.test.TestCase):
 
+    def test_pooled_and_not_pooled_split_the_variants(self):
+        self.assertEmpty(set(grid_lib.POOLED) & set(grid_lib.NOT_POOLED))
+        self.assertCountEqual(grid_lib.POOLED + grid_lib.NOT_POOLED, models.DOWNSAMPLING)
+
     @parameterized.parameters("quick", "standard", "paper")
     def test_grid_has_what_every_finding_needs(self, name):
-        profile = experiments.PROFILES[name]
-        runs = experiments.grid(profile)
+        profile = grid_lib.PROFILES[name]
+        runs = grid_lib.grid(profile)
         self.assertLen({r.name for r in runs}, len(runs))
         for group in ("real", "random"):  # findings 1, 2, 5: every variant, the same seeds
             seeds = seeds_by_condition(runs, group)
@@ -39,7 +43,7 @@ class GridTest(parameterized.TestCase, tf.test.TestCase):
         self.assertGreaterEqual(len(strengths["1"]), 3)
 
     def test_standard_profile_is_the_documented_size(self):
-        profile = experiments.PROFILES["standard"]
+        profile = grid_lib.PROFILES["standard"]
         self.assertGreaterEqual(profile.width, 0.5)
         self.assertGreaterEqual(profile.seeds, 3)
         self.assertFalse(profile.allow_embedded)
@@ -47,10 +51,10 @@ class GridTest(parameterized.TestCase, tf.test.TestCase):
         epochs = profile.train_steps * profile.batch_size / FULL_FASHION_MNIST_TRAIN
         self.assertAllClose(epochs, 2.0, atol=0.01)
         self.assertEqual(profile.train_steps % profile.measure_every, 0)
-        self.assertIn("2 hours", experiments.standard.__doc__)
+        self.assertIn("2 hours", grid_lib.standard.__doc__)
 
     def test_quick_synthetic_task_has_more_seeds_where_finding_4_compares(self):
-        runs = [r for r in experiments.grid(experiments.PROFILES["quick"])
+        runs = [r for r in grid_lib.grid(grid_lib.PROFILES["quick"])
                 if r.group == "synthetic"]
         seeds = seeds_by_condition(runs, "synthetic")
         self.assertEqual({c: len(s) for c, s in seeds.items()}, {"1": 6, "2": 3, "3": 3, "4": 6})
@@ -58,16 +62,16 @@ class GridTest(parameterized.TestCase, tf.test.TestCase):
 
     def test_synthetic_prototypes_come_from_data_dir_only_for_fashion_mnist(self):
         for dataset, expected in (("fashion_mnist", "/data/fm"), ("cifar10", None)):
-            profile = dataclasses.replace(experiments.PROFILES["quick"],
+            profile = dataclasses.replace(grid_lib.PROFILES["quick"],
                                           dataset=dataset)
-            runs = experiments.grid(profile, data_dir="/data/fm" if expected else "/data/c10")
+            runs = grid_lib.grid(profile, data_dir="/data/fm" if expected else "/data/c10")
             synthetic = {r.settings["data_dir"] for r in runs if r.group == "synthetic"}
             real = {r.settings["data_dir"] for r in runs if r.group == "real"}
             self.assertEqual(synthetic, {expected})
             self.assertEqual(real, {"/data/fm" if expected else "/data/c10"})
 
     def test_command_gives_every_setting(self):
-        run = experiments.grid(experiments.PROFILES["quick"])[12]  # real/subsample/seed0
+        run = grid_lib.grid(grid_lib.PROFILES["quick"])[12]  # real/subsample/seed0
         command = run.command("/runs")
         self.assertStartsWith(command, "python -m launch.cifar10 "
                               "--output_dir=/runs/real/subsample/seed0 ")

@@ -1,14 +1,13 @@
-"""Tests of the paper's result figures (`deform_tf.figures.paper`, Fig. 3-7 and two extras).
+"""Tests of the paper's result figures (`launch.study.figures`, Fig. 3-7 and two extras).
 
-The figures are drawn from a synthetic results dict with the schema of the aggregated results
-(plain lists, as loaded from JSON). Each must return a Figure with the expected axes and lines
+The figures are drawn from synthetic study results, built as the JSON object of a results.json
+and read with `StudyResults.from_json`. Each must return a Figure with the expected axes and lines
 (one per condition, the mean over seeds, with a +-2 std band only with 2 or more seeds), keep the
 colour of each downsampling variant, save to a readable PNG, skip missing conditions and raise a
 ValueError naming a missing section.
 """
 
 import copy
-import json
 import os
 import tempfile
 
@@ -20,92 +19,10 @@ from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
-from deform_tf.figures import paper
-
-VARIANTS = ("subsample", "max_pool", "avg_pool", "strided", "strided_relu")
-CONV_LAYERS = [f"block{i}_conv{j}" for i in range(1, 5) for j in (1, 2)]
-
-
-def layer_names(variant):
-    down = "_down_relu" if variant == "strided_relu" else "_down"
-    names = ["input"]
-    for i in range(1, 5):
-        names += [f"block{i}_relu1", f"block{i}_relu2", f"block{i}{down}"]
-    return names
-
-
-def fake_results(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", "random"),
-                 smooth_init=True, synthetic=True, rng_seed=0):
-    """A results dict shaped like the aggregated study, with the paper's trends built in.
-
-    At init, sensitivity grows with depth, less for pooled variants (finding 1); training pulls
-    every variant to the same pattern (finding 2); larger sigma lowers sensitivity (3); larger C
-    lowers the trained smoothness measure (4); training smooths the filters (5).
-    """
-    rng = np.random.default_rng(rng_seed)
-    depth = np.arange(13) / 12.0
-    conv_depth = np.arange(8) / 7.0
-    init_level = {"subsample": 0.55, "strided": 0.6, "strided_relu": 0.5, "max_pool": 0.3,
-                  "avg_pool": 0.1}
-    random_level = {"subsample": 0.5, "strided": 0.35, "strided_relu": 0.3, "max_pool": 0.2,
-                    "avg_pool": 0.12}
-
-    def noisy(mean, scale=0.02, positive=True):
-        values = mean[None] + scale * rng.standard_normal((seeds,) + mean.shape)
-        return np.abs(values) if positive else values
-
-    results = {"title": "fake profile: Fashion-MNIST (embedded), CIFAR-10 net at width 0.125"}
-    training = {}
-    for kind in kinds:
-        section = {}
-        for variant in variants:
-            init = 0.2 + (init_level[variant] - 0.2) * depth ** 0.8
-            init += 0.05 * np.sin(np.arange(13) * 2.1)
-            final_level = 0.1 if kind == "real" else random_level[variant]
-            final = 0.2 + 0.25 * np.sin(np.pi * depth) + (final_level - 0.2) * depth
-            t = (np.asarray(steps, np.float64) / max(steps[-1], 1))[:, None]
-            cosine = init[None] * (1 - t) + final[None] * t
-            smooth_start = np.full(8, 1.857)
-            smooth_final = (1.62 + 0.15 * conv_depth if kind == "real"
-                            else 1.8 - (0.3 if variant in ("max_pool", "avg_pool") else 0.05)
-                            * conv_depth)
-            smooth = smooth_start[None] * (1 - t) + smooth_final[None] * t
-            relative = np.exp(np.log(cosine) + 1.2 - 2.0 * depth[None])
-            section[variant] = {
-                "layers": layer_names(variant),
-                "conv_layers": CONV_LAYERS,
-                "steps": list(steps),
-                "sensitivity": {"cosine": noisy(cosine).tolist(),
-                                "euclidean": noisy(1.3 * cosine).tolist()},
-                "relative_stability": (relative[None] * np.exp(
-                    0.1 * rng.standard_normal((seeds,) + relative.shape))).tolist(),
-                "smoothness": noisy(smooth, 0.01).tolist(),
-                "accuracy": noisy(np.array(0.9 if kind == "real" else 0.1), 0.005).tolist(),
-            }
-        training[kind] = section
-    results["training"] = training
-    if smooth_init:
-        sigmas = [0, 0.5, 1, 2]
-        results["smooth_init"] = {
-            "sigmas": sigmas, "layers": layer_names("max_pool"), "variant": "max_pool",
-            "sensitivity": {
-                str(s): noisy((0.25 + 0.35 * depth) / (1 + 0.8 * s)).tolist() for s in sigmas},
-            "smoothness": {str(s): noisy(np.full(8, 1.857 / (1 + 0.6 * s)), 0.01).tolist()
-                           for s in sigmas},
-        }
-    if synthetic:
-        strengths = [1, 2, 3, 4]
-        results["synthetic"] = {
-            "strengths": strengths, "conv_layers": CONV_LAYERS,
-            "smoothness_init": {str(c): noisy(np.full(8, 1.857), 0.01).tolist()
-                                for c in strengths},
-            "smoothness_final": {str(c): noisy(1.8 - 0.06 * c - 0.05 * c * conv_depth,
-                                               0.015).tolist() for c in strengths},
-            "accuracy": {str(c): noisy(np.array(1.0 - 0.02 * c), 0.003).tolist()
-                         for c in strengths},
-        }
-    return results
-
+from launch.study import figures as study_figures
+from launch.study import grid as grid_lib
+from launch.study import results as results_lib
+from tests import study_fakes
 
 def bands(ax):
     return [c for c in ax.collections if isinstance(c, mcollections.PolyCollection)]
@@ -139,7 +56,7 @@ class MeanAndBandTest(tf.test.TestCase):
 
     def test_hand_computed(self):
         values = [[1.0, 2.0], [3.0, 4.0], [5.0, 9.0]]
-        mean, lower, upper = paper.mean_and_band(values)
+        mean, lower, upper = study_figures.mean_and_band(values)
         # Column 0: mean 3, deviations -2, 0, 2 -> sample variance 8 / 2 = 4, std 2.
         # Column 1: mean 5, deviations -3, -1, 4 -> sample variance 26 / 2 = 13.
         self.assertAllClose(mean, [3.0, 5.0])
@@ -147,33 +64,33 @@ class MeanAndBandTest(tf.test.TestCase):
         self.assertAllClose(upper, [3.0 + 4.0, 5.0 + 2 * np.sqrt(13.0)])
 
     def test_two_seeds_uses_sample_std(self):
-        mean, lower, upper = paper.mean_and_band([[0.0], [2.0]])
+        mean, lower, upper = study_figures.mean_and_band([[0.0], [2.0]])
         # Sample std of {0, 2} is sqrt(2) (ddof=1), not 1.
         self.assertAllClose(mean, [1.0])
         self.assertAllClose(upper - mean, [2 * np.sqrt(2.0)])
         self.assertAllClose(mean - lower, [2 * np.sqrt(2.0)])
 
     def test_one_seed_has_no_spread(self):
-        mean, lower, upper = paper.mean_and_band([[0.3, 0.7, 0.1]])
+        mean, lower, upper = study_figures.mean_and_band([[0.3, 0.7, 0.1]])
         self.assertAllClose(mean, [0.3, 0.7, 0.1])
         self.assertAllEqual(lower, mean)
         self.assertAllEqual(upper, mean)
 
     def test_geometric_band(self):
-        mean, lower, upper = paper.mean_and_band([[1.0], [4.0]], log=True)
+        mean, lower, upper = study_figures.mean_and_band([[1.0], [4.0]], log=True)
         # log values 0 and ln 4: mean ln 2, sample std sqrt(2) ln 2.
         self.assertAllClose(mean, [2.0])
         self.assertAllClose(upper, [2.0 * 2.0 ** (2 * np.sqrt(2.0))])
         self.assertAllClose(lower, [2.0 * 2.0 ** (-2 * np.sqrt(2.0))])
 
     def test_three_dimensional_input_reduces_the_seed_axis(self):
-        mean, _, _ = paper.mean_and_band(np.arange(24.0).reshape(2, 3, 4))
+        mean, _, _ = study_figures.mean_and_band(np.arange(24.0).reshape(2, 3, 4))
         self.assertEqual(mean.shape, (3, 4))
         self.assertAllClose(mean, np.arange(24.0).reshape(2, 3, 4).mean(0))
 
     def test_no_seed_is_an_error(self):
         with self.assertRaisesRegex(ValueError, "at least one seed"):
-            paper.mean_and_band([])
+            study_figures.mean_and_band([])
 
 
 class FigureTest(parameterized.TestCase, tf.test.TestCase):
@@ -181,24 +98,23 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        # Through JSON, as the aggregated results are stored.
-        cls.results = json.loads(json.dumps(fake_results()))
-        cls.one_seed = json.loads(json.dumps(fake_results(seeds=1)))
+        cls.results = study_fakes.fake_results()
+        cls.one_seed = study_fakes.fake_results(seeds=1)
 
     def assert_variant_lines(self, ax, count, seeds):
         lines = data_lines(ax)
         self.assertLen(lines, count)
         self.assertLen(bands(ax), count if seeds > 1 else 0)
         # Legend order and colours: pooled (warm) first, each variant its own colour.
-        expected = [v for v in paper.VARIANT_ORDER if v in VARIANTS][:count]
+        expected = [v for v in study_figures.VARIANT_ORDER if v in study_fakes.VARIANTS][:count]
         for line, variant in zip(lines, expected):
             self.assertEqual(matplotlib.colors.to_hex(line.get_color()),
-                             paper.VARIANT_COLORS[variant].lower())
-            self.assertStartsWith(line.get_label(), paper.VARIANT_LABELS[variant])
+                             study_figures.VARIANT_COLORS[variant].lower())
+            self.assertStartsWith(line.get_label(), study_figures.VARIANT_LABELS[variant])
 
     @parameterized.parameters(("cosine",), ("euclidean",))
     def test_fig3(self, distance):
-        figure = paper.plot_fig3(self.results, distance=distance)
+        figure = study_figures.plot_fig3(self.results, distance=distance)
         self.assertIsInstance(figure, Figure)
         self.assertLen(figure.axes, 2)
         for ax, step in zip(figure.axes, (0, -1)):
@@ -206,7 +122,7 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertEmpty(reference_lines(ax))
             # The max_pool line is the mean over seeds at that step.
             values = np.asarray(
-                self.results["training"]["real"]["max_pool"]["sensitivity"][distance])
+                self.results.training["real"]["max_pool"].sensitivity[distance])
             self.assertAllClose(data_lines(ax)[0].get_ydata(), values[:, step, :].mean(0))
             self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(13))
             # Its band spans mean +- 2 sample std over seeds at every layer.
@@ -223,95 +139,99 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertStartsWith(labels[3], "down1")
 
     def test_fig3_one_seed_has_no_bands(self):
-        figure = paper.plot_fig3(self.one_seed)
+        figure = study_figures.plot_fig3(self.one_seed)
         for ax in figure.axes:
             self.assert_variant_lines(ax, 5, seeds=1)
 
     def test_fig3_index_ticks_without_names(self):
-        figure = paper.plot_fig3(self.results, layer_names=False)
+        figure = study_figures.plot_fig3(self.results, layer_names=False)
         labels = [t.get_text() for t in figure.axes[0].get_xticklabels()]
         self.assertEqual(labels, [str(k) for k in range(13)])
 
     def test_fig3_rejects_unknown_distance(self):
         with self.assertRaisesRegex(ValueError, "distance"):
-            paper.plot_fig3(self.results, distance="l1")
+            study_figures.plot_fig3(self.results, distance="l1")
 
     def test_fig4_darker_for_larger_sigma(self):
-        figure = paper.plot_fig4(self.results)
+        figure = study_figures.plot_fig4(self.results)
         self.assertLen(figure.axes, 1)
         lines = data_lines(figure.axes[0])
         self.assertLen(lines, 4)
         self.assertLen(bands(figure.axes[0]), 4)
         self.assertIn("\u03c3 = 0.5", lines[1].get_label())
+        smoothness = np.mean(self.results.smooth_init.smoothness["0.5"])
+        self.assertIn(f"(smoothness {smoothness:.2f})", lines[1].get_label())
         for line, sigma in zip(lines, ("0", "0.5", "1", "2")):
             self.assertAllClose(line.get_ydata(), np.mean(
-                self.results["smooth_init"]["sensitivity"][sigma], axis=0))
+                self.results.smooth_init.sensitivity[sigma], axis=0))
         luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()), [0.299, 0.587, 0.114])
                      for line in lines]
         self.assertAllEqual(np.diff(luminance) < 0, [True] * 3)
         self.assertIn("smoother filters", figure.axes[0].get_title(loc="left"))
 
     def test_fig5_without_and_with_samples(self):
-        figure = paper.plot_fig5(self.results)
+        figure = study_figures.plot_fig5(self.results)
         self.assertLen(figure.axes, 1)
         ax = figure.axes[0]
         self.assertLen(data_lines(ax), 4)
         (init_line,) = reference_lines(ax)
         init = np.concatenate([np.ravel(v) for v in
-                               self.results["synthetic"]["smoothness_init"].values()])
+                               self.results.synthetic.smoothness_init.values()])
         self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
         self.assertEqual(matplotlib.colors.to_hex(init_line.get_color()), "#000000")
         self.assertEqual(init_line.get_label().split(" ")[:2], ["init", "mean"])
         self.assertAllEqual(data_lines(ax)[0].get_xdata(), np.arange(1, 9))
         for line, c in zip(data_lines(ax), ("1", "2", "3", "4")):
             self.assertAllClose(line.get_ydata(), np.mean(
-                self.results["synthetic"]["smoothness_final"][c], axis=0))
+                self.results.synthetic.smoothness_final[c], axis=0))
+            accuracy = np.mean(self.results.synthetic.accuracy[c])
+            self.assertIn(f"(acc {accuracy:.3f})", line.get_label())
 
         rng = np.random.default_rng(1)
         samples = {1: rng.uniform(size=(3, 32, 32)), 2: rng.uniform(size=(3, 32, 32, 1)),
                    3: rng.uniform(size=(2, 32, 32)), 4: rng.uniform(size=(3, 32, 32))}
-        figure = paper.plot_fig5(self.results, sample_images=samples)
+        figure = study_figures.plot_fig5(self.results, sample_images=samples)
         self.assertLen(figure.axes, 4 * 3 + 1)
         self.assertLen([ax for ax in figure.axes if ax.images], 3 + 3 + 2 + 3)
         self.assertLen(layer_axes(figure)[-1].get_lines(), 5)
 
     def test_fig5_rejects_bad_sample_shape(self):
         with self.assertRaisesRegex(ValueError, "sample_images"):
-            paper.plot_fig5(self.results, sample_images={1: np.zeros((2, 3, 4, 5))})
+            study_figures.plot_fig5(self.results, sample_images={1: np.zeros((2, 3, 4, 5))})
 
     def test_fig6_real_and_random(self):
-        figure = paper.plot_fig6(self.results)
+        figure = study_figures.plot_fig6(self.results)
         self.assertLen(figure.axes, 2)
         for ax, kind in zip(figure.axes, ("real", "random")):
             self.assert_variant_lines(ax, 5, seeds=3)
             (init_line,) = reference_lines(ax)
-            init = np.concatenate([np.asarray(v["smoothness"])[:, 0, :].ravel()
-                                   for v in self.results["training"][kind].values()])
+            init = np.concatenate([np.asarray(v.smoothness)[:, 0, :].ravel()
+                                   for v in self.results.training[kind].values()])
             self.assertAllClose(init_line.get_ydata(), [init.mean()] * 2)
             self.assertIn(f"{kind} labels", ax.get_title(loc="left"))
             # Each variant's line is its smoothness at the LAST step (not at init), per conv.
-            for line, variant in zip(data_lines(ax), paper.VARIANT_ORDER):
-                values = np.asarray(self.results["training"][kind][variant]["smoothness"])
+            for line, variant in zip(data_lines(ax), study_figures.VARIANT_ORDER):
+                values = np.asarray(self.results.training[kind][variant].smoothness)
                 self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
                 self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
                 self.assertAllEqual(line.get_xdata(), np.arange(1, 9))
         self.assertEqual(figure.axes[0].get_title(loc="left")[:3], "(a)")
 
     def test_fig7(self):
-        figure = paper.plot_fig7(self.results)
+        figure = study_figures.plot_fig7(self.results)
         self.assertLen(figure.axes, 1)
         self.assert_variant_lines(figure.axes[0], 5, seeds=3)
         values = np.asarray(
-            self.results["training"]["random"]["avg_pool"]["sensitivity"]["cosine"])
+            self.results.training["random"]["avg_pool"].sensitivity["cosine"])
         self.assertAllClose(data_lines(figure.axes[0])[1].get_ydata(), values[:, -1].mean(0))
-        for line, variant in zip(data_lines(figure.axes[0]), paper.VARIANT_ORDER):
+        for line, variant in zip(data_lines(figure.axes[0]), study_figures.VARIANT_ORDER):
             values = np.asarray(
-                self.results["training"]["random"][variant]["sensitivity"]["cosine"])
+                self.results.training["random"][variant].sensitivity["cosine"])
             self.assertAllClose(line.get_ydata(), values[:, -1].mean(0))
             self.assertNotAllClose(line.get_ydata(), values[:, 0].mean(0))
 
     def test_sensitivity_across_training(self):
-        figure = paper.plot_sensitivity_across_training(self.results)
+        figure = study_figures.plot_sensitivity_across_training(self.results)
         self.assertLen(figure.axes, 5)
         for ax in figure.axes:
             lines = data_lines(ax)
@@ -319,32 +239,32 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
             self.assertLen(bands(ax), 2)  # First and last step only.
             self.assertEqual([line.get_label() for line in lines],
                              ["step 0", "step 50", "step 100"])
-        for ax, variant in zip(figure.axes, paper.VARIANT_ORDER):
-            values = np.asarray(self.results["training"]["real"][variant]["sensitivity"]["cosine"])
+        for ax, variant in zip(figure.axes, study_figures.VARIANT_ORDER):
+            values = np.asarray(self.results.training["real"][variant].sensitivity["cosine"])
             for step, line in enumerate(data_lines(ax)):
                 self.assertAllClose(line.get_ydata(), values[:, step].mean(0))
             luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()),
                                 [0.299, 0.587, 0.114]) for line in lines]
             self.assertAllEqual(np.diff(luminance) < 0, [True, True])
-        self.assertEqual(figure.axes[0].get_title(), paper.VARIANT_LABELS["max_pool"])
+        self.assertEqual(figure.axes[0].get_title(), study_figures.VARIANT_LABELS["max_pool"])
 
     def test_relative_stability(self):
-        figure = paper.plot_relative_stability(self.results)
+        figure = study_figures.plot_relative_stability(self.results)
         self.assertLen(figure.axes, 2)
         for ax, step in zip(figure.axes, (0, -1)):
             self.assertEqual(ax.get_yscale(), "log")
             self.assert_variant_lines(ax, 5, seeds=3)
             (one,) = reference_lines(ax)
             self.assertAllClose(one.get_ydata(), [1.0, 1.0])
-            values = np.asarray(self.results["training"]["real"]["max_pool"]
-                                ["relative_stability"])[:, step]
+            values = np.asarray(
+                self.results.training["real"]["max_pool"].relative_stability)[:, step]
             self.assertAllClose(data_lines(ax)[0].get_ydata(), np.exp(np.log(values).mean(0)))
 
-    @parameterized.parameters(sorted(paper.FIGURES))
+    @parameterized.parameters(sorted(study_figures.FIGURES))
     def test_saves_a_readable_png(self, name):
-        figure = paper.FIGURES[name](self.results)
+        figure = study_figures.FIGURES[name](self.results)
         path = os.path.join(tempfile.mkdtemp(dir=self.get_temp_dir()), "sub", f"{name}.png")
-        self.assertEqual(paper.save(figure, path), path)
+        self.assertEqual(study_figures.save(figure, path), path)
         with open(path, "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
         pixels = mpimg.imread(path)
@@ -354,14 +274,14 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLess(pixels.min(), 0.5)  # Something is drawn.
 
     def test_registry(self):
-        self.assertEqual(set(paper.FIGURES), {
+        self.assertEqual(set(study_figures.FIGURES), {
             "fig3", "fig4", "fig5", "fig6", "fig7", "sensitivity_across_training",
             "relative_stability"})
 
     def test_variant_colours_warm_for_pooled_cool_for_the_rest(self):
-        for variant, color in paper.VARIANT_COLORS.items():
+        for variant, color in study_figures.VARIANT_COLORS.items():
             hue = matplotlib.colors.rgb_to_hsv(matplotlib.colors.to_rgb(color))[0] * 360
-            if variant in paper.POOLED:
+            if variant in grid_lib.POOLED:
                 self.assertLess(hue, 60, variant)
             else:
                 self.assertTrue(150 <= hue <= 290, (variant, hue))
@@ -370,16 +290,16 @@ class FigureTest(parameterized.TestCase, tf.test.TestCase):
 class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
 
     @parameterized.named_parameters(
-        ("no_random", dict(kinds=("real",)), {"fig7"}, r"\['training'\]\['random'\]"),
-        ("no_synthetic", dict(synthetic=False), {"fig5"}, r"R\['synthetic'\]"),
-        ("no_smooth_init", dict(smooth_init=False), {"fig4"}, r"R\['smooth_init'\]"),
+        ("no_random", dict(kinds=("real",)), {"fig7"}, r"results\.training\['random'\]"),
+        ("no_synthetic", dict(synthetic=False), {"fig5"}, r"results\.synthetic\b"),
+        ("no_smooth_init", dict(smooth_init=False), {"fig4"}, r"results\.smooth_init\b"),
         ("no_real", dict(kinds=("random",)),
          {"fig3", "sensitivity_across_training", "relative_stability"},
-         r"\['training'\]\['real'\]"),
+         r"results\.training\['real'\]"),
     )
     def test_missing_section(self, kwargs, failing, message):
-        results = fake_results(**kwargs)
-        for name, function in paper.FIGURES.items():
+        results = study_fakes.fake_results(**kwargs)
+        for name, function in study_figures.FIGURES.items():
             if name in failing:
                 with self.assertRaisesRegex(ValueError, message):
                     function(results)
@@ -387,67 +307,73 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
                 self.assertIsInstance(function(results), Figure, name)
 
     def test_render_all_skips_figures_without_data(self):
-        results = fake_results(kinds=("real",), synthetic=False)
+        results = study_fakes.fake_results(kinds=("real",), synthetic=False)
         directory = os.path.join(self.get_temp_dir(), "render_all")
-        written, skipped = paper.render_all(results, directory, names=["fig4", "fig5", "fig7"])
+        written, skipped = study_figures.render_all(results, directory,
+                                                    names=["fig4", "fig5", "fig7"])
         self.assertEqual(written, [os.path.join(directory, "fig4.png")])
         self.assertEqual(sorted(skipped), ["fig5", "fig7"])
-        self.assertIn("R['synthetic']", skipped["fig5"])
+        self.assertIn("results.synthetic", skipped["fig5"])
         self.assertEqual(os.listdir(directory), ["fig4.png"])
 
     def test_no_training_at_all(self):
-        results = fake_results()
+        results = study_fakes.fake_results_json()
         del results["training"]
+        results = results_lib.StudyResults.from_json(results)
         for name in ("fig3", "fig6", "fig7", "sensitivity_across_training",
                      "relative_stability"):
             with self.assertRaisesRegex(ValueError, "training"):
-                paper.FIGURES[name](results)
-        self.assertIsInstance(paper.plot_fig4(results), Figure)
-        self.assertIsInstance(paper.plot_fig5(results), Figure)
+                study_figures.FIGURES[name](results)
+        self.assertIsInstance(study_figures.plot_fig4(results), Figure)
+        self.assertIsInstance(study_figures.plot_fig5(results), Figure)
 
     def test_fig6_real_only_has_one_panel(self):
-        figure = paper.plot_fig6(fake_results(kinds=("real",)))
+        figure = study_figures.plot_fig6(study_fakes.fake_results(kinds=("real",)))
         self.assertLen(figure.axes, 1)
         self.assertLen(data_lines(figure.axes[0]), 5)
 
     def test_missing_conditions_are_skipped(self):
-        results = fake_results(variants=("max_pool", "strided"))
+        results = study_fakes.fake_results_json(variants=("max_pool", "strided"))
         del results["smooth_init"]["sensitivity"]["0.5"]
         del results["synthetic"]["smoothness_final"]["3"]
-        del results["synthetic"]["accuracy"]
-        del results["training"]["real"]["strided"]["relative_stability"]
+        results["synthetic"]["accuracy"] = {}
+        results["training"]["real"]["strided"]["relative_stability"] = []
         results["training"]["real"]["strided"]["sensitivity"]["euclidean"] = []
         results["smooth_init"]["sensitivity"] = {
             f"{float(k)}": v for k, v in results["smooth_init"]["sensitivity"].items()}
-        del results["title"]
-        self.assertLen(data_lines(paper.plot_fig3(results).axes[0]), 2)
-        self.assertLen(data_lines(paper.plot_fig3(results, "euclidean").axes[0]), 1)
-        self.assertLen(data_lines(paper.plot_fig4(results).axes[0]), 3)  # "1.0" matches 1.
-        self.assertLen(data_lines(paper.plot_fig5(results).axes[0]), 3)
-        self.assertLen(data_lines(paper.plot_relative_stability(results).axes[1]), 1)
-        self.assertLen(paper.plot_sensitivity_across_training(results).axes, 2)
-        self.assertLen(paper.plot_sensitivity_across_training(results, "euclidean").axes, 1)
+        results["title"] = ""
+        results = results_lib.StudyResults.from_json(results)
+        self.assertLen(data_lines(study_figures.plot_fig3(results).axes[0]), 2)
+        self.assertLen(data_lines(study_figures.plot_fig3(results, "euclidean").axes[0]), 1)
+        self.assertLen(data_lines(study_figures.plot_fig4(results).axes[0]), 3)  # "1.0" matches 1.
+        self.assertLen(data_lines(study_figures.plot_fig5(results).axes[0]), 3)
+        self.assertLen(data_lines(study_figures.plot_relative_stability(results).axes[1]), 1)
+        self.assertLen(study_figures.plot_sensitivity_across_training(results).axes, 2)
+        self.assertLen(
+            study_figures.plot_sensitivity_across_training(results, "euclidean").axes, 1)
 
     def test_no_data_in_a_section_is_an_error(self):
-        results = fake_results()
+        results = study_fakes.fake_results_json()
         results["synthetic"]["smoothness_final"] = {}
         with self.assertRaisesRegex(ValueError, "smoothness_final"):
-            paper.plot_fig5(results)
+            study_figures.plot_fig5(results_lib.StudyResults.from_json(results))
         for variant in results["training"]["real"].values():
-            del variant["relative_stability"]
+            variant["relative_stability"] = []
+        results = results_lib.StudyResults.from_json(results)
         with self.assertRaisesRegex(ValueError, "relative stability"):
-            paper.plot_relative_stability(results)
+            study_figures.plot_relative_stability(results)
 
     def test_ragged_lists_are_an_error(self):
-        results = fake_results()
+        results = study_fakes.fake_results_json()
         results["training"]["real"]["max_pool"]["sensitivity"]["cosine"][1][0].pop()
+        results = results_lib.StudyResults.from_json(results)
         with self.assertRaisesRegex(ValueError, "rectangular"):
-            paper.plot_fig3(results)
+            study_figures.plot_fig3(results)
 
     def test_input_is_not_modified(self):
-        results = fake_results()
+        results = study_fakes.fake_results()
         before = copy.deepcopy(results)
-        for function in paper.FIGURES.values():
+        for function in study_figures.FIGURES.values():
             function(results)
         self.assertEqual(results, before)
 
