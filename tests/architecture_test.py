@@ -1,7 +1,8 @@
 """The package layering of docs/architecture.md, checked on the source.
 
 - Layers: deform_tf imports none of the other packages; pipelines only deform_tf; launch only
-  deform_tf and pipelines; bench anything but tests.
+  deform_tf and pipelines; bench anything but tests. Of launch, only the launchers that run
+  the study import launch.study.
 - The module import graph (top-level imports) has no cycle.
 - No module uses a `_private` name of a module in another package.
 - Every module imports alone in a fresh interpreter (project modules purged between imports).
@@ -131,6 +132,13 @@ class ArchitectureTest(tf.test.TestCase):
                 if other != package and other not in ALLOWED[package]:
                     wrong.append(f"{name} imports {target}")
         self.assertEmpty(wrong)
+
+    def test_only_its_launchers_import_the_study(self):
+        importers = sorted(
+            name for name, (imported, _, _) in self.parsed.items()
+            if not name.startswith("launch.study") and
+            any(t.startswith("launch.study") for t in imported))
+        self.assertEqual(importers, ["launch.plot", "launch.reproduce", "launch.write_configs"])
 
     def test_module_imports_have_no_cycle(self):
         graph = {name: sorted(t for t in imported if t != name and t in self.modules)
