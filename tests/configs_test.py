@@ -41,6 +41,19 @@ class GeneratedTest(tf.test.TestCase):
         with open(os.path.join(directory, "cifar10_max_pool.cfg")) as f:
             self.assertEqual(f.read(), committed("cifar10_max_pool.cfg"))
 
+    def test_write_configs_reports_a_file_the_grid_does_not_generate(self):
+        directory = os.path.join(self.get_temp_dir(), "stale")
+        os.makedirs(directory)
+        with open(os.path.join(directory, "old.cfg"), "w") as f:
+            f.write("--width=2\n")
+        done = subprocess.run([sys.executable, "-m", "launch.write_configs",
+                               f"--configs_dir={directory}"], cwd=REPO, capture_output=True,
+                              text=True, timeout=300,
+                              env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+        self.assertEqual(done.returncode, 2, done.stderr[-2000:])
+        self.assertIn("old.cfg", done.stderr.splitlines()[-1])
+        self.assertCountEqual(os.listdir(directory), [*FLAGFILES, "old.cfg"])  # nothing removed
+
     def test_paper_and_flagfile_cadences_agree(self):
         # The drift that generation prevents: the paper grid's synthetic runs and their files.
         run = FLAGFILES["synthetic_c3.cfg"].run
