@@ -177,7 +177,7 @@ def main(argv=None, out=None):
         "# Checkpoint size vs model + optimizer variables (bench.checkpoint_size)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        common.machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_line(load),
         f"{args.steps} training step(s), one checkpoint at the end; SGD with momentum (one slot "
         "per trainable variable).",
         "",

@@ -13,7 +13,8 @@ from bench import tf_env
 
 
 def machine_info():
-    """One line: TF, Keras and Python versions, CPU model, usable cores, TF threads, GPUs, allocator."""
+    """One line: TF, Keras and Python versions, CPU model, usable cores, TF threads, GPUs and
+    the CPU allocator."""
     try:
         affinity = len(os.sched_getaffinity(0))
     except AttributeError:
@@ -28,18 +29,24 @@ def machine_info():
     except OSError:
         pass
     threads = tf.config.threading
-    return (f"TF {tf.__version__} (Keras {keras.__version__}), Python {platform.python_version()}, "
-            f"{platform.system()} {platform.machine()}; CPU: {cpu}; os.cpu_count()={os.cpu_count()}, "
+    return (f"TF {tf.__version__} (Keras {keras.__version__}), "
+            f"Python {platform.python_version()}, {platform.system()} {platform.machine()}; "
+            f"CPU: {cpu}; os.cpu_count()={os.cpu_count()}, "
             f"usable cores={affinity}; TF intra/inter-op threads="
             f"{threads.get_intra_op_parallelism_threads()}/"
             f"{threads.get_inter_op_parallelism_threads()} (0 = TF default); "
             f"GPUs visible={len(tf.config.list_physical_devices('GPU'))}; {tf_env.describe()}")
 
 
+def machine_line(load):
+    """`machine_info` and the 1-minute load average `load` at the benchmark's start."""
+    return machine_info() + f"; 1-min load average at start {load:.2f}"
+
+
 def report_header(title, quick, load, workloads, details):
     """The first lines of a benchmark report: title, machine, load, workloads, `details`."""
     return ["# " + title + (" -- QUICK smoke run" if quick else ""), "",
-            machine_info() + f"; 1-min load average at start {load:.2f}",
+            machine_line(load),
             "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
             details, ""]
 

@@ -22,8 +22,8 @@ With `--breakdown`, the library evaluation is also split into its stages, each t
 the same inputs, calling the library's steps the way `measure_deformation` runs them: the
 deformation; the runner's one compiled call that forwards the 2N images and computes every
 per-layer measure inside the graph (`measure_groups`: paired distances in graph mode and the Gram
-matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more row times
-the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
+matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more
+row times the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
 this CPU (the target stays defined against the graph mode).
 
 Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called

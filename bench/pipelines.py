@@ -409,7 +409,7 @@ def main(argv=None, settings=None, out=None):
         "# Input pipelines vs training consumption (bench.pipelines)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        common.machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_line(load),
         "Pipelines: " + described + ".",
         f"Each entry measured alone (pipelines and training compete for the cores when run "
         f"together). {args.reps} round-robin rounds; pipeline samples: fresh iterator, "

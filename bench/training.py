@@ -258,7 +258,7 @@ def main(argv=None, cases=None, out=None):
         "# Launcher training step vs model.fit (bench.training)"
         + (" -- QUICK smoke run" if args.quick else ""),
         "",
-        common.machine_info() + f"; 1-min load average at start {load:.2f}",
+        common.machine_line(load),
         f"Model vgg('cifar10', 'max_pool'), one in-memory batch, K = {args.steps_per_call} steps "
         f"per launcher call / fit epoch; {args.reps} round(s) x {args.intervals} timed "
         f"interval(s) per run (first interval / epoch of each run dropped); median steps/s; IQR "

@@ -171,6 +171,8 @@ class RepresentationRunner:
     def _chunk_fn(self, num_groups, relative, whole):
         key = (num_groups, relative, whole)
         if key not in self._chunk_fns:
+            # XLA has no kernel for the one-pass norm.
+            norms_fn = pairwise.row_norms if self.jit_compile else pairwise.row_norms_one_pass
 
             def chunk(x, first, centres):
                 if self.preprocess is not None:
@@ -182,7 +184,7 @@ class RepresentationRunner:
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)
                     results.append(layer_measures(
                         groups[0], groups[1], groups[2] if relative else None, whole,
-                        pairwise.row_norms if self.jit_compile else pairwise.row_norms_one_pass, first, centre))
+                        norms_fn, first, centre))
                 return results
 
             self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
@@ -339,7 +341,8 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     result = {}
     for d in distances:
         numerators = np.mean(gathered(lambda m: m.paired(d)), axis=1).tolist()
-        denominators = pairwise.medians_of_pairs(pairwise.distances_from_gram(grams, d, norms)).tolist()
+        denominators = pairwise.medians_of_pairs(
+            pairwise.distances_from_gram(grams, d, norms)).tolist()
         result[f"sensitivity_{d}"] = {
             "layers": list(runner.names),
             "sensitivity": [n / m if m > 0 else float("nan")
