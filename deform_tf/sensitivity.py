@@ -32,17 +32,17 @@ distances are half the squared distances of the unit rows, Euclidean distances f
 those and the norms, and the mean squared pairwise distance of the relative stability too
 (within ~1e-6 relative of a float64 computation on the paper's nets). When the chunk holds all N
 images, the Gram matrix is formed inside the chunk's call (under XLA); with several chunks, each
-writes the unit rows of its clean images, minus the first chunk's centre, into one variable per
-layer (`row_buffers`), and the Gram matrices are formed after the last chunk, layer by layer,
-from three products of row halves (`pairwise.gram_matrix_by_halves`). numpy then takes the exact
-median of the N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers'
+call writes the unit rows of its clean images, minus the first chunk's centre, into one variable
+per layer (`row_buffers`, passed to the call as arguments), and the Gram matrices are formed
+after the last chunk, layer by layer, by numpy's BLAS (`pairwise.gram_matrix_numpy`: a
+symmetric rank-k update, half the products). numpy then takes the exact median of the
+N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers'
 sizes) x 4 bytes of unit rows (~72 MB for the full-width CIFAR-10 net at N = 128, 5.3 GiB for
 ResNet50 at 224 px), plus one chunk's forward pass.
 
 Results are plain dicts of Python lists and numbers (JSON-serializable).
 """
 
-import functools
 import typing
 from typing import Optional
 
@@ -57,11 +57,18 @@ DISTANCES = ("cosine", "euclidean")
 
 
 def _centred_unit_gram(clean, norms):
-    """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA)."""
-    return pairwise.gram_matrix(pairwise.centred_unit_rows(clean, norms)[0])
+    """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA, where the
+    three products of halves ran faster than the whole product and gave the same bits)."""
+    return pairwise.gram_matrix_by_halves(pairwise.centred_unit_rows(clean, norms)[0])
+
+
+def _unit_rows_minus(clean, norms, centre):
+    """The unit rows of [n, ...] `clean` minus `centre` [...] (one fused pass under XLA)."""
+    return pairwise.unit_rows(clean, norms) - centre
 
 
 _centred_unit_gram_xla = tf.function(_centred_unit_gram, jit_compile=True)
+_unit_rows_minus_xla = tf.function(_unit_rows_minus, jit_compile=True)
 
 
 class LayerMeasures(typing.NamedTuple):
@@ -112,7 +119,7 @@ def layer_measures(clean, moved, noisy, whole, norms_fn=pairwise.row_norms, firs
         return measures._replace(gram=_centred_unit_gram_xla(clean, norms))
     centre = tf.cond(first, lambda: pairwise.unit_centre(clean, norms), lambda: centre)
     return measures._replace(centre=centre,
-                             centred_rows=pairwise.unit_rows(clean, norms) - centre)
+                             centred_rows=_unit_rows_minus_xla(clean, norms, centre))
 
 
 class RepresentationRunner:
@@ -148,8 +155,6 @@ class RepresentationRunner:
         self.preprocess = preprocess
         # (num_groups, relative, whole) -> compiled chunk function
         self._chunk_fns = {}
-        # row shape -> compiled `pairwise.gram_matrix_by_halves`
-        self._gram_fns = {}
 
     @property
     def feature_count(self):
@@ -174,17 +179,22 @@ class RepresentationRunner:
             # XLA has no kernel for the one-pass norm.
             norms_fn = pairwise.row_norms if self.jit_compile else pairwise.row_norms_one_pass
 
-            def chunk(x, first, centres):
+            def chunk(x, first, centres, buffers, rows):
                 if self.preprocess is not None:
                     x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
                 outputs = keras.tree.flatten(self.rep_model(x, training=False))
-                for rep, centre in zip(outputs, centres or [None] * len(outputs)):
+                for l, rep in enumerate(outputs):
                     # A split along the batch is a view of the forward's output.
                     groups = tf.split(tf.cast(rep, tf.float32), num_groups)
-                    results.append(layer_measures(
+                    measures = layer_measures(
                         groups[0], groups[1], groups[2] if relative else None, whole,
-                        norms_fn, first, centre))
+                        norms_fn, first, None if whole else centres[l])
+                    if not whole:
+                        # The variables are arguments, not captures: no trace keeps them.
+                        buffers[l].scatter_update(tf.IndexedSlices(measures.centred_rows, rows))
+                        measures = measures._replace(centred_rows=None)
+                    results.append(measures)
                 return results
 
             self._chunk_fns[key] = tf.function(chunk, jit_compile=self.jit_compile)
@@ -221,31 +231,20 @@ class RepresentationRunner:
         for start in range(0, total, batch_size):
             end = min(start + batch_size, total)
             measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0),
-                                tf.constant(start == 0), centres)
+                                tf.constant(start == 0), centres, buffers, tf.range(start, end))
             if not whole:
                 centres = [layer.centre for layer in measured]
-                # Eagerly, not inside the compiled call: a tf.function keeps the variables of
-                # its first call alive.
-                rows = tf.range(start, end)
-                for buffer, layer in zip(buffers, measured):
-                    # A scatter of whole rows: ~20x faster than a slice assignment here.
-                    buffer.scatter_update(tf.IndexedSlices(layer.centred_rows, rows))
-                # The rows are in the buffers now: the chunk's copies can go.
-                measured = [layer._replace(centre=None, centred_rows=None) for layer in measured]
+                measured = [layer._replace(centre=None) for layer in measured]
             if progress is not None:
                 progress(end * len(groups), total * len(groups))
             yield measured
 
-    def gram_of_rows(self, centred_rows):
-        """The Gram matrix [N, N] of one layer's centred unit rows (a `row_buffers` variable),
-        in graph mode (TF's multithreaded matmul ran 2x faster than XLA's here)."""
-        shape = tuple(centred_rows.shape)
-        if shape not in self._gram_fns:
-            # A distinct function object per shape (functools.partial): none retraces.
-            self._gram_fns[shape] = tf.function(functools.partial(pairwise.gram_matrix_by_halves))
-        # A tensor, not the variable: a tf.function keeps the variables of its first call alive.
-        rows = tf.convert_to_tensor(centred_rows)
-        return self._gram_fns[shape](tf.reshape(rows, [shape[0], -1]))
+    @staticmethod
+    def gram_of_rows(centred_rows):
+        """The Gram matrix [N, N] (numpy float32) of one layer's centred unit rows (a
+        `row_buffers` variable), by `pairwise.gram_matrix_numpy`."""
+        # np.asarray shares the variable's memory; `.numpy()` would copy it.
+        return pairwise.gram_matrix_numpy(np.asarray(centred_rows.value()))
 
 
 def check_distance(distance):
@@ -335,7 +334,7 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     else:
         grams = []
         for l in range(num_layers):
-            grams.append(runner.gram_of_rows(buffers[l]).numpy())
+            grams.append(runner.gram_of_rows(buffers[l]))
             buffers[l] = None  # frees the rows of this layer
     grams, norms = np.stack(grams), gathered(lambda m: m.norms)
     result = {}

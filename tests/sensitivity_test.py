@@ -170,11 +170,14 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
         whole = pairwise.gram_matrix(pairwise.centred_unit_rows(rows, norms)[0])
         centre = pairwise.unit_centre(rows[:3], norms[:3])
         stored = tf.reshape(pairwise.unit_rows(rows, norms) - centre, [n, -1])
-        halves = pairwise.gram_matrix_by_halves(stored)
-        self.assertAllEqual(halves, tf.transpose(halves))
+        halves = pairwise.gram_matrix_by_halves(stored).numpy()
+        self.assertAllEqual(halves, halves.T)
+        blas = sensitivity.RepresentationRunner.gram_of_rows(
+            tf.Variable(tf.reshape(stored, [n, 2, 3, 4])))
+        self.assertAllEqual(blas, blas.T)
         expected = self._brute_pairwise(rows.numpy(), distance)
-        for gram in (whole, halves):
-            got = pairwise.distances_from_gram(gram.numpy(), distance, norms64)
+        for gram in (whole.numpy(), halves, blas):
+            got = pairwise.distances_from_gram(gram, distance, norms64)
             self.assertAllClose(got, expected, rtol=1e-3, atol=1e-12)
 
     def test_layer_measures_match_numpy(self):
@@ -206,7 +209,7 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
                             self._brute_pairwise(moved, "cosine"), atol=1e-6)
 
 
-class MeasureDeformationTest(tf.test.TestCase):
+class MeasureDeformationTest(tf.test.TestCase, parameterized.TestCase):
 
     def test_chunked_equals_unchunked_for_every_measure(self):
         model = _tiny_model()
@@ -243,12 +246,14 @@ class MeasureDeformationTest(tf.test.TestCase):
         self.assertLen(buffers, 2 * 13)
         self.assertEqual([b() for b in buffers], [None] * len(buffers))
 
-    def test_xla_forward_equals_graph_forward(self):
+    @parameterized.parameters(None, 4)
+    def test_xla_forward_equals_graph_forward(self, batch_size):
         model = _tiny_model()
         images = _images(6)
         graph = sensitivity.measure_deformation(model, images, _deform)
         xla = sensitivity.measure_deformation(
-            model, images, _deform, runner=sensitivity.RepresentationRunner(model, True))
+            model, images, _deform, batch_size=batch_size,
+            runner=sensitivity.RepresentationRunner(model, True))
         for key in ("sensitivity_cosine", "sensitivity_euclidean"):
             self.assertAllClose(xla[key]["sensitivity"], graph[key]["sensitivity"], rtol=1e-4)
         self.assertAllClose(xla["relative_stability"]["relative_stability"],
