@@ -15,7 +15,13 @@ the default points: 59 and 42) it measures:
            mode) in the profile's chunks of 3 x chunk images; and `profile`, the full profile
            (both distances, the exact medians of all N(N-1)/2 pairs, R_f) with one prebuilt
            `RepresentationRunner` and a fresh deformation seed per call. Each entry is called
-           once before timing (tracing, XLA compilation). Target: profile <= 1.5x forward 3N.
+           once before timing (tracing, XLA compilation); each timed call starts 0.5 s after
+           the previous one ends (numpy's BLAS threads spin for ~0.1 s after a product).
+           Target: profile <= 1.5x forward 3N.
+  stages   with `--breakdown`, also timed in the same rounds: the profile's stages alone, as
+           `measure_deformation` runs them (deformation and noise; the chunked forward with
+           every per-layer measure and the row scatter; the Gram matrices by numpy's BLAS; the
+           exact medians), and the same Gram matrices by TF's matmul by halves, to compare.
 """
 
 import argparse
@@ -36,11 +42,18 @@ import tensorflow as tf  # pylint: disable=wrong-import-position
 
 import deform_tf  # pylint: disable=wrong-import-position
 from bench import common  # pylint: disable=wrong-import-position
+from deform_tf import pairwise  # pylint: disable=wrong-import-position
 from deform_tf import profile  # pylint: disable=wrong-import-position
 from deform_tf import sensitivity  # pylint: disable=wrong-import-position
 
 FORWARD = "forward 3N (classifier)"
 PROFILE = "profile"
+STAGE_NOISE = "  stage: deformation and noise"
+STAGE_MEASURES = "  stage: forward + per-layer measures (all chunks)"
+STAGE_GRAM = "  stage: Gram matrices (numpy BLAS syrk)"
+STAGE_MEDIANS = "  stage: pairwise medians (numpy)"
+ASIDE_TF_GRAM = "  aside: Gram matrices by TF matmul, by halves"
+BLAS_SETTLE_SECONDS = 0.5
 TIME_TARGET = 1.5
 MEMORY_TARGET_GIB = {"ResNet50": 8.0}
 
@@ -145,8 +158,50 @@ def measure_memory(workload, quick, what, log):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def measure_time(w, reps, log):
-    """Median seconds of FORWARD and PROFILE, round-robin; returns {entry: [seconds]}."""
+def _stage_entries(w, model, images, runner, chunk, seeds):
+    """[(name, fn)] timing the profile's stages alone, the way `measure_deformation` runs them,
+    and the Gram matrices by TF's matmul for comparison (with several chunks; with one, the
+    chunk's call forms the Gram matrices, within the measures' stage)."""
+    deformed = sensitivity.apply_deformation(_deform_fn(w, [3, 4]), images)
+    groups = [images, deformed,
+              images + sensitivity.matched_gaussian_noise(images, deformed, (0, 0))]
+    whole = chunk >= w.num_images  # then the chunk's call forms the Gram matrices itself
+    filled = None if whole else runner.row_buffers(w.num_images)
+    measured = list(runner.measure_groups(groups, chunk, True, buffers=filled))
+    grams = np.stack([layer.gram.numpy() for layer in measured[0]] if whole else
+                     [runner.gram_of_rows(b) for b in filled])
+    norms = np.ones(grams.shape[:2])
+    # One compiled function for every layer: `reduce_retracing` takes the row count as the
+    # only fixed dimension.
+    tf_gram = tf.function(pairwise.gram_matrix_by_halves, reduce_retracing=True)
+
+    def run_noise():
+        moved = sensitivity.apply_deformation(_deform_fn(w, tf.constant([next(seeds), 7])),
+                                              images)
+        (images + sensitivity.matched_gaussian_noise(images, moved, (0, 0))).numpy()
+
+    def run_measures():
+        buffers = None if whole else runner.row_buffers(w.num_images)
+        for _ in runner.measure_groups(groups, chunk, True, buffers=buffers):
+            pass
+
+    def run_medians():
+        for distance in sensitivity.DISTANCES:
+            pairwise.medians_of_pairs(pairwise.distances_from_gram(grams, distance, norms))
+
+    entries = [(STAGE_NOISE, run_noise), (STAGE_MEASURES, run_measures),
+               (STAGE_MEDIANS, run_medians)]
+    if not whole:
+        entries += [
+            (STAGE_GRAM, lambda: [runner.gram_of_rows(b) for b in filled]),
+            (ASIDE_TF_GRAM, lambda: [tf_gram(tf.reshape(b.value(), [w.num_images, -1])).numpy()
+                                     for b in filled])]
+    return entries
+
+
+def measure_time(w, reps, log, breakdown=False):
+    """Median seconds of FORWARD and PROFILE (and, with `breakdown`, of the profile's stages),
+    round-robin; returns ({entry: [seconds]}, chunk)."""
     model = w.build()
     images = _images(w)
     runner = sensitivity.RepresentationRunner(model)
@@ -158,13 +213,18 @@ def measure_time(w, reps, log):
                         runner=runner)
 
     entries = [(FORWARD, _forward_3n(model, images, chunk)), (PROFILE, run_profile)]
+    if breakdown:
+        entries += _stage_entries(w, model, images, runner, chunk, seeds)
     for name, fn in entries:
         start = time.perf_counter()
         fn()
         log(f"  warm-up {w.name} {name}: {time.perf_counter() - start:.1f} s")
     samples = {name: [] for name, _ in entries}
     for rep in range(reps):
-        for name, fn in entries[rep % 2:] + entries[:rep % 2]:
+        for name, fn in entries[rep % len(entries):] + entries[:rep % len(entries)]:
+            # numpy's BLAS threads keep spinning for ~0.1 s after a product (measured); let
+            # them stop before the next entry so that no entry pays for the previous one.
+            time.sleep(BLAS_SETTLE_SECONDS)
             start = time.perf_counter()
             fn()
             samples[name].append(time.perf_counter() - start)
@@ -172,7 +232,7 @@ def measure_time(w, reps, log):
     return samples, chunk
 
 
-def run_benchmark(workloads, reps, quick, memory=True, log=None):
+def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False):
     """Rows (dicts) of the memory and time measurements of every workload."""
     log = log or (lambda message: None)
     rows = []
@@ -185,8 +245,8 @@ def run_benchmark(workloads, reps, quick, memory=True, log=None):
                 row[f"{key}_peak_mib"] = m["peak_mib"]
                 row["baseline_mib"], row["stored_mib"] = m["baseline_mib"], m["stored_mib"]
                 row["points"] = m["points"]
-        samples, chunk = measure_time(w, reps, log)
-        row["chunk"] = chunk
+        samples, chunk = measure_time(w, reps, log, breakdown)
+        row["chunk"], row["entries"] = chunk, list(samples)
         for name, values in samples.items():
             row[name] = float(np.median(values))
             q25, q75 = np.percentile(values, [25, 75])
@@ -215,6 +275,14 @@ def format_report(rows, memory):
                      f"| {r[PROFILE]:.3f} ({100 * r[PROFILE + ' IQR']:.0f}%) | "
                      f"{r['ratio']:.2f} |")
     lines.append("")
+    stages = [(r, name) for r in rows for name in r["entries"] if name not in (FORWARD, PROFILE)]
+    if stages:
+        lines += ["Stages of the profile, each timed alone (same rounds):", "",
+                  "| workload | stage | s (IQR) | x forward 3N |", "|---|---|---:|---:|"]
+        for r, name in stages:
+            lines.append(f"| {r['workload']} | {name.strip()} | {r[name]:.3f} "
+                         f"({100 * r[name + ' IQR']:.0f}%) | {r[name] / r[FORWARD]:.2f} |")
+        lines.append("")
     for r in rows:
         met = "met" if r["ratio"] <= TIME_TARGET else "NOT met"
         lines.append(f"- {r['workload']}: profile = {r['ratio']:.2f}x forward 3N; target <= "
@@ -236,6 +304,9 @@ def parse_args(argv):
     parser.add_argument("--workloads", default=None,
                         help="comma-separated subset of ResNet50,MobileNetV2")
     parser.add_argument("--no_memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the profile's stages alone, and the Gram matrices by "
+                        "TF's matmul")
     parser.add_argument("--child", choices=(PROFILE, FORWARD), default=None,
                         help=argparse.SUPPRESS)  # internal: one memory measurement
     parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
@@ -264,7 +335,8 @@ def main(argv=None, out=None):
 
     start = time.perf_counter()
     load = os.getloadavg()[0]
-    rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log)
+    rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log,
+                         breakdown=args.breakdown)
     report = "\n".join(common.report_header(
         "Deformation-stability profile: memory and time (bench.profile)", args.quick, load,
         workloads,
