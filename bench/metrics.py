@@ -24,7 +24,8 @@ deformation; the runner's one compiled call that forwards the 2N images and comp
 per-layer measure inside the graph (`measure_groups`: paired distances in graph mode and the Gram
 matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more
 row times the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
-this CPU (the target stays defined against the graph mode).
+this CPU (the target stays defined against the graph mode), and one the Gram matrices of every
+layer's centred unit rows alone, under XLA as in the call (the largest measure).
 
 Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called
 twice before timing (tracing, warm caches); then `--reps` rounds time one call of every entry in
@@ -61,7 +62,8 @@ STAGE_MEASURES = "  stage: forward + per-layer measures"
 STAGE_MEDIANS = "  stage: pairwise medians (numpy)"
 STAGES = (STAGE_DEFORM, STAGE_MEASURES, STAGE_MEDIANS)
 FORWARD_XLA = "  aside: forward 2N, XLA-compiled"
-BREAKDOWN = STAGES + (FORWARD_XLA,)
+GRAM_ALONE = "  aside: the Gram matrices alone (XLA)"
+BREAKDOWN = STAGES + (FORWARD_XLA, GRAM_ALONE)
 TARGET = 1.3
 
 
@@ -170,9 +172,15 @@ def _entries(w, candidate, breakdown, seeds):
             pairwise.medians_of_pairs(
                 pairwise.distances_from_gram(np.stack(grams), "cosine")).tolist()
 
+        clean = [tf.identity(rep) for rep in runner.rep_model(images, training=False)]
+        grams_xla = tf.function(lambda reps: [pairwise.gram_matrix_by_halves(
+            pairwise.centred_unit_rows(rep, pairwise.row_norms(rep))[0]) for rep in reps],
+            jit_compile=True)
+
         entries += [(STAGE_DEFORM, run_deform), (STAGE_MEASURES, run_measures),
                     (STAGE_MEDIANS, run_medians),
-                    (FORWARD_XLA, lambda: forward_xla(both).numpy())]
+                    (FORWARD_XLA, lambda: forward_xla(both).numpy()),
+                    (GRAM_ALONE, lambda: [g.numpy() for g in grams_xla(clean)])]
     return entries, num_layers
 
 
