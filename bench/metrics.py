@@ -173,7 +173,7 @@ def _entries(w, candidate, breakdown, seeds):
                 pairwise.distances_from_gram(np.stack(grams), "cosine")).tolist()
 
         clean = [tf.identity(rep) for rep in runner.rep_model(images, training=False)]
-        grams_xla = tf.function(lambda reps: [pairwise.gram_matrix_by_halves(
+        grams_xla = tf.function(lambda reps: [pairwise.gram_matrix(
             pairwise.centred_unit_rows(rep, pairwise.row_norms(rep))[0]) for rep in reps],
             jit_compile=True)
 

@@ -57,9 +57,8 @@ DISTANCES = ("cosine", "euclidean")
 
 
 def _centred_unit_gram(clean, norms):
-    """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA, where the
-    three products of halves ran faster than the whole product and gave the same bits)."""
-    return pairwise.gram_matrix_by_halves(pairwise.centred_unit_rows(clean, norms)[0])
+    """Gram matrix [n, n] of the centred unit rows of [n, ...] `clean` (under XLA)."""
+    return pairwise.gram_matrix(pairwise.centred_unit_rows(clean, norms)[0])
 
 
 def _unit_rows_minus(clean, norms, centre):
