@@ -1,8 +1,10 @@
-"""Helpers shared by the benchmarks: the machine they ran on, a report's header, workload choice.
+"""Helpers shared by the benchmarks: the machine they ran on, a report's header, workload choice,
+a candidate implementation to time against the library's.
 
 Import after `bench.tf_env.configure()` (this module imports TensorFlow).
 """
 
+import importlib.util
 import os
 import platform
 
@@ -59,3 +61,16 @@ def select_workloads(spec, pool):
         raise SystemExit(f"--workloads: none of {spec!r} is one of "
                          f"{', '.join(w.name for w in pool)}")
     return workloads
+
+
+def load_candidate(path):
+    """Loads an alternative `deform_tf/sensitivity.py` (e.g. a file from another commit) as a
+    module, to time it against the library's in the same run. Exits with a message if `path`
+    cannot be loaded."""
+    spec = importlib.util.spec_from_file_location("candidate_sensitivity", path)
+    if spec is None or not os.path.isfile(path):
+        raise SystemExit(f"--candidate: cannot load {path!r} (give the path of a "
+                         "sensitivity.py file).")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -36,7 +36,6 @@ Target (issue "The measurement stack"): evaluation <= 1.3x the forward pass.
 
 import argparse
 import dataclasses
-import importlib.util
 import os
 import sys
 import time
@@ -104,16 +103,6 @@ class Row:
     spread: float  # interquartile range of the seconds over samples, relative to the median
     vs_forward: float  # median seconds relative to the forward pass of the same workload
     num_layers: int
-
-
-def load_candidate(path):
-    """Loads an alternative `deform_tf.sensitivity` implementation from a file path."""
-    spec = importlib.util.spec_from_file_location("candidate_sensitivity", path)
-    if spec is None:
-        raise SystemExit(f"--candidate: cannot load {path!r}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 class _Seeds:
@@ -191,7 +180,7 @@ def run_benchmark(workloads, reps=None, candidate=None, breakdown=False, log=Non
       workloads: sequence of `Workload`.
       reps: rounds per workload (int), or None for DEFAULT_REPS (3 for unknown names).
       candidate: optional module with `deformation_sensitivity` and `RepresentationRunner`
-        (see `load_candidate`), timed as an extra row.
+        (see `bench.common.load_candidate`), timed as an extra row.
       breakdown: also time the stages of the library evaluation and the XLA-compiled forward.
       log: optional callable(str) for progress messages.
 
@@ -286,7 +275,7 @@ def main(argv=None, workloads=None, out=None):
     if workloads is None:
         workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
                                      else PAPER_WORKLOADS)
-    candidate = load_candidate(args.candidate) if args.candidate else None
+    candidate = common.load_candidate(args.candidate) if args.candidate else None
 
     def log(message):
         if args.verbose:

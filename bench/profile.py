@@ -22,6 +22,8 @@ the default points: 59 and 42) it measures:
            `measure_deformation` runs them (deformation and noise; the chunked forward with
            every per-layer measure and the row scatter; the Gram matrices by numpy's BLAS; the
            exact medians), and the same Gram matrices by TF's matmul by halves, to compare.
+  candidate with `--candidate=PATH`, the same measurement through another
+           `deform_tf/sensitivity.py` loaded from PATH, in the same rounds (before/after).
 """
 
 import argparse
@@ -48,6 +50,7 @@ from deform_tf import sensitivity  # pylint: disable=wrong-import-position
 
 FORWARD = "forward 3N (classifier)"
 PROFILE = "profile"
+CANDIDATE = "  candidate: measure_deformation of --candidate"
 STAGE_NOISE = "  stage: deformation and noise"
 STAGE_MEASURES = "  stage: forward + per-layer measures (all chunks)"
 STAGE_GRAM = "  stage: Gram matrices (numpy BLAS syrk)"
@@ -199,9 +202,10 @@ def _stage_entries(w, model, images, runner, chunk, seeds):
     return entries
 
 
-def measure_time(w, reps, log, breakdown=False):
-    """Median seconds of FORWARD and PROFILE (and, with `breakdown`, of the profile's stages),
-    round-robin; returns ({entry: [seconds]}, chunk)."""
+def measure_time(w, reps, log, breakdown=False, candidate=None):
+    """Median seconds of FORWARD and PROFILE (and, with `breakdown`, of the profile's stages;
+    with a `candidate` module, of its `measure_deformation`), round-robin; returns
+    ({entry: [seconds]}, chunk)."""
     model = w.build()
     images = _images(w)
     runner = sensitivity.RepresentationRunner(model)
@@ -213,6 +217,16 @@ def measure_time(w, reps, log, breakdown=False):
                         runner=runner)
 
     entries = [(FORWARD, _forward_3n(model, images, chunk)), (PROFILE, run_profile)]
+    if candidate is not None:
+        candidate_runner = candidate.RepresentationRunner(model)
+
+        def run_candidate():
+            # What `profile.profile` calls, through the candidate's implementation.
+            candidate.measure_deformation(
+                None, images, _deform_fn(w, tf.constant([next(seeds), 7])), batch_size=chunk,
+                runner=candidate_runner)
+
+        entries.append((CANDIDATE, run_candidate))
     if breakdown:
         entries += _stage_entries(w, model, images, runner, chunk, seeds)
     for name, fn in entries:
@@ -232,7 +246,8 @@ def measure_time(w, reps, log, breakdown=False):
     return samples, chunk
 
 
-def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False):
+def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False,
+                  candidate=None):
     """Rows (dicts) of the memory and time measurements of every workload."""
     log = log or (lambda message: None)
     rows = []
@@ -245,7 +260,7 @@ def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False
                 row[f"{key}_peak_mib"] = m["peak_mib"]
                 row["baseline_mib"], row["stored_mib"] = m["baseline_mib"], m["stored_mib"]
                 row["points"] = m["points"]
-        samples, chunk = measure_time(w, reps, log, breakdown)
+        samples, chunk = measure_time(w, reps, log, breakdown, candidate)
         row["chunk"], row["entries"] = chunk, list(samples)
         for name, values in samples.items():
             row[name] = float(np.median(values))
@@ -277,8 +292,8 @@ def format_report(rows, memory):
     lines.append("")
     stages = [(r, name) for r in rows for name in r["entries"] if name not in (FORWARD, PROFILE)]
     if stages:
-        lines += ["Stages of the profile, each timed alone (same rounds):", "",
-                  "| workload | stage | s (IQR) | x forward 3N |", "|---|---|---:|---:|"]
+        lines += ["Further entries of the same rounds (stages: timed alone):", "",
+                  "| workload | entry | s (IQR) | x forward 3N |", "|---|---|---:|---:|"]
         for r, name in stages:
             lines.append(f"| {r['workload']} | {name.strip()} | {r[name]:.3f} "
                          f"({100 * r[name + ' IQR']:.0f}%) | {r[name] / r[FORWARD]:.2f} |")
@@ -304,6 +319,9 @@ def parse_args(argv):
     parser.add_argument("--workloads", default=None,
                         help="comma-separated subset of ResNet50,MobileNetV2")
     parser.add_argument("--no_memory", action="store_true", help="skip the memory subprocesses")
+    parser.add_argument("--candidate", default=None, metavar="PATH",
+                        help="also time another deform_tf/sensitivity.py (e.g. from another "
+                        "commit) in the same rounds")
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the profile's stages alone, and the Gram matrices by "
                         "TF's matmul")
@@ -335,13 +353,15 @@ def main(argv=None, out=None):
 
     start = time.perf_counter()
     load = os.getloadavg()[0]
+    candidate = common.load_candidate(args.candidate) if args.candidate else None
     rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log,
-                         breakdown=args.breakdown)
+                         breakdown=args.breakdown, candidate=candidate)
     report = "\n".join(common.report_header(
         "Deformation-stability profile: memory and time (bench.profile)", args.quick, load,
         workloads,
         f"Round-robin rounds: {args.reps}; median s/call; IQR = interquartile range / median; "
-        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s.") + [
+        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s."
+        + (f" Candidate: {args.candidate}." if args.candidate else "")) + [
         format_report(rows, not args.no_memory),
     ])
     print(report, file=out, flush=True)

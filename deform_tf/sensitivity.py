@@ -33,7 +33,7 @@ those and the norms, and the mean squared pairwise distance of the relative stab
 (within ~1e-6 relative of a float64 computation on the paper's nets). When the chunk holds all N
 images, the Gram matrix is formed inside the chunk's call (under XLA); with several chunks, each
 call writes the unit rows of its clean images, minus the first chunk's centre, into one variable
-per layer (`row_buffers`, passed to the call as arguments), and the Gram matrices are formed
+per layer (`row_buffers`, passed to the call as arguments; XLA writes in place), and the Gram matrices are formed
 after the last chunk, layer by layer, by numpy's BLAS (`pairwise.gram_matrix_numpy`: a
 symmetric rank-k update, half the products). numpy then takes the exact median of the
 N (N - 1) / 2 distances. Memory with several chunks: N x (sum of the layers'
@@ -61,13 +61,24 @@ def _centred_unit_gram(clean, norms):
     return pairwise.gram_matrix(pairwise.centred_unit_rows(clean, norms)[0])
 
 
-def _unit_rows_minus(clean, norms, centre):
-    """The unit rows of [n, ...] `clean` minus `centre` [...] (one fused pass under XLA)."""
-    return pairwise.unit_rows(clean, norms) - centre
+def _write_centred_rows(handle, start, clean, norms, centre):
+    """Rows [start, start + n) of the variable `handle` = the unit rows of [n, ...] `clean`
+    minus `centre` [...].
+
+    Under XLA, one pass that writes into the variable's own memory: ~1.7x faster than computing
+    the rows and scattering them (measured on MobileNetV2's largest layers). The handle, not the
+    variable: a function traced with a variable argument keeps that variable alive.
+    """
+    start = tf.reshape(start, [1])
+    rest = clean.shape.as_list()[1:]
+    tf.raw_ops.ResourceStridedSliceAssign(
+        ref=handle, begin=tf.concat([start, tf.zeros([len(rest)], tf.int32)], 0),
+        end=tf.concat([start + clean.shape[0], tf.constant(rest, tf.int32)], 0),
+        strides=[1] * (len(rest) + 1), value=pairwise.unit_rows(clean, norms) - centre)
 
 
 _centred_unit_gram_xla = tf.function(_centred_unit_gram, jit_compile=True)
-_unit_rows_minus_xla = tf.function(_unit_rows_minus, jit_compile=True)
+_write_centred_rows_xla = tf.function(_write_centred_rows, jit_compile=True)
 
 
 class LayerMeasures(typing.NamedTuple):
@@ -82,7 +93,6 @@ class LayerMeasures(typing.NamedTuple):
     paired_euclidean: tf.Tensor  # [n] |moved - clean|
     noise_sq: Optional[tf.Tensor] = None  # [n] |noisy - clean|^2, for the relative stability
     gram: Optional[tf.Tensor] = None  # [n, n] Gram matrix of the centred unit rows (one chunk)
-    centred_rows: Optional[tf.Tensor] = None  # [n, ...] unit rows minus `centre` (several chunks)
     centre: Optional[tf.Tensor] = None  # [...] the first chunk's `pairwise.unit_centre`
 
     def paired(self, distance):
@@ -99,7 +109,7 @@ def layer_measures(clean, moved, noisy, whole, norms_fn=pairwise.row_norms, firs
       clean, moved: [n, ...] float32 representations of the clean and deformed images.
       noisy: [n, ...] representations of the noisy images for the relative stability, or None.
       whole: the chunk holds all N images: compute the Gram matrix here (under XLA), else the
-        centred rows and the centre.
+        centre of the unit rows (the rows themselves go to a buffer: `measure_groups`).
       norms_fn: maps [n, ...] rows to their [n] norms (`pairwise.row_norms`, or
         `pairwise.row_norms_one_pass` outside XLA).
       first, centre: with several chunks (not `whole`): a bool scalar tensor, true for the first
@@ -116,9 +126,8 @@ def layer_measures(clean, moved, noisy, whole, norms_fn=pairwise.row_norms, firs
             noise_sq=pairwise.row_sum(tf.math.squared_difference(noisy, clean)))
     if whole:
         return measures._replace(gram=_centred_unit_gram_xla(clean, norms))
-    centre = tf.cond(first, lambda: pairwise.unit_centre(clean, norms), lambda: centre)
-    return measures._replace(centre=centre,
-                             centred_rows=_unit_rows_minus_xla(clean, norms, centre))
+    return measures._replace(
+        centre=tf.cond(first, lambda: pairwise.unit_centre(clean, norms), lambda: centre))
 
 
 class RepresentationRunner:
@@ -178,7 +187,7 @@ class RepresentationRunner:
             # XLA has no kernel for the one-pass norm.
             norms_fn = pairwise.row_norms if self.jit_compile else pairwise.row_norms_one_pass
 
-            def chunk(x, first, centres, buffers, rows):
+            def chunk(x, first, centres, buffers, start):
                 if self.preprocess is not None:
                     x = tf.cast(self.preprocess(x), tf.float32)
                 results = []
@@ -191,8 +200,8 @@ class RepresentationRunner:
                         norms_fn, first, None if whole else centres[l])
                     if not whole:
                         # The variables are arguments, not captures: no trace keeps them.
-                        buffers[l].scatter_update(tf.IndexedSlices(measures.centred_rows, rows))
-                        measures = measures._replace(centred_rows=None)
+                        _write_centred_rows_xla(buffers[l].handle, start, groups[0],
+                                                measures.norms, measures.centre)
                     results.append(measures)
                 return results
 
@@ -202,7 +211,9 @@ class RepresentationRunner:
     def row_buffers(self, num_images):
         """One float32 variable [num_images, height, width, channels] per point, for the centred
         unit rows of the clean images when they go through the model in several chunks."""
-        return [tf.Variable(tf.zeros((num_images,) + tuple(o.shape[1:])), trainable=False)
+        # Uninitialized: the chunks write every row (no pass of zeros over gigabytes).
+        return [tf.Variable(tf.raw_ops.Empty(shape=(num_images,) + tuple(o.shape[1:]),
+                                             dtype=tf.float32, init=False), trainable=False)
                 for o in self.rep_model.outputs]
 
     def measure_groups(self, groups, batch_size, relative, progress=None, buffers=None):
@@ -230,7 +241,7 @@ class RepresentationRunner:
         for start in range(0, total, batch_size):
             end = min(start + batch_size, total)
             measured = chunk_fn(tf.concat([g[start:end] for g in groups], axis=0),
-                                tf.constant(start == 0), centres, buffers, tf.range(start, end))
+                                tf.constant(start == 0), centres, buffers, tf.constant(start))
             if not whole:
                 centres = [layer.centre for layer in measured]
                 measured = [layer._replace(centre=None) for layer in measured]

@@ -33,6 +33,17 @@ class BenchProfileTest(tf.test.TestCase):
             self.assertGreater(float(seconds.split()[0]), 0)
             self.assertGreater(float(ratio), 0)
 
+    def test_candidate_is_timed_in_the_same_rounds(self):
+        out = io.StringIO()
+        report = bench_profile.main(["--quick", "--no_memory", "--candidate",
+                                     sensitivity.__file__], out=out)
+        self.assertIn(f"Candidate: {sensitivity.__file__}.", report)
+        row = next(line for line in report.splitlines() if "candidate:" in line)
+        self.assertGreater(float(row.strip("|").split("|")[2].split()[0]), 0)
+        with self.assertRaises(SystemExit):
+            bench_profile.main(["--quick", "--candidate=/no/such/sensitivity.py"],
+                               out=io.StringIO())
+
     def test_stages_of_several_chunks_run(self):
         w = bench_profile.QUICK_WORKLOADS[0]
         model = w.build()
