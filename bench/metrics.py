@@ -23,9 +23,9 @@ the same inputs, calling the library's steps the way `measure_deformation` runs 
 deformation; the runner's one compiled call that forwards the 2N images and computes every
 per-layer measure inside the graph (`measure_groups`: paired distances in graph mode and the Gram
 matrix of each layer's centred unit rows under XLA); the exact pairwise medians (numpy). One more
-row times the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode forward on
-this CPU (the target stays defined against the graph mode), and one the Gram matrices of every
-layer's centred unit rows alone, under XLA as in the call (the largest measure).
+row times the forward 2N compiled with XLA (`jit_compile=True`), to compare with the graph-mode
+forward on this CPU (the target stays defined against the graph mode), and one the Gram matrices
+of every layer's centred unit rows alone, under XLA as in the call (the largest measure).
 
 Each call gets a fresh deformation seed (a tensor, so nothing retraces). Every function is called
 twice before timing (tracing, warm caches); then `--reps` rounds time one call of every entry in
