@@ -121,9 +121,9 @@ def gram_matrix_numpy(rows):
     """Gram matrix [n, n] (numpy) of [n, ...] numpy rows, flattened, by numpy's BLAS.
 
     numpy computes `a @ a.T` as one symmetric rank-k update (BLAS syrk): half the products of
-    a general matrix product. On the project's 2-core CPU that ran 1.3x-1.5x faster than TF's
-    matmul by halves for ResNet50's and MobileNetV2's layers at N = 128 (bench/README.md,
-    bench.profile).
+    a general matrix product. On the project's quiet 2-core CPU that ran 1.3x-1.5x faster than
+    TF's matmul by halves for ResNet50's and MobileNetV2's layers at N = 128; with another job
+    on the cores it ran 1.7x slower (its threads busy-wait; bench/README.md, bench.profile).
     """
     rows = np.reshape(rows, (rows.shape[0], -1))
     return rows @ rows.T
