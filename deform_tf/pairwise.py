@@ -6,7 +6,7 @@ norms are L2 norms over every axis but the first.
 
 Paired distances (row i of a against row i of b) come from |a - b|^2 and the norms
 (`cosine_from_sums`). Pairwise distances (every i < j) come from the Gram matrix of the unit rows
-after centring (`centred_unit_rows`, `gram_matrix`, `gram_matrix_by_halves`,
+after centring (`centred_unit_rows`, `gram_matrix`, `gram_matrix_by_halves`, `gram_matrix_numpy`,
 `distances_from_gram`): with float32 products, centring keeps the rounding error proportional to
 the distances themselves; numpy then takes exact medians over all N (N - 1) / 2 pairs
 (`medians_of_pairs`).

@@ -190,8 +190,11 @@ class GramTest(parameterized.TestCase, tf.test.TestCase):
             clean, moved, noisy, False, pairwise.row_norms_one_pass, tf.constant(True),
             tf.zeros([4, 4, 3]))
         c, m, n = (x.reshape(6, -1).astype(np.float64) for x in (clean, moved, noisy))
+        unit = c / np.maximum(np.linalg.norm(c, axis=1, keepdims=True), 1e-30)
         centre = c.sum(axis=0) / np.linalg.norm(c, axis=1).sum()  # the first chunk's own
         self.assertAllClose(tf.reshape(measures.centre, [-1]), centre, rtol=1e-5)
+        self.assertAllClose(tf.reshape(measures.centred_rows, [6, -1]), unit - centre,
+                            atol=1e-6)
         self.assertAllClose(measures.norms, np.linalg.norm(c, axis=1), rtol=1e-6)
         self.assertAllClose(measures.moved_sq, np.sum((m - c) ** 2, axis=1), rtol=1e-5)
         self.assertAllClose(measures.noise_sq, np.sum((n - c) ** 2, axis=1), rtol=1e-5)
