@@ -13,12 +13,14 @@ the layout of `pipelines.tfrecord` (raw uint8 HWC pixels, `image/shape`, 0-based
 overwritten unless --overwrite is given.
 
 Exit status: 0 on success; 2 with a one-line message on bad flags, missing or corrupt input, or
-existing output shards. TensorFlow is imported only after the flags and paths are checked, so
+existing output shards; 143 on SIGTERM, with no file of the interrupted conversion left
+behind (as on SIGINT). TensorFlow is imported only after the flags and paths are checked, so
 those errors come back at once.
 """
 
 import glob
 import os
+import signal
 import sys
 
 from absl import app
@@ -179,8 +181,20 @@ def _parse_flags_or_exit(argv):
     return rest
 
 
+def exit_on_sigterm():
+    """Makes SIGTERM end the process as SIGINT does: by an exception (SystemExit 143) raised in
+    the main thread, so that the writers' cleanup removes their temporary files."""
+
+    def handler(signum, frame):
+        del frame
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
 def main(argv):
     del argv
+    exit_on_sigterm()
     return run(flags.FLAGS)
 
 

@@ -132,10 +132,13 @@ def write_splits(splits, output_dir, num_shards, serialize_fn, overwrite=False):
 
     Example k of a split goes to its shard k % num_shards. Everything is checked before the first
     byte is written (the shard count against every split whose examples have a length), the
-    shards are written under temporary names in `output_dir`, and they are renamed only once
-    every split has been written completely. A failure at any point (bad arguments, too few
-    examples, an error from `serialize_fn` or the file system) removes the temporary files, so it
-    leaves no file that looks like a shard and nothing that blocks running the same command again.
+    shards are written under hidden temporary names in `output_dir` (`temporary_path`, which no
+    reader's pattern matches), and they are renamed only once every split has been written
+    completely. A failure at any point (bad arguments, too few examples, an error from
+    `serialize_fn` or the file system, an exception raised by a signal handler) removes the
+    temporary files, so it leaves no file that looks like a shard and nothing that blocks running
+    the same command again; the temporary files of a process killed outright are removed by the
+    next successful write of the same splits into the directory.
 
     Args:
       splits: {split name: iterable of examples (anything `serialize_fn` accepts)}; a sequence
@@ -165,7 +168,7 @@ def write_splits(splits, output_dir, num_shards, serialize_fn, overwrite=False):
     os.makedirs(output_dir, exist_ok=True)
     token = uuid.uuid4().hex[:8]
     paths = {split: shard_paths(output_dir, split, num_shards) for split in splits}
-    tmp_paths = {split: [f"{p}.tmp-{token}" for p in paths[split]] for split in splits}
+    tmp_paths = {split: [temporary_path(p, token) for p in paths[split]] for split in splits}
     try:
         for split, examples in splits.items():
             _write_split_shards(examples, split, tmp_paths[split], serialize_fn)
@@ -181,7 +184,18 @@ def write_splits(splits, output_dir, num_shards, serialize_fn, overwrite=False):
     for split in splits:
         for tmp, final in zip(tmp_paths[split], paths[split]):
             os.replace(tmp, final)
+    # Leftovers of a conversion killed outright (SIGKILL) into this directory.
+    for split in splits:
+        for stale in _glob.glob(temporary_path(shard_pattern(output_dir, split), "*")):
+            os.remove(stale)
     return paths
+
+
+def temporary_path(path, token):
+    """Where a file is written before it is renamed to `path`: a hidden name in the same
+    directory (`.<name>.tmp-<token>`), which no shard pattern (`train-*-of-*`) matches."""
+    directory, name = os.path.split(os.fspath(path))
+    return os.path.join(directory, f".{name}.tmp-{token}")
 
 
 def _write_split_shards(examples, split, tmp_paths, serialize_fn):

@@ -5,7 +5,9 @@ The inputs are fake IDX directories written with pipelines.idx and fake CIFAR-10
 exit codes of the real `python3 -m launch.convert` are checked in subprocesses.
 """
 
+import glob
 import os
+import signal
 import subprocess
 import sys
 from unittest import mock
@@ -326,6 +328,44 @@ class ConvertTest(parameterized.TestCase, tf.test.TestCase):
         _write_cifar_binary(binary)
         self.assertEqual(convert.run(self._flags(*args)), 0)
         self.assertLen(_read(self.out, "train", image_shape=(32, 32, 3)), 10)
+
+    def test_temporary_files_match_no_shard_pattern(self):
+        os.makedirs(self.out)
+        shard = tfrecord.shard_paths(self.out, "train", 2)[0]
+        leftover = tfrecord.temporary_path(shard, "deadbeef")
+        with open(leftover, "wb") as f:
+            f.write(b"partial")  # what a conversion killed outright leaves
+        self.assertEqual(os.path.dirname(leftover), self.out)
+        self.assertEmpty(glob.glob(tfrecord.shard_pattern(self.out, "train")))
+        self.assertEmpty(tf.io.gfile.glob(tfrecord.shard_pattern(self.out, "train")))
+        # A rerun does not call it an existing shard, and its success removes it.
+        flag_values = self._flags("--source=idx", f"--input_dir={self.idx_dir}",
+                                  f"--output_dir={self.out}", "--num_shards=2")
+        self.assertEqual(convert.run(flag_values), 0)
+        self.assertFalse(os.path.exists(leftover))
+        self.assertCountEqual(os.listdir(self.out), [
+            os.path.basename(p) for split in ("train", "test")
+            for p in tfrecord.shard_paths(self.out, split, 2)])
+
+    def test_sigterm_during_a_write_removes_the_temporary_files(self):
+        previous = signal.getsignal(signal.SIGTERM)
+        self.addCleanup(signal.signal, signal.SIGTERM, previous)
+        convert.exit_on_sigterm()
+        written = []
+
+        def serialize(example):
+            written.append(example)
+            if len(written) == 3:  # in the middle of the second split's shards
+                os.kill(os.getpid(), signal.SIGTERM)
+            return example
+
+        with self.assertRaises(SystemExit) as raised:
+            tfrecord.write_splits({"train": [b"a", b"b"], "test": [b"c", b"d"]}, self.out, 2,
+                                  serialize)
+        self.assertEqual(raised.exception.code, 128 + signal.SIGTERM)
+        self.assertLen(written, 3)
+        self.assertEmpty(os.listdir(self.out))
+
 
 if __name__ == "__main__":
     tf.test.main()
