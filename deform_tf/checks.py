@@ -119,13 +119,23 @@ def assert_finite(tensor, name, meaning="pixel coordinates"):
     )
 
 
-def assert_not_nan(tensor, name, meaning):
-    """Run-time check that `tensor` holds no NaN (infinities are allowed); returns `tensor`."""
+def ensure_batch_broadcasts(first, second, message):
+    """Checks that two tensors' first axes are equal or one of them is 1; returns `second`.
+
+    Known sizes are compared when the op is built (ValueError, with both shapes), the others at
+    run time (InvalidArgumentError with `message`).
+    """
+    a, b = first.shape[0], second.shape[0]
+    if a is not None and b is not None:
+        if a != b and 1 not in (a, b):
+            raise ValueError(f"{message} Got shapes {first.shape.as_list()} and "
+                             f"{second.shape.as_list()}.")
+        return second
+    size_a, size_b = tf.shape(first)[0], tf.shape(second)[0]
     check = tf.debugging.Assert(
-        tf.logical_not(tf.reduce_any(tf.math.is_nan(tensor))),
-        [f"`{name}` must not contain NaN ({meaning})."])
+        (size_a == size_b) | (size_a == 1) | (size_b == 1), [message, size_a, size_b])
     with tf.control_dependencies([check]):
-        return tf.identity(tensor)
+        return tf.identity(second)
 
 
 def check_grid_size(grid_size):

@@ -2,6 +2,7 @@
 
 from absl.testing import parameterized
 import numpy as np
+from scipy import ndimage
 import tensorflow as tf
 
 from deform_tf import dense_warp
@@ -148,11 +149,81 @@ class DenseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
                                                 query_x.reshape(2, 5, 6))
         np.testing.assert_array_equal(got.numpy(), tf.reshape(expected, [2, 30, 3]).numpy())
 
-    def test_nan_flow_is_reported(self):
-        flow = np.zeros([1, 4, 4, 2], np.float32)
+    def test_non_finite_flow_keeps_the_input_pixel_in_eager_graph_and_xla(self):
+        rng = np.random.default_rng(7)
+        image = rng.uniform(size=(2, 5, 6, 3)).astype(np.float32)
+        flow = rng.uniform(-2, 2, size=(2, 5, 6, 2)).astype(np.float32)
         flow[0, 1, 2, 0] = np.nan
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "flow"):
-            dense_image_warp(np.zeros([1, 4, 4, 1], np.float32), flow)
+        flow[1, 3, 4, 1] = np.inf
+        flow[1, 0, 0] = -np.inf
+        bad = ~np.all(np.isfinite(flow), axis=-1)
+        expected = scipy_dense_warp(image, np.where(bad[..., None], 0.0, flow))
+        eager = dense_image_warp(image, flow)
+        graph = tf.function(dense_image_warp.python_function)(image, flow)
+        xla = tf.function(dense_image_warp.python_function, jit_compile=True)(image, flow)
+        self.assertAllClose(eager, expected, atol=1e-5, rtol=0)
+        np.testing.assert_array_equal(eager.numpy()[bad], image[bad])
+        np.testing.assert_array_equal(graph.numpy(), eager.numpy())
+        self.assertAllClose(xla, eager, atol=1e-6, rtol=0)
+        np.testing.assert_array_equal(xla.numpy()[bad], image[bad])
+
+    def test_known_shapes_build_no_assert(self):
+        # XLA drops asserts (and logs "Ignoring Assert operator"); the warp has none to drop.
+        spec = [tf.TensorSpec([2, 5, 6, 3]), tf.TensorSpec([2, 5, 6, 2])]
+        graph = tf.function(dense_image_warp.python_function).get_concrete_function(*spec).graph
+        self.assertEmpty([op.type for op in graph.get_operations()
+                          if op.type in ("Assert", "CheckNumerics")])
+
+    @parameterized.named_parameters(
+        ("constant", "constant", "grid-constant"), ("reflect", "reflect", "reflect"),
+        ("nearest", "nearest", "nearest"))
+    def test_fill_modes_match_scipy(self, fill_mode, scipy_mode):
+        rng = np.random.default_rng(8)
+        image = rng.uniform(size=(2, 6, 7, 2)).astype(np.float32)
+        flow = rng.uniform(-9, 9, size=(2, 6, 7, 2)).astype(np.float32)
+        got = dense_image_warp(image, flow, fill_mode=fill_mode, fill_value=0.25).numpy()
+        self.assertAllClose(got, _map_coordinates(image, flow, 1, scipy_mode, 0.25),
+                            atol=1e-5, rtol=0)
+
+    @parameterized.parameters("constant", "reflect")
+    def test_fill_modes_keep_zero_flow_exact(self, fill_mode):
+        image = np.random.default_rng(9).normal(size=(1, 4, 5, 3)).astype(np.float32)
+        got = dense_image_warp(image, np.zeros([1, 4, 5, 2], np.float32), fill_mode=fill_mode,
+                               fill_value=7.0)
+        np.testing.assert_array_equal(got.numpy(), image)
+
+    @parameterized.named_parameters(
+        ("constant", "constant", "grid-constant"), ("reflect", "reflect", "reflect"),
+        ("nearest", "nearest", "nearest"))
+    def test_nearest_resampling_matches_scipy_order_0(self, fill_mode, scipy_mode):
+        rng = np.random.default_rng(10)
+        labels = rng.integers(0, 5, size=(2, 6, 7, 1)).astype(np.int32)
+        # Away from half-pixel ties, where rounding conventions may differ.
+        flow = (rng.integers(-9, 9, size=(2, 6, 7, 2)) + rng.uniform(-0.4, 0.4, size=(2, 6, 7, 2))
+                ).astype(np.float32)
+        grid_y, grid_x = dense_warp.pixel_grid(6, 7, tf.float32)
+        got = dense_warp.resample_nearest(labels, grid_y - flow[..., 0], grid_x - flow[..., 1],
+                                          fill_mode, 3)
+        self.assertEqual(got.dtype, tf.int32)
+        np.testing.assert_array_equal(got.numpy(), _map_coordinates(labels, flow, 0, scipy_mode, 3))
+
+    @parameterized.parameters(("wrap", 0.0), ("constant", float("nan")))
+    def test_bad_fill_arguments(self, fill_mode, fill_value):
+        with self.assertRaisesRegex(ValueError, "fill_"):
+            dense_image_warp(np.zeros([1, 3, 3, 1]), np.zeros([1, 3, 3, 2]), fill_mode=fill_mode,
+                             fill_value=fill_value)
+
+
+def _map_coordinates(image, flow, order, mode, cval):
+    """Oracle: scipy's `map_coordinates` at (y, x) - flow, one channel at a time."""
+    grid = np.stack(np.meshgrid(np.arange(image.shape[1]), np.arange(image.shape[2]),
+                                indexing="ij"))
+    return np.stack([
+        np.stack([ndimage.map_coordinates(example[..., c].astype(np.float64),
+                                          grid - np.moveaxis(example_flow, -1, 0), order=order,
+                                          mode=mode, cval=cval)
+                  for c in range(image.shape[3])], axis=-1)
+        for example, example_flow in zip(image, flow)])
 
 
 if __name__ == "__main__":

@@ -149,10 +149,28 @@ class InterpolateBilinearTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, word):
             interpolate_bilinear(grid, points, **kwargs)
 
-    def test_nan_points_are_reported(self):
-        points = np.array([[[0.5, np.nan]]], np.float32)
-        with self.assertRaisesRegex(tf.errors.InvalidArgumentError, "query_points"):
-            interpolate_bilinear(SMALL, points)
+    def test_nan_points_give_nan_values_in_eager_graph_and_xla(self):
+        points = np.array([[[0.5, np.nan], [1.0, 1.5], [np.nan, np.nan]]], np.float32)
+        expected = interpolate_bilinear(SMALL, points[:, 1:2])[0, 0].numpy()
+        for op in (interpolate_bilinear, tf.function(interpolate_bilinear.python_function),
+                   tf.function(interpolate_bilinear.python_function, jit_compile=True)):
+            got = op(SMALL, points).numpy()
+            self.assertTrue(np.all(np.isnan(got[0, [0, 2]])))
+            np.testing.assert_array_equal(got[0, 1], expected)
+
+    @parameterized.parameters(((2, 4, 3, 6), 1), ((1, 5, 4, 2), 3))
+    def test_batch_of_one_broadcasts_as_tfa(self, grid_shape, query_batch):
+        rng = np.random.default_rng(11)
+        grid = rng.normal(size=grid_shape).astype(np.float32)
+        points = rng.uniform(-1, 5, size=(query_batch, 4, 2)).astype(np.float32)
+        got = interpolate_bilinear(grid, points).numpy()
+        batch = max(grid_shape[0], query_batch)
+        self.assertEqual(got.shape, (batch, 4, grid_shape[3]))
+        for b in range(batch):
+            g, p = grid[min(b, grid_shape[0] - 1)], points[min(b, query_batch - 1)]
+            for c in range(grid_shape[3]):
+                self.assertAllClose(got[b, :, c], ndimage.map_coordinates(
+                    g[..., c].astype(np.float64), p.T, order=1, mode="nearest"), atol=1e-5)
 
 
 if __name__ == "__main__":
