@@ -2,7 +2,8 @@
 
 Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order), drop-in
 replacements for tfa's: `dense_image_warp`, `sparse_image_warp`, `interpolate_spline`,
-`interpolate_bilinear`; SpecAugment's `time_warp` on them; the paper's random thin-plate-spline
+`interpolate_bilinear`, also under tfa's names in `deform_tf.image` (so `import deform_tf as
+tfa` leaves `tfa.image.X(...)` calls unchanged); SpecAugment's `time_warp` on them; the paper's random thin-plate-spline
 deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`, `tps_grid_operator`; and
 the Keras layer `RandomTPSDeformation`; Petrini et al.'s max-entropy diffeomorphisms
 (`random_diffeo`, ...).
@@ -15,6 +16,7 @@ of them at every point of a model, in one call),
 `deform_tf.model_io` (loading models, files and checkpoints) and `deform_tf.figures`.
 """
 
+from deform_tf import image
 from deform_tf.dense_warp import dense_image_warp
 from deform_tf.diffeo import exact_rms_displacement
 from deform_tf.diffeo import max_entropy_coefficients

@@ -144,5 +144,35 @@ class TfaCompatTest(parameterized.TestCase, tf.test.TestCase):
         self.assertAllClose(compiled[0], eager[0], atol=2.5e-7, rtol=0)  # values in [0, 1)
 
 
+    def test_tfa_image_namespace_after_import_as_tfa(self):
+        import deform_tf as tfa  # pylint: disable=import-outside-toplevel,reimported
+        for name in OPS:
+            self.assertIs(getattr(tfa.image, name), getattr(deform_tf, name))
+
+    def test_tfa_unknown_shape(self):
+        # tfa's own test: a concrete function traced with unknown shapes and the default
+        # `indexing`, queries of batch 1 against grids of several batch sizes.
+        query_points = tf.constant([[0.0, 0.0], [0.0, 1.0], [0.5, 2.0], [1.5, 1.5]],
+                                   shape=[1, 4, 2])
+        fn = deform_tf.image.interpolate_bilinear.get_concrete_function(
+            tf.TensorSpec(shape=None, dtype=tf.float32),
+            tf.TensorSpec(shape=None, dtype=tf.float32))
+        for shape in (2, 4, 3, 6), (6, 2, 4, 3), (1, 2, 4, 3):
+            image = tf.ones(shape=shape)
+            res = fn(image, query_points)
+            self.assertEqual(res.shape, (shape[0], 4, shape[3]))
+            np.testing.assert_array_equal(res.numpy(), np.ones(res.shape, np.float32))
+
+    def test_tfa_unknown_shapes_called_by_keyword(self):
+        # tfa's dense_image_warp test calls its concrete function with keyword arguments.
+        fn = deform_tf.image.dense_image_warp.get_concrete_function(
+            tf.TensorSpec(shape=None, dtype=tf.float32),
+            tf.TensorSpec(shape=None, dtype=tf.float32))
+        image, flow = _dense_inputs(np.random.default_rng(7), 3, 4, 5)
+        np.testing.assert_array_equal(
+            fn(image=tf.constant(image), flow=tf.constant(flow)).numpy(),
+            deform_tf.dense_image_warp(image, flow).numpy())
+
+
 if __name__ == "__main__":
     tf.test.main()
