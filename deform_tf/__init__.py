@@ -3,10 +3,12 @@
 Ops with tensorflow-addons' conventions (points and flows in pixels, (y, x) order), drop-in
 replacements for tfa's: `dense_image_warp`, `sparse_image_warp`, `interpolate_spline`,
 `interpolate_bilinear`, also under tfa's names in `deform_tf.image` (so `import deform_tf as
-tfa` leaves `tfa.image.X(...)` calls unchanged); SpecAugment's `time_warp` on them; the paper's random thin-plate-spline
-deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`, `tps_grid_operator`; and
-the Keras layer `RandomTPSDeformation`; Petrini et al.'s max-entropy diffeomorphisms
-(`random_diffeo`, ...).
+tfa` leaves `tfa.image.X(...)` calls unchanged); SpecAugment's `time_warp` on them; the paper's
+random thin-plate-spline deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`,
+`tps_grid_operator`; Petrini et al.'s max-entropy diffeomorphisms (`random_diffeo`, ...); and
+Keras preprocessing layers for both, `RandomTPSDeformation` and `RandomDiffeo` (single images or batches; dicts
+whose segmentation masks, keypoints and bounding boxes move with the images; fill modes;
+strength ranges; an application probability).
 
 The measurement stack lives in submodules: `deform_tf.models` (the VGG family and
 `representation_model`), `deform_tf.representations` (the measured points of any Keras model),
@@ -28,6 +30,7 @@ from deform_tf.diffeo import temperature_range
 from deform_tf.diffeo import tps_rms_displacement
 from deform_tf.diffeo import typical_displacement
 from deform_tf.interpolate import interpolate_bilinear
+from deform_tf.layers import RandomDiffeo
 from deform_tf.layers import RandomTPSDeformation
 from deform_tf.sparse_warp import sparse_image_warp
 from deform_tf.specaugment import time_warp

@@ -39,7 +39,8 @@ from deform_tf import stateless_random
 from deform_tf import tps
 
 
-def _check_cutoff(cutoff):
+def check_cutoff(cutoff):
+    """Returns `cutoff` as an int; raises ValueError unless it is a Python int >= 1."""
     if isinstance(cutoff, bool) or not isinstance(cutoff, numbers.Integral):
         raise ValueError(f"`cutoff` must be a Python int >= 1 (the highest sine mode), got "
                          f"{cutoff!r}.")
@@ -117,7 +118,7 @@ def sine_matrix(size, cutoff):
     Entries that are mathematically zero (k p a multiple of size - 1, e.g. the border rows) are
     exactly 0, so the flow vanishes exactly on the image border. Read-only, cached.
     """
-    size, cutoff = _check_size(size, "size"), _check_cutoff(cutoff)
+    size, cutoff = _check_size(size, "size"), check_cutoff(cutoff)
     p = np.arange(size)[:, None]
     k = np.arange(1, cutoff + 1)[None, :]
     # Reduce k p modulo 2 (size - 1) in integers first, for accuracy at high modes.
@@ -144,7 +145,7 @@ def max_entropy_coefficients(batch_size, cutoff, temperature, seed, dtype=tf.flo
       sin(i pi y) sin(j pi x), and is N(0, T / (i^2 + j^2)) inside the mask
       sqrt(i^2 + j^2) < cutoff + 0.5 and exactly 0 outside (and everywhere when T = 0).
     """
-    cutoff = _check_cutoff(cutoff)
+    cutoff = check_cutoff(cutoff)
     temperature = _check_temperature(temperature)
     dtype = _check_dtype(dtype)
     seed = checks.check_stateless_seed(seed, batch_size)
@@ -232,7 +233,7 @@ def typical_displacement(temperature, cutoff, size):
     `exact_rms_displacement` is the exact value. Accepts numbers or numpy arrays of T.
     """
     temperature = _check_nonnegative_number(temperature, "temperature", "T")
-    cutoff, size = _check_cutoff(cutoff), _check_size(size, "size")
+    cutoff, size = check_cutoff(cutoff), _check_size(size, "size")
     return _as_result(size * np.sqrt(np.pi * temperature * math.log(cutoff)) / 2.0)
 
 
@@ -242,7 +243,7 @@ def temperature_for_displacement(delta, cutoff, size):
     `delta` in pixels (number or numpy array); needs cutoff >= 2 (log 1 = 0).
     """
     delta = _check_nonnegative_number(delta, "delta", "a displacement in pixels")
-    cutoff, size = _check_cutoff(cutoff), _check_size(size, "size")
+    cutoff, size = check_cutoff(cutoff), _check_size(size, "size")
     if cutoff < 2:
         raise ValueError(f"`cutoff` must be >= 2 to invert Petrini's typical displacement "
                          f"(log(1) = 0), got {cutoff}.")
@@ -255,7 +256,7 @@ def temperature_range(size, cutoff):
     T1 = 1 / (pi n^2 log c): typical displacement of half a pixel. T2 = 4 / (pi^3 c^2 log c):
     typical displacement n / (pi c), beyond which the deformation stops being a diffeomorphism.
     """
-    cutoff, size = _check_cutoff(cutoff), _check_size(size, "size")
+    cutoff, size = check_cutoff(cutoff), _check_size(size, "size")
     if cutoff < 2:
         raise ValueError(f"`cutoff` must be >= 2 for Petrini's temperature range (log(1) = 0), "
                          f"got {cutoff}.")
@@ -273,7 +274,7 @@ def exact_rms_displacement(height, width, temperature, cutoff):
     """
     height, width = _check_size(height, "height"), _check_size(width, "width")
     temperature = _check_nonnegative_number(temperature, "temperature", "T")
-    cutoff = _check_cutoff(cutoff)
+    cutoff = check_cutoff(cutoff)
     _, inverse_radius = _mode_tables(cutoff)
     mean_y = np.mean(np.square(sine_matrix(height, cutoff)), axis=0)
     mean_x = np.mean(np.square(sine_matrix(width, cutoff)), axis=0)

@@ -37,8 +37,8 @@ def interpolate_bilinear(grid, query_points, indexing="ij", name=None):
     difference to the next pixel (tfa's was 0), and 0 on the last row or column and outside.
 
     Returns:
-      [batch, n, channels] values (batch: the larger of the two batches), in the dtype of a float `grid` (float32 for integer grids),
-      computed in float32 (float64 if `grid` or `query_points` is float64).
+      [batch, n, channels] values (batch: the larger of the two batches), in the dtype of a
+      float `grid` (float32 for integer grids), computed in float32 (float64 if `grid` or `query_points` is float64).
 
     Raises:
       ValueError: `indexing` not "ij"/"xy", wrong ranks, a last axis of `query_points` other

@@ -71,7 +71,7 @@ def _top24(shape, seed, stream):
     return tf.reshape(tf.cast(tf.bitwise.right_shift(bits, _u32(8)), tf.int32), shape)
 
 
-def uniform(shape, seed, dtype=tf.float32):
+def uniform(shape, seed, dtype=tf.float32, stream=0):
     """Uniform numbers in [0, 1) with 24 random bits, determined by `seed` alone.
 
     Args:
@@ -79,12 +79,14 @@ def uniform(shape, seed, dtype=tf.float32):
       seed: integer tensor of shape [2] (one stream) or [batch, 2] (one stream per row; then
         `shape` must start with that batch size and each row depends only on its own seed).
       dtype: float32 or float64.
+      stream: Python int >= 0; other streams give independent numbers from the same seed
+        (0, the default, is the deformations' offsets; `normal` uses 1 and 2).
 
     Returns:
       A `dtype` tensor of `shape`. Row/element values do not depend on the rest of the shape:
       element i of a stream is the same whatever the total size.
     """
-    return tf.cast(_top24(shape, seed, 0), dtype) * (1.0 / (1 << 24))
+    return tf.cast(_top24(shape, seed, stream), dtype) * (1.0 / (1 << 24))
 
 
 _Q = 30  # fixed-point fraction bits of `normal`'s integer log and cos

@@ -133,11 +133,12 @@ def _grid_displacements(height, width, grid_size, source_offsets):
     return planes[0], planes[1]
 
 
-def _warp_core(images, source_offsets, image_size, grid, return_flow=True):
+def _warp_core(images, source_offsets, image_size, grid, return_flow=True, fill=("nearest", 0.0)):
     """Warped images (and flow); images and offsets already in one float compute dtype.
 
-    `image_size` is the static (height, width, channels) (channels may be None) and `grid` the
-    (rows, cols); as Python values they keep the shapes static in every trace (a
+    `image_size` is the static (height, width, channels) (channels may be None), `grid` the
+    (rows, cols) and `fill` the (fill_mode, fill_value) of `dense_warp.resample_bilinear`; as
+    Python values they keep the shapes static in every trace (a
     `reduce_retracing` trace would otherwise relax a channel count that varied between calls).
     """
     height, width, channels = image_size
@@ -145,11 +146,12 @@ def _warp_core(images, source_offsets, image_size, grid, return_flow=True):
     dy, dx = _grid_displacements(height, width, grid, source_offsets)
     grid_y, grid_x = dense_warp.pixel_grid(height, width, images.dtype)
     # out[y, x] = image[(y, x) - flow] with flow = -(dy, dx).
-    warped = dense_warp.resample_bilinear(images, grid_y + dy, grid_x + dx)
+    warped = dense_warp.resample_bilinear(images, grid_y + dy, grid_x + dx, *fill)
     return (warped, -tf.stack([dy, dx], axis=-1)) if return_flow else warped
 
 
-def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, return_flow=True):
+def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, return_flow=True,
+                      fill=("nearest", 0.0)):
     """`_warp_core` with the offsets drawn from a checked seed (one compiled call in all).
 
     The seed's shape, [2] or [batch, 2], is static in every trace: it selects one stream for
@@ -158,7 +160,7 @@ def _random_warp_core(images, seed, seed_shape, strength, image_size, grid, retu
     seed = tf.ensure_shape(seed, seed_shape)
     rows, cols = grid
     offsets = _uniform_offsets(tf.shape(images)[0], rows * cols, strength, seed, images.dtype)
-    return _warp_core(images, offsets, image_size, grid, return_flow)
+    return _warp_core(images, offsets, image_size, grid, return_flow, fill)
 
 
 # The per-pixel gathers dominate the cost; XLA fuses them with the interpolation arithmetic into
@@ -186,7 +188,8 @@ def _finish(result, images, return_flow):
     return warped, tf.ensure_shape(result[1], images.shape[:3].concatenate([2]))
 
 
-def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_flow=True):
+def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_flow=True,
+                  fill_mode="nearest", fill_value=0.0):
     """Applies the paper's deformation with given source offsets (deterministic).
 
     Args:
@@ -198,6 +201,8 @@ def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_fl
       jit_compile: compute with XLA (the default, much faster on CPU; results agree with the
         uncompiled ops to float rounding, ~1e-6).
       return_flow: also compute and return the flow (skipping it saves a pass over memory).
+      fill_mode, fill_value: the image beyond its border, as `dense_image_warp`'s ("nearest",
+        the edge pixel, by default; "constant" with `fill_value`; "reflect").
 
     Returns:
       (warped, flow): the warped images and the [batch, height, width, 2] flow in the compute
@@ -205,6 +210,7 @@ def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_fl
     """
     images, image_size = _check_images(images)
     rows, cols = checks.check_grid_size(grid_size)
+    fill = dense_warp.check_fill_mode(fill_mode, fill_value)
     source_offsets = tf.convert_to_tensor(source_offsets, name="source_offsets")
     checks.check_rank(source_offsets, 3, "source_offsets", "[batch, rows * cols, 2]")
     checks.check_float(source_offsets, "source_offsets")
@@ -217,7 +223,7 @@ def tps_grid_warp(images, source_offsets, grid_size, jit_compile=True, return_fl
     compute_images, dtype = dense_warp.to_compute_dtype(images, source_offsets)
     core = _warp_core_xla if jit_compile else _warp_core
     result = core(compute_images, tf.cast(source_offsets, dtype), image_size, (rows, cols),
-                  return_flow)
+                  return_flow, fill)
     return _finish(result, images, return_flow)
 
 
@@ -230,6 +236,9 @@ def _uniform_offsets(batch_size, num_points, strength, seed, dtype):
 def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float32):
     """Uniform source offsets in [-strength, strength) px: [batch, num_points, 2] (dy, dx).
 
+    `strength` is a number or scalar tensor (>= 0 px), or a [batch, 1, 1] tensor of one strength
+    per example.
+
     `seed` is a stateless seed: an integer tensor of shape [2] for the whole batch, or
     [batch, 2] for one seed per example (then each example's offsets depend only on its own seed,
     so a batch can be split across devices or hosts without changing any deformation). The
@@ -240,7 +249,7 @@ def random_source_offsets(batch_size, num_points, strength, seed, dtype=tf.float
 
 
 def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
-                           jit_compile=True):
+                           jit_compile=True, fill_mode="nearest", fill_value=0.0):
     """Applies an independent random TPS deformation to each image (the paper's Fig. 2).
 
     Equal to `tps_grid_warp(images, random_source_offsets(batch, rows * cols, strength, seed),
@@ -258,6 +267,8 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
         the warped pixels then agree to float32 rounding (~1e-6) whatever the batch size.
       return_flow: also return the [batch, height, width, 2] flow.
       jit_compile: warp with XLA (default; see `tps_grid_warp`).
+      fill_mode, fill_value: the image beyond its border (see `tps_grid_warp`); the default
+        "nearest" is the paper's edge clamping.
 
     Returns:
       The deformed images (float images keep their dtype, integer images come back as float32),
@@ -265,11 +276,12 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
     """
     images, image_size = _check_images(images)
     grid = checks.check_grid_size(grid_size)
+    fill = dense_warp.check_fill_mode(fill_mode, fill_value)
     strength = checks.check_strength(strength)
     seed = checks.check_stateless_seed(seed, tf.shape(images)[0])
     compute_images, dtype = dense_warp.to_compute_dtype(images)
     core = _random_warp_core_xla if jit_compile else _random_warp_core
     seed_shape = (2,) if seed.shape.rank == 1 else (None, 2)
     result = core(compute_images, seed, seed_shape, tf.convert_to_tensor(strength, dtype),
-                  image_size, grid, return_flow)
+                  image_size, grid, return_flow, fill)
     return _finish(result, images, return_flow)
