@@ -6,9 +6,9 @@ replacements for tfa's: `dense_image_warp`, `sparse_image_warp`, `interpolate_sp
 tfa` leaves `tfa.image.X(...)` calls unchanged); SpecAugment's `time_warp` on them; the paper's
 random thin-plate-spline deformation on a fast path: `random_tps_deformation`, `tps_grid_warp`,
 `tps_grid_operator`; Petrini et al.'s max-entropy diffeomorphisms (`random_diffeo`, ...); and
-Keras preprocessing layers for both, `RandomTPSDeformation` and `RandomDiffeo` (single images or batches; dicts
-whose segmentation masks, keypoints and bounding boxes move with the images; fill modes;
-strength ranges; an application probability).
+Keras preprocessing layers for both, `RandomTPSDeformation` and `RandomDiffeo` (single images
+or batches; dicts whose segmentation masks, keypoints and bounding boxes move with the images;
+fill modes; strength ranges; an application probability).
 
 The measurement stack lives in submodules: `deform_tf.models` (the VGG family and
 `representation_model`), `deform_tf.representations` (the measured points of any Keras model),

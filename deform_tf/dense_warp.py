@@ -11,7 +11,8 @@ or the reflected image (as Keras' preprocessing layers). A flow vector that is n
 the input pixel (in eager mode, graphs and XLA alike, without an assert). Integer query
 positions return the pixel exactly, so a zero flow is the identity (also on 1-pixel axes) and a
 flow of whole pixels is an exact shift; a constant image stays exactly constant under any flow
-(`lerp`). Eager calls and `tf.function` traces with known or unknown shapes give bit-identical results.
+(`lerp`). Eager calls and `tf.function` traces with known or unknown shapes give bit-identical
+results.
 """
 
 import math

@@ -38,7 +38,8 @@ def interpolate_bilinear(grid, query_points, indexing="ij", name=None):
 
     Returns:
       [batch, n, channels] values (batch: the larger of the two batches), in the dtype of a
-      float `grid` (float32 for integer grids), computed in float32 (float64 if `grid` or `query_points` is float64).
+      float `grid` (float32 for integer grids), computed in float32 (float64 if `grid` or
+      `query_points` is float64).
 
     Raises:
       ValueError: `indexing` not "ij"/"xy", wrong ranks, a last axis of `query_points` other
