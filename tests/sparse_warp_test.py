@@ -7,6 +7,7 @@ import tensorflow as tf
 import deform_tf
 from deform_tf import sparse_image_warp
 from deform_tf import sparse_warp
+from tests.oracles import scipy_dense_warp
 from tests.oracles import scipy_sparse_warp
 
 
@@ -199,6 +200,60 @@ class SparseImageWarpTest(parameterized.TestCase, tf.test.TestCase):
         points = np.ones([1, 4, 2], np.float32)
         with self.assertRaisesRegex(ValueError, "num_boundary_points"):
             sparse_image_warp(np.zeros([1, 8, 8, 1]), points, points, num_boundary_points=-1)
+
+
+class RegularizationWeightTest(parameterized.TestCase, tf.test.TestCase):
+
+    @parameterized.parameters((0.1, 0), (2.0, 0), (0.5, 2), (5.0, 1))
+    def test_matches_tfa_formula_in_float64_numpy(self, weight, num_boundary_points):
+        rng = np.random.default_rng(int(weight * 10) + num_boundary_points)
+        height, width, batch = 11, 14, 2
+        image = rng.uniform(size=(batch, height, width, 2))
+        source = rng.uniform(1, 9, size=(batch, 6, 2))
+        dest = source + rng.uniform(-2, 2, size=source.shape)
+        warped, flows = sparse_image_warp(image, source, dest, regularization_weight=weight,
+                                          num_boundary_points=num_boundary_points)
+        expected = np.stack([
+            _tfa_regularized_flow(d, d - s, height, width, weight, num_boundary_points)
+            for s, d in zip(source, dest)])
+        self.assertAllClose(flows, expected, atol=1e-8, rtol=0)
+        self.assertAllClose(warped, scipy_dense_warp(image, expected), atol=1e-8, rtol=0)
+        # Smoothing, not interpolation: the flow at the destinations is not dest - source.
+        at_dest = [np.array([e[int(round(y)), int(round(x))] for y, x in d])
+                   for e, d in zip(expected, dest)]
+        self.assertGreater(np.abs(np.array(at_dest) - (dest - source)).max(), 1e-3)
+
+
+def _tfa_regularized_flow(points, values, height, width, weight, num_boundary_points):
+    """Oracle: tfa's `sparse_image_warp` flow, its formula written in float64 numpy.
+
+    Zero-flow boundary points on an evenly spaced (n + 1) x (n + 1) lattice's border; the
+    system [[A + weight I, B], [B^T, 0]] [w; v] = [values; 0] with A = phi(|c_i - c_j|^2),
+    phi(r^2) = r^2 log(r) (r^2 floored at 1e-10 in the log), B = [c, 1]; evaluated at every
+    pixel (y, x). Uncentred coordinates and a plain solve, as tfa.
+    """
+    if num_boundary_points:
+        ys = np.linspace(0, height - 1, num_boundary_points + 1)
+        xs = np.linspace(0, width - 1, num_boundary_points + 1)
+        grid_x, grid_y = np.meshgrid(xs, ys)
+        border = ((grid_x == 0) | (grid_x == width - 1) | (grid_y == 0) | (grid_y == height - 1))
+        boundary = np.stack([grid_y[border], grid_x[border]], axis=1)
+        points = np.concatenate([points, boundary])
+        values = np.concatenate([values, np.zeros_like(boundary)])
+
+    def phi(a, b):
+        r2 = np.sum((a[:, None] - b[None]) ** 2, axis=-1)
+        return 0.5 * r2 * np.log(np.maximum(r2, 1e-10))
+
+    n = len(points)
+    affine = np.concatenate([points, np.ones([n, 1])], axis=1)
+    lhs = np.block([[phi(points, points) + weight * np.eye(n), affine],
+                    [affine.T, np.zeros([3, 3])]])
+    coefficients = np.linalg.solve(lhs, np.concatenate([values, np.zeros([3, 2])]))
+    pixels = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"),
+                      axis=-1).reshape(-1, 2).astype(np.float64)
+    basis = np.concatenate([phi(pixels, points), pixels, np.ones([len(pixels), 1])], axis=1)
+    return (basis @ coefficients).reshape(height, width, 2)
 
 
 if __name__ == "__main__":

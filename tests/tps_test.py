@@ -221,5 +221,32 @@ class RandomTpsDeformationTest(parameterized.TestCase, tf.test.TestCase):
             deform_tf.tps_grid_warp(np.zeros([1, 16, 16, 1]), np.zeros([1, 16, 2]), 3)
 
 
+class TpsGridFlowTest(parameterized.TestCase, tf.test.TestCase):
+
+    @parameterized.parameters((16, 16, 3, tf.float64), (13, 21, (2, 4), tf.float64),
+                              (20, 12, 4, tf.float32))
+    def test_matches_scipy_thin_plate_spline(self, height, width, grid_size, dtype):
+        rows, cols = (grid_size, grid_size) if isinstance(grid_size, int) else grid_size
+        grid_y, grid_x = np.meshgrid(np.linspace(0, height - 1, rows),
+                                     np.linspace(0, width - 1, cols), indexing="ij")
+        grid = np.stack([grid_y.ravel(), grid_x.ravel()], axis=1)  # row-major, border included
+        rng = np.random.default_rng(height + width)
+        offsets = rng.uniform(-3, 3, size=(2, rows * cols, 2))
+        flow = tps.tps_grid_flow(height, width, grid_size, tf.constant(offsets, dtype))
+        self.assertEqual(flow.dtype, dtype)
+        self.assertEqual(flow.shape, (2, height, width, 2))
+        pixels = np.stack(np.meshgrid(np.arange(height), np.arange(width), indexing="ij"),
+                          axis=-1).reshape(-1, 2).astype(np.float64)
+        expected = np.stack([-scipy_tps(grid, o, pixels).reshape(height, width, 2)
+                             for o in offsets])
+        self.assertAllClose(flow, expected, atol=1e-8 if dtype == tf.float64 else 2e-5, rtol=0)
+        # At a grid point the flow is minus its offset: the output there is the input at
+        # grid + offset, the source.
+        at_grid = flow.numpy()[:, np.rint(grid[:, 0]).astype(int), np.rint(grid[:, 1]).astype(int)]
+        on_pixels = np.all(grid == np.rint(grid), axis=1)
+        self.assertAllClose(at_grid[:, on_pixels], -offsets[:, on_pixels],
+                            atol=1e-8 if dtype == tf.float64 else 2e-5)
+
+
 if __name__ == "__main__":
     tf.test.main()
