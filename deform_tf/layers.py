@@ -191,7 +191,7 @@ class RandomDeformationBase(keras.layers.Layer):
         """
         images = tf.convert_to_tensor(images)
         out_dtype = dense_warp.output_dtype(images.dtype)
-        if transformation is None:
+        if transformation is None or not training:
             return tf.cast(images, out_dtype)
         compute = tf.cast(images, transformation["dtype"])
         warped = dense_warp.warp_with_flow(compute, self._flow(transformation), self.fill_mode,
@@ -202,7 +202,7 @@ class RandomDeformationBase(keras.layers.Layer):
         """Moves [batch, height, width, k] label maps by the same flow, nearest pixel, any
         dtype (kept); `fill_mode` "constant" fills with `fill_value` cast to that dtype."""
         masks = tf.convert_to_tensor(segmentation_masks)
-        if transformation is None:
+        if transformation is None or not training:
             return masks
         flow = self._flow(transformation)
         grid_y, grid_x = dense_warp.pixel_grid(transformation["height"],
@@ -214,7 +214,7 @@ class RandomDeformationBase(keras.layers.Layer):
     def transform_keypoints(self, keypoints, transformation, training=True):
         """Moves [batch, n, 2] (x, y) keypoints (Keras' pixel coordinates) with the content."""
         keypoints = tf.convert_to_tensor(keypoints)
-        if transformation is None:
+        if transformation is None or not training:
             return keypoints
         flow = self._flow(transformation)
         centres_yx = tf.reverse(tf.cast(keypoints, flow.dtype), axis=[-1]) - 0.5
@@ -222,10 +222,11 @@ class RandomDeformationBase(keras.layers.Layer):
         return tf.ensure_shape(tf.cast(moved, keypoints.dtype), keypoints.shape)
 
     def transform_bounding_boxes(self, bounding_boxes, transformation, training=True):
-        """Moves {"boxes": [batch, n, 4], ...} to the boxes of their moved outlines (clipped
-        to the image), in `bounding_box_format`; other entries (labels) are kept."""
+        """Moves {"boxes": [batch, n, 4], ...} (a dense tensor; pad with boxes whose label is
+        -1, as Keras) to the boxes of their moved outlines (clipped to the image), in
+        `bounding_box_format`; other entries (labels) are kept."""
         self._check_box_format()
-        if transformation is None:
+        if transformation is None or not training:
             return bounding_boxes
         height, width = transformation["height"], transformation["width"]
         boxes = tf.convert_to_tensor(bounding_boxes["boxes"])
@@ -261,6 +262,7 @@ class RandomDeformationBase(keras.layers.Layer):
         batched = {key: self._batch(key, value) if single else value
                    for key, value in data.items()}
         transformation = self.get_random_transformation(batched, training=training, seed=seed)
+        training = transformation is not None  # True also with `apply_in_inference`
         methods = {"images": self.transform_images,
                    "segmentation_masks": self.transform_segmentation_masks,
                    "keypoints": self.transform_keypoints,
@@ -367,7 +369,7 @@ class RandomTPSDeformation(RandomDeformationBase):
                                  self.grid_size, transformation["source_offsets"])
 
     def transform_images(self, images, transformation, training=True):
-        if transformation is None or "flow" in transformation:
+        if transformation is None or not training or "flow" in transformation:
             return super().transform_images(images, transformation, training)
         return tps.tps_grid_warp(images, transformation["source_offsets"], self.grid_size,
                                  return_flow=False, fill_mode=self.fill_mode,
