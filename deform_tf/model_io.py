@@ -19,6 +19,7 @@ points as when it was built.
 import json
 import os
 import re
+import zipfile
 
 import keras
 import tensorflow as tf
@@ -128,8 +129,38 @@ def _load_checkpoint(path):
     return model
 
 
-def load_model(source):
+# What to tell a user whose model file holds Python code Keras does not load by default.
+UNSAFE_CODE_HINT = ("if you trust the file, load it with keras.models.load_model(path, "
+                    "safe_mode=False) and pass the model, or load_model(path, safe_mode=False)")
+
+
+def _load_keras_file(path, safe_mode, unsafe_hint):
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path!r} exists but is not a readable Keras model: a .keras file is "
+                         "a zip archive (written by model.save), this file is not one.")
+    try:
+        return keras.models.load_model(path, safe_mode=safe_mode)
+    except Exception as e:  # pylint: disable=broad-except  # Keras raises many types.
+        message = (str(e).splitlines() or [""])[0]
+        if "safe_mode" in message or "unsafe" in message.lower():
+            raise ValueError(
+                f"{path!r} holds a layer with Python code (e.g. a Lambda layer), which Keras "
+                f"refuses to run from a file by default: {unsafe_hint}; or rebuild the model "
+                "without it (a Keras layer or a registered custom layer) and save it again.") \
+                from None
+        raise ValueError(f"{path!r} exists but is not a readable Keras model "
+                         f"({type(e).__name__}: {message[:300]}).") from None
+
+
+def load_model(source, safe_mode=True, unsafe_hint=UNSAFE_CODE_HINT):
     """Returns a Keras model from a model, a `.keras`/`.h5` file or a checkpoint path.
+
+    Args:
+      source: a `keras.Model` (returned as is) or a path.
+      safe_mode: Keras' `safe_mode`: False runs the Python code a file holds (Lambda layers);
+        only for files one trusts.
+      unsafe_hint: what the message on a file with Python code tells the user to do (a
+        launcher names its own flag).
 
     Raises:
       FileNotFoundError: the path does not exist.
@@ -141,10 +172,7 @@ def load_model(source):
     if not (tf.io.gfile.exists(path) or tf.io.gfile.exists(path + ".index")):
         raise FileNotFoundError(f"No model at {path!r}: expected a .keras file or a checkpoint.")
     if path.endswith((".keras", ".h5")):
-        try:
-            model = keras.models.load_model(path)
-        except Exception as e:  # Keras raises many types for corrupt files.
-            raise ValueError(f"Cannot load the Keras model file {path!r}: {e}") from None
+        model = _load_keras_file(path, safe_mode, unsafe_hint)
         vgg_layers = models.vgg_layout_layers(model)
         if vgg_layers:
             representations.declare_measured_layers(model, vgg_layers)

@@ -1,12 +1,24 @@
 """Deformation-stability profile of any Keras model: every measure at every point, in one call.
 
-`profile(model, images, deform_fn)` measures, at each point of the model
-(`deform_tf.representations`: by default the input, every nonlinearity and downsampling output
-and the final output; the paper's points for the VGG family), the deformation sensitivity with
-the cosine and the Euclidean distance and Petrini et al.'s relative stability R_f = D_f / G_f
-(`deform_tf.sensitivity`; definitions in `docs/method.md`, section sensitivity), from one pass
-of the clean, deformed and noisy images. It returns one `ProfileRow` per point, with the point's
-relative depth, so that profiles of different networks can be drawn on one axis.
+`profile(model, images)` measures, at each point of the model (`deform_tf.representations`: by
+default the input, every nonlinearity and downsampling output and the final output; the paper's
+points for the VGG family), the deformation sensitivity with the cosine and the Euclidean
+distance and Petrini et al.'s relative stability R_f = D_f / G_f (`deform_tf.sensitivity`;
+definitions in `docs/method.md`, section sensitivity), from one pass of the clean, deformed and
+noisy images. It returns one `ProfileRow` per point, with the point's relative depth, so that
+profiles of different networks can be drawn on one axis. `launch.profile` is its command line:
+both take the same layer selections (names, "re:<regex>", "class:<layer class>", callables),
+the same input conventions (`PREPROCESS`) and the same default deformation (`Deformation`).
+
+Nothing is guessed silently. The input convention (what the model expects of the pixels) is
+given, or the model states it with a normalization layer at its input (`input_convention`);
+otherwise `profile` refuses with the choices. The default deformation follows the paper's
+settings for the image size (`default_tps`), so `profile(model, images)` with the defaults
+measures what `launch.profile` does with its defaults (seed 0). A point whose output is the
+same for every image has no scale to measure against (or one below float32 rounding,
+`RESOLUTION`): its values are None and its row says why (`ProfileRow.note`), with an
+`UndefinedPointWarning`; an input point whose sensitivity says the deformation moves an image
+about as far as the distance between two images gets a `LargeDeformationWarning`.
 
 Memory: the images go through the model in chunks of `batch_size` images per group (three
 groups: clean, deformed, noisy); by default the chunk holds at most `DEFAULT_CHUNK_BYTES` of
@@ -16,10 +28,296 @@ height x width x channels) x 4 bytes (5.3 GiB for ResNet50 at 224 x 224 with N =
 """
 
 import dataclasses
+import math
+from typing import Callable, Optional
+import warnings
 
+import keras
+import numpy as np
+import tensorflow as tf
+
+from deform_tf import diffeo
+from deform_tf import model_io
+from deform_tf import representations
 from deform_tf import sensitivity
+from deform_tf import tps
 
 DEFAULT_CHUNK_BYTES = 1 << 29  # measured outputs of one chunk (all groups), float32
+
+# --- Input conventions --------------------------------------------------------------------------
+
+# Named input conventions: what maps the pixels (0..255 on the command line) to the model's input.
+PREPROCESS = {
+    "none": "none: pixels as they are",
+    "unit": "unit: pixels / 255 (the model was trained on [0, 1] images)",
+    "caffe": "caffe: RGB -> BGR minus the ImageNet mean (keras.applications VGG, ResNet50/101)",
+    "tf": "tf: pixels / 127.5 - 1, [-1, 1] (keras.applications MobileNet, Inception, ResNetV2)",
+    "torch": "torch: pixels / 255 minus the ImageNet mean, over its std (keras.applications "
+             "DenseNet)",
+}
+AUTO = "auto"
+# How a user tells which convention a model was trained with.
+PREPROCESS_ADVICE = (
+    "Look at what the training pipeline did to the pixels before the model: nothing -> none; "
+    "divided by 255 -> unit; a keras.applications family's preprocess_input -> its mode (caffe, "
+    "tf or torch); anything else -> pass the function itself (Python API) or add it to the model "
+    "as its first layer (e.g. keras.layers.Rescaling) and save it again.")
+
+
+@dataclasses.dataclass(frozen=True)
+class InputConvention:
+    """What the model expects of the pixels.
+
+    Attributes:
+      name: a key of PREPROCESS, "model" (the model normalizes its own input), "custom" (a
+        given callable) or "runner" (the one of a given `RepresentationRunner`).
+      fn: callable mapping float32 pixels [n, H, W, C] to the model's input, or None (the pixels
+        as they are).
+      description: one line for people (summaries, profile.json).
+    """
+
+    name: str
+    fn: Optional[Callable]
+    description: str
+
+
+def named_preprocess(name):
+    """The `InputConvention` of a key of PREPROCESS (raises ValueError naming the choices)."""
+    if name == "none":
+        return InputConvention("none", None, PREPROCESS["none"])
+    if name == "unit":
+        return InputConvention("unit", lambda x: x / 255.0, PREPROCESS["unit"])
+    if name in ("caffe", "tf", "torch"):
+        return InputConvention(
+            name, lambda x: keras.applications.imagenet_utils.preprocess_input(x, mode=name),
+            PREPROCESS[name])
+    raise ValueError(f"Unknown preprocess {name!r}: choose one of {', '.join(PREPROCESS)} "
+                     f"({'; '.join(PREPROCESS.values())}). {PREPROCESS_ADVICE}")
+
+
+def _first_layer(model):
+    """The first layer a (nested) graph model applies to its input, or None."""
+    layers = [layer for layer in getattr(model, "layers", [])
+              if not isinstance(layer, keras.layers.InputLayer)]
+    if not layers:
+        return None
+    first = layers[0]
+    if isinstance(first, keras.Model):
+        return _first_layer(first)
+    return first
+
+
+def leading_normalization(model):
+    """The Rescaling or Normalization layer the model applies first to its input, or None.
+
+    Such a model carries its own input convention (e.g. keras.applications EfficientNet and
+    ConvNeXt, or `keras.Sequential([keras.layers.Rescaling(1 / 255), ...])`).
+    """
+    first = _first_layer(model)
+    if isinstance(first, (keras.layers.Rescaling, keras.layers.Normalization)):
+        return first
+    return None
+
+
+def _normalization_scale(layer):
+    """The largest |mean| a Normalization layer subtracts (None if it is not known yet)."""
+    mean = getattr(layer, "mean", None)
+    if mean is None:
+        return None
+    return float(np.max(np.abs(keras.ops.convert_to_numpy(mean))))
+
+
+def input_convention(model, preprocess=AUTO):
+    """The `InputConvention` of `model` for `preprocess`.
+
+    Args:
+      model: a Keras model (or anything `deform_tf.model_io.as_representations` takes).
+      preprocess: "auto" (the model's own: only a model that normalizes its input with a leading
+        Rescaling or Normalization layer states it: pixels as they are), a key of PREPROCESS,
+        None (= "none") or a callable (float32 pixels [n, H, W, C] -> model input).
+
+    Raises:
+      ValueError: "auto" on a model that does not state its convention, or a Normalization
+        layer adapted to values within [-1, 1] (pixels scaled to [0, 1], or to 0..255?); the
+        message names the choices and how to tell which one the model was trained with.
+    """
+    if preprocess is None:
+        preprocess = "none"
+    if callable(preprocess):
+        name = getattr(preprocess, "__qualname__", None) or type(preprocess).__name__
+        module = getattr(preprocess, "__module__", None)
+        return InputConvention("custom", preprocess,
+                               f"custom: {module + '.' if module else ''}{name}")
+    if preprocess != AUTO:
+        return named_preprocess(preprocess)
+    keras_model = model.model if isinstance(model, representations.Representations) else (
+        model[0] if isinstance(model, tuple) else model)
+    layer = leading_normalization(keras_model)
+    name = getattr(keras_model, "name", str(keras_model))
+    choices = (f"preprocess= one of {', '.join(PREPROCESS)} (--preprocess on the command "
+               "line) or a callable")
+    if isinstance(layer, keras.layers.Normalization):
+        scale = _normalization_scale(layer)
+        if scale is not None and scale <= 1.0:
+            raise ValueError(
+                f"Model {name!r} normalizes its input with {layer.name!r}, adapted to values "
+                f"within [-1, 1] (largest |mean| {scale:.3g}): it was probably trained on pixels "
+                f"scaled to [0, 1], not 0..255. Say which: {choices}. {PREPROCESS_ADVICE}")
+    if layer is not None:
+        return InputConvention(
+            "model", None, f"model: pixels as they are (0..255 on the command line); the "
+            f"model's own {type(layer).__name__} layer {layer.name!r} normalizes them")
+    raise ValueError(
+        f"Model {name!r} does not say which input convention it was trained with (no "
+        f"Rescaling or Normalization layer at its input), and a wrong one changes every "
+        f"number: give {choices}: {'; '.join(PREPROCESS.values())}. {PREPROCESS_ADVICE}")
+
+
+# --- Deformations -------------------------------------------------------------------------------
+
+# The paper's TPS settings: (image size in pixels, control grid n x n, strength C in pixels), for
+# CIFAR-10 (32 px) and ImageNet (224 px).
+PAPER_TPS = ((32, 3, 2.0), (224, 5, 10.0))
+
+
+def default_tps(height, width):
+    """(grid_size, strength in pixels) of the TPS deformation for [height, width] images.
+
+    The paper's settings at its two sizes, for the shorter side s: s <= 32: a 3 x 3 grid and
+    C = 2 s / 32 px (the CIFAR-10 setting, scaled with the image: 1.75 px at 28 px); 32 <= s <=
+    224: grid and C linear in s between the two settings, the grid rounded (4 x 4 from 80 to
+    175 px); s >= 224: a 5 x 5 grid and C = 10 s / 224 px (the ImageNet setting, scaled). C is
+    rounded to 3 decimals.
+    """
+    size = min(int(height), int(width))
+    (small, small_grid, small_c), (large, large_grid, large_c) = PAPER_TPS
+    if size <= small:
+        return small_grid, round(small_c * size / small, 3)
+    if size >= large:
+        return large_grid, round(large_c * size / large, 3)
+    t = (size - small) / (large - small)
+    grid = small_grid + t * (large_grid - small_grid)
+    return int(math.floor(grid + 0.5)), round(small_c + t * (large_c - small_c), 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class Deformation:
+    """The measured deformation: "tps" or "diffeo" (Petrini et al.), sized per image size.
+
+    Attributes:
+      kind: "tps" or "diffeo".
+      grid_size, strength: TPS control grid (n x n) and strength C in pixels; None = sized to
+        the image (`default_tps`). For "diffeo" they define the TPS displacement its default
+        temperature matches.
+      temperature: diffeo temperature; None = the one whose RMS displacement matches the TPS
+        deformation (`deform_tf.diffeo.temperature_matching_tps`, at this `cutoff`).
+      cutoff: diffeo cutoff, the highest sine mode per axis.
+      seed: the stateless seed's first value.
+    """
+
+    kind: str = "tps"
+    grid_size: Optional[int] = None
+    strength: Optional[float] = None
+    temperature: Optional[float] = None
+    cutoff: int = 3
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in ("tps", "diffeo"):
+            raise ValueError(f"Deformation kind must be 'tps' or 'diffeo', got {self.kind!r}.")
+
+    def tps_for(self, height, width):
+        """(grid_size, strength) at this image size: given, or `default_tps`."""
+        grid, strength = default_tps(height, width)
+        return (self.grid_size if self.grid_size is not None else grid,
+                float(self.strength) if self.strength is not None else strength)
+
+    def temperature_for(self, height, width):
+        """The diffeo temperature: given, or the one whose RMS displacement matches the TPS
+        deformation of `tps_for(height, width)` at this image size and cutoff."""
+        if self.temperature is not None:
+            return float(self.temperature)
+        grid, strength = self.tps_for(height, width)
+        return float(diffeo.temperature_matching_tps(height, width, grid, strength,
+                                                     self.cutoff))
+
+    def settings(self, height, width):
+        """What is measured at this image size: a JSON-serializable dict with a "text"."""
+        grid, strength = self.tps_for(height, width)
+        sized = self.grid_size is None or self.strength is None
+        if self.kind == "tps":
+            text = f"TPS {grid}x{grid} grid, C = {strength:g} px"
+            settings = {"kind": "tps", "grid_size": grid, "strength": strength}
+        else:
+            temperature = self.temperature_for(height, width)
+            text = f"diffeo T = {temperature:.3g}, cutoff {self.cutoff}"
+            settings = {"kind": "diffeo", "temperature": temperature, "cutoff": self.cutoff}
+            if self.temperature is None:
+                settings.update(matched_tps_grid_size=grid, matched_tps_strength=strength)
+                text += f" (RMS displacement of TPS {grid}x{grid}, C = {strength:g} px)"
+        if sized:
+            text += f", sized to {height}x{width} images"
+        settings.update(image_size=[int(height), int(width)], sized_to_image=sized,
+                        seed=self.seed, text=text)
+        return settings
+
+    def function(self, height, width):
+        """The deformation of [N, height, width, C] images (stateless, seeded)."""
+        seed = tf.constant([self.seed, 1], tf.int32)
+        if self.kind == "tps":
+            grid, strength = self.tps_for(height, width)
+            return lambda x: tps.random_tps_deformation(x, grid, strength, seed)
+        temperature = self.temperature_for(height, width)
+        return lambda x: diffeo.random_diffeo(x, temperature, self.cutoff, seed)
+
+
+# --- Layer selections ---------------------------------------------------------------------------
+
+
+def parse_layers(values):
+    """The layer selection of command-line values, or None (the default points).
+
+    Each value is a comma-separated list of items: a layer name, `class:<Keras layer class>`
+    (e.g. class:ReLU), or `re:<regular expression>` (the rest of the value, commas included).
+    Returns a list of names, compiled expressions and classes (`representations.parse_selector`).
+    """
+    if not values:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    selection = []
+    for value in values:
+        if value.startswith(representations.REGEX_PREFIX):
+            selection.append(representations.parse_selector(value))
+            continue
+        selection += [representations.parse_selector(item)
+                      for item in filter(None, (v.strip() for v in value.split(",")))]
+    return selection
+
+
+# --- The profile --------------------------------------------------------------------------------
+
+
+class UndefinedPointWarning(UserWarning):
+    """A point whose output is the same for every image: its measures are undefined."""
+
+
+class LargeDeformationWarning(UserWarning):
+    """The deformation moves an image about as far as the distance between two images."""
+
+
+# The input's cosine sensitivity from which a deformation counts as about as large as the
+# difference between images (`LargeDeformationWarning`): a deformed image is on average at least
+# half as far from its original as the median pair of images is from each other.
+LARGE_INPUT_SENSITIVITY = 0.5
+
+# Below this, a median pairwise cosine distance or a G_f is float32 rounding, not a scale: unit
+# representations that differ by ~1e-5 (about a hundred float32 steps) or less. The cosine
+# sensitivity, resp. R_f = D_f / G_f, of such a point is undefined (a ratio of rounding errors).
+RESOLUTION = 1e-10
+
+MEASURES = ("sensitivity_cosine", "sensitivity_euclidean", "relative_stability",
+            "deformation_stability", "noise_stability")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,6 +332,7 @@ class ProfileRow:
         median pairwise clean distance.
       relative_stability: R_f = D_f / G_f.
       deformation_stability, noise_stability: D_f and G_f.
+      note: why a measure is undefined (None), else "".
     """
 
     model: str
@@ -44,11 +343,12 @@ class ProfileRow:
     width: int
     channels: int
     layer_type: str
-    sensitivity_cosine: float
-    sensitivity_euclidean: float
-    relative_stability: float
-    deformation_stability: float
-    noise_stability: float
+    sensitivity_cosine: Optional[float]
+    sensitivity_euclidean: Optional[float]
+    relative_stability: Optional[float]
+    deformation_stability: Optional[float]
+    noise_stability: Optional[float]
+    note: str = ""
 
 
 COLUMNS = tuple(field.name for field in dataclasses.fields(ProfileRow))
@@ -60,14 +360,66 @@ def chunk_size(runner, num_images, num_groups=3, max_bytes=DEFAULT_CHUNK_BYTES):
     return int(max(1, min(num_images, max_bytes // per_image)))
 
 
-def profile(model, images, deform_fn, layers=None, preprocess=None, noise_seed=(0, 0),
+def _undefined_note(values, num_images):
+    """Why some of a point's measures are NaN, or "" (values: {measure: float}, NaN where
+    undefined)."""
+    nan = {key for key, value in values.items() if math.isnan(value)}
+    if not nan:
+        return ""
+    if {"sensitivity_euclidean", "deformation_stability"} <= nan:
+        return (f"undefined: the output is the same for all {num_images} images (every "
+                "pairwise distance is 0)")
+    notes = []
+    if "sensitivity_cosine" in nan:
+        notes.append("cosine sensitivity undefined: the outputs of most image pairs point the "
+                     f"same way (median pairwise cosine distance below {RESOLUTION:g})")
+    if "sensitivity_euclidean" in nan:
+        notes.append("Euclidean sensitivity undefined: most image pairs give the same output "
+                     "(median pairwise distance 0)")
+    if "relative_stability" in nan and "deformation_stability" not in nan:
+        notes.append(f"R_f undefined: G_f below {RESOLUTION:g} (the noise, of the norm of the "
+                     "deformation's displacement, moved no output beyond float32 rounding: the "
+                     "deformation left the images unchanged)")
+    return "; ".join(notes)
+
+
+def _check_distinct(images):
+    if bool(tf.reduce_all(tf.equal(images, images[:1]))):
+        raise ValueError(f"The {int(images.shape[0])} images are all the same: there is no "
+                         "distance between images to measure a deformation against. Give "
+                         "different images.")
+
+
+def _prepare(model, images, layers, preprocess, runner):
+    """(runner, InputConvention) for `profile`."""
+    if runner is not None:
+        if layers is not None or preprocess not in (AUTO, None):
+            raise ValueError("Pass `layers` and `preprocess` to the RepresentationRunner, not "
+                             "with `runner=`.")
+        return runner, InputConvention("runner", runner.preprocess,
+                                       "the RepresentationRunner's preprocess")
+    if not isinstance(model, (tuple, representations.Representations)):
+        model = model_io.load_model(model)
+    convention = input_convention(model, preprocess)
+    return sensitivity.make_runner(model, images, layers, convention.fn), convention
+
+
+def profile(model, images, deform_fn=None, layers=None, preprocess=AUTO, noise_seed=(0, 0),
             batch_size=None, runner=None, name=None, progress=None):
     """Sensitivity (cosine, Euclidean) and relative stability at every point of a model.
 
     Args:
-      model, images, deform_fn, layers, preprocess, runner: as in
-        `deform_tf.sensitivity.deformation_sensitivity` (images in the deformation's pixel
-        space; `preprocess` makes the model's input from clean, deformed and noisy images).
+      model, images, runner: as in `deform_tf.sensitivity.deformation_sensitivity` (images
+        [N, H, W, C] in the deformation's pixel space, N >= 2, not all the same).
+      deform_fn: the deformation of the [N, ...] images; None = `Deformation()` at the images'
+        size (TPS, `default_tps`).
+      layers: the selection (`deform_tf.representations`: names, "re:<regex>",
+        "class:<layer class>", compiled expressions, classes, callables, or a list of them);
+        None = the default points.
+      preprocess: the input convention, applied after the deformation to clean, deformed and
+        noisy images alike (`input_convention`): "auto" (the default: the model must state its
+        own, else ValueError with the choices), a key of PREPROCESS, None (= "none") or a
+        callable. With `runner`, the runner's (leave "auto").
       noise_seed: stateless seed [2] of the Gaussian noise of the relative stability.
       batch_size: images per group and chunk; None = as many as fit in DEFAULT_CHUNK_BYTES.
         The result does not depend on it.
@@ -75,23 +427,121 @@ def profile(model, images, deform_fn, layers=None, preprocess=None, noise_seed=(
       progress: None, or a callable(images forwarded so far, images to forward).
 
     Returns:
-      list of `ProfileRow`, one per point, in topological order.
+      list of `ProfileRow`, one per point, in topological order. Undefined measures are None
+      (with the row's `note`, and an `UndefinedPointWarning` naming the point).
+
+    Raises:
+      ValueError: no input convention, bad selection, images of the wrong shape or all the same.
     """
-    runner = sensitivity.make_runner(model, images, layers, preprocess, runner)
+    if name is None:
+        name = str(model) if isinstance(model, str) else getattr(model, "name", None) or str(
+            model)
+    runner, _ = _prepare(model, images, layers, preprocess, runner)
     images = runner.check_images(images)
+    _check_distinct(images)
+    if deform_fn is None:
+        deform_fn = Deformation().function(*runner.input_shape[:2])
     batch_size = batch_size or chunk_size(runner, int(images.shape[0]))
     result = sensitivity.measure_deformation(
         None, images, deform_fn, noise_seed=noise_seed, batch_size=batch_size, runner=runner,
         progress=progress)
-    if name is None:
-        name = getattr(model, "name", None) or str(model)
-    cosine, euclidean = result["sensitivity_cosine"], result["sensitivity_euclidean"]
-    relative = result["relative_stability"]
-    return [ProfileRow(
-        model=name, layer=p.name, index=p.index, relative_depth=p.relative_depth,
-        height=p.height, width=p.width, channels=p.channels, layer_type=p.layer_type,
-        sensitivity_cosine=cosine["sensitivity"][k],
-        sensitivity_euclidean=euclidean["sensitivity"][k],
-        relative_stability=relative["relative_stability"][k],
-        deformation_stability=relative["deformation_stability"][k],
-        noise_stability=relative["noise_stability"][k]) for k, p in enumerate(runner.points)]
+    columns = {
+        "sensitivity_cosine": result["sensitivity_cosine"]["sensitivity"],
+        "sensitivity_euclidean": result["sensitivity_euclidean"]["sensitivity"],
+        "relative_stability": result["relative_stability"]["relative_stability"],
+        "deformation_stability": result["relative_stability"]["deformation_stability"],
+        "noise_stability": result["relative_stability"]["noise_stability"],
+    }
+    cosine_scale = result["sensitivity_cosine"]["denominator"]
+    rows = []
+    for k, p in enumerate(runner.points):
+        values = {key: float(columns[key][k]) for key in MEASURES}
+        if cosine_scale[k] < RESOLUTION:
+            values["sensitivity_cosine"] = math.nan
+        if not values["noise_stability"] >= RESOLUTION:
+            values["relative_stability"] = math.nan
+        note = _undefined_note(values, int(images.shape[0]))
+        if note:
+            warnings.warn(f"{name}: point {p.name!r} (index {k}): {note}.",
+                          UndefinedPointWarning, stacklevel=2)
+        rows.append(ProfileRow(
+            model=name, layer=p.name, index=p.index, relative_depth=p.relative_depth,
+            height=p.height, width=p.width, channels=p.channels, layer_type=p.layer_type,
+            note=note, **{key: None if math.isnan(v) else v for key, v in values.items()}))
+    first = rows[0]
+    if (first.layer_type == "InputLayer" and first.sensitivity_cosine is not None
+            and first.sensitivity_cosine >= LARGE_INPUT_SENSITIVITY):
+        warnings.warn(
+            f"{name}: at the input, the cosine sensitivity is {first.sensitivity_cosine:.2f}: "
+            "a deformed image is about as far from its original as two different images are "
+            "from each other, so the deformation is too large to measure stability against "
+            "(lower its strength, e.g. the paper's settings for the image size, "
+            "`default_tps`).", LargeDeformationWarning, stacklevel=2)
+    return rows
+
+
+# --- Reading a profile --------------------------------------------------------------------------
+
+HOW_TO_READ = (
+    "How to read: cosine sensitivity = mean distance between an image's representation and its "
+    "deformed image's, over the median distance between two images' (0 = the deformation "
+    "changes nothing, 1 = it moves an image as far as another image is); R_f = D_f / G_f, how "
+    "much more the deformation moves the representation than Gaussian noise of the same norm "
+    "(1 at the input; < 1 = more stable to deformations than to noise). Lower = more stable.")
+
+
+def _is_feature_map(row):
+    return row.layer_type != "InputLayer" and (row.height > 1 or row.width > 1)
+
+
+def summary(rows):
+    """{model: [(what, row)]}: per model its input, the point of largest cosine sensitivity,
+    its last feature map (more than one pixel) and its output (the last point), when present."""
+    by_model = {}
+    for row in rows:
+        by_model.setdefault(row.model, []).append(row)
+    result = {}
+    for model, model_rows in by_model.items():
+        model_rows = sorted(model_rows, key=lambda r: r.index)
+        picked = []
+        if model_rows[0].layer_type == "InputLayer":
+            picked.append(("input", model_rows[0]))
+        defined = [r for r in model_rows if r.sensitivity_cosine is not None]
+        if defined:
+            picked.append(("largest", max(defined, key=lambda r: r.sensitivity_cosine)))
+        maps = [r for r in model_rows[:-1] if _is_feature_map(r)]
+        if maps:
+            picked.append(("last feature map", maps[-1]))
+        picked.append(("output", model_rows[-1]))
+        result[model] = picked
+    return result
+
+
+def _number(value):
+    return "undefined" if value is None else f"{value:.3g}"
+
+
+def format_summary(rows, details=None):
+    """The summary of `summary(rows)` as a text table, with HOW_TO_READ.
+
+    Args:
+      rows: `ProfileRow`s of one or more models.
+      details: optional {model: one line} (e.g. its input convention and deformation), printed
+        under the model's name.
+    """
+    lines = []
+    for model, picked in summary(rows).items():
+        lines.append(f"{model}" + (f"  ({details[model]})" if details and model in details
+                                   else ""))
+        table = [("", "point", "size", "cosine sensitivity", "R_f")]
+        for what, row in picked:
+            table.append((what, row.layer, f"{row.height}x{row.width}x{row.channels}",
+                          _number(row.sensitivity_cosine), _number(row.relative_stability)))
+        widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
+        for r in table:
+            lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
+        lines += [f"  note: {row.layer}: {row.note}" for row in
+                  sorted({r.index: r for _, r in picked if r.note}.values(),
+                         key=lambda r: r.index)]
+    lines.append(HOW_TO_READ)
+    return "\n".join(lines)

@@ -32,7 +32,10 @@ measurement functions of `deform_tf.sensitivity`):
   output whose height or width is at most half (rounded up) of its first input's: pooling,
   strided convolutions, subsampling (a "valid" 3x3 convolution, which only trims the border, is
   not one).
-- a str: the point with that name (full name, or the layer's own name when that is unique).
+- a str: the point with that name (full name, or the layer's own name when that is unique);
+  "re:<regular expression>" stands for that compiled expression and "class:<name>" for the
+  `keras.layers` class of that name (`parse_selector`), so text selections (a command line)
+  and Python objects select the same points.
 - a compiled regular expression (`re.compile(...)`): every point whose name it matches
   (`re.search`).
 - a Keras layer class (e.g. `keras.layers.ReLU`): the outputs of every layer of that class.
@@ -332,8 +335,35 @@ def _match_name(calls, name):
     return bare
 
 
+REGEX_PREFIX = "re:"
+CLASS_PREFIX = "class:"
+
+
+def parse_selector(text):
+    """The selector a text stands for: "re:<regex>" -> compiled regex, "class:<name>" -> that
+    `keras.layers` class, anything else -> the name itself.
+
+    Raises:
+      ValueError: a bad regular expression, or no `keras.layers` class of that name.
+    """
+    if text.startswith(REGEX_PREFIX):
+        try:
+            return re.compile(text[len(REGEX_PREFIX):])
+        except re.error as e:
+            raise ValueError(f"Layer selection {text!r}: bad regular expression: {e}.") from None
+    if text.startswith(CLASS_PREFIX):
+        name = text[len(CLASS_PREFIX):]
+        cls = getattr(keras.layers, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
+            raise ValueError(f"Layer selection {text!r}: {name!r} is not a keras.layers class.")
+        return cls
+    return text
+
+
 def _selector_matches(calls, selector):
     """Indices of the calls one selector selects (see the module docstring)."""
+    if isinstance(selector, str):
+        selector = parse_selector(selector)
     if isinstance(selector, str):
         return _match_name(calls, selector)
     if isinstance(selector, re.Pattern):

@@ -241,6 +241,21 @@ class RepresentationRunner:
         return pairwise.gram_matrix_numpy(np.asarray(centred_rows.value()))
 
 
+def ratio(numerators, denominators):
+    """numerators / denominators (float64 arrays), NaN where a denominator is not positive.
+
+    An undefined point: a layer whose output is the same for every image has no pairwise
+    distance to normalize by (and an undeformed image no noise). No numpy warning is raised;
+    every defined ratio is the plain quotient.
+    """
+    numerators = np.asarray(numerators, np.float64)
+    denominators = np.asarray(denominators, np.float64)
+    defined = denominators > 0
+    return np.divide(numerators, np.where(defined, denominators, 1.0),
+                     out=np.full(np.broadcast(numerators, denominators).shape, np.nan),
+                     where=defined)
+
+
 def check_distance(distance):
     """Raises a ValueError naming `distance` unless it is one of DISTANCES."""
     if distance not in DISTANCES:
@@ -300,6 +315,9 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
     Returns:
       dict with "sensitivity_<distance>" for each distance (as `deformation_sensitivity`
       returns) and, if `relative`, "relative_stability" (as `relative_stability` returns).
+      A value without a scale is NaN (undefined), without a numpy warning: a sensitivity whose
+      median pairwise distance is 0, D_f and G_f when every clean output of the point is the
+      same, R_f also when G_f is 0 (`ratio`).
     """
     distances = tuple(distances)
     for distance in distances:
@@ -349,11 +367,11 @@ def measure_deformation(model, images, deform_fn, distances=DISTANCES, relative=
         upper = np.triu_indices(n_total, k=1)
         pair_mean = np.mean(np.square(pairwise.distances_from_gram(grams, "euclidean", norms))[
             :, upper[0], upper[1]], axis=-1)
-        d_f = np.mean(gathered(lambda m: m.moved_sq), axis=1) / pair_mean
-        g_f = np.mean(gathered(lambda m: m.noise_sq), axis=1) / pair_mean
+        d_f = ratio(np.mean(gathered(lambda m: m.moved_sq), axis=1), pair_mean)
+        g_f = ratio(np.mean(gathered(lambda m: m.noise_sq), axis=1), pair_mean)
         result["relative_stability"] = {
             "layers": list(runner.names),
-            "relative_stability": (d_f / g_f).tolist(),
+            "relative_stability": ratio(d_f, g_f).tolist(),
             "deformation_stability": d_f.tolist(),
             "noise_stability": g_f.tolist(),
             "pair_mean": pair_mean.tolist(),

@@ -1,11 +1,15 @@
-"""What `launch.profile` needs besides flags: models by name, images, deformations, outputs.
+"""What `launch.profile` needs besides flags: models by name, images, outputs.
 
 No flags here. Models: a `keras.applications` network by name (`APPLICATIONS`), one of the
 paper's VGG nets (`vgg_<config>_<downsampling>`, built by `deform_tf.models.vgg`), a `.keras`
-file or a launcher's checkpoint directory. Each comes with the input conventions it expects
-(`Preprocess`), applied after the deformation to clean, deformed and noisy images alike. Images
-are float32 pixels in 0..255 (the deformations act on them in pixel space): the embedded
-Fashion-MNIST subset, a folder of JPEG/PNG files or ImageNet TFRecord shards.
+file or a launcher's checkpoint directory. Each comes with the input convention it expects
+(`deform_tf.profile.InputConvention`), applied after the deformation to clean, deformed and
+noisy images alike: the family's `preprocess_input` for keras.applications names, the training
+pipeline's normalization for the paper's nets (by name, or a checkpoint's model_config.json);
+any other model must state it (`deform_tf.profile.input_convention`) or be given one. Images are
+float32 pixels in 0..255 (the deformations act on them in pixel space): the embedded
+Fashion-MNIST subset, a folder of JPEG/PNG files or ImageNet TFRecord shards. Layer selections,
+input conventions and deformations are `deform_tf.profile`'s, as in the Python API.
 """
 
 import csv
@@ -16,17 +20,14 @@ import json
 import os
 import re
 import time
-from typing import Callable, Optional
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from deform_tf import diffeo
 from deform_tf import model_io
 from deform_tf import models
 from deform_tf import profile
-from deform_tf import tps
 from deform_tf.figures import profile as profile_figure
 from pipelines import cifar10
 from pipelines import idx
@@ -68,7 +69,7 @@ APPLICATIONS = {
 PAPER_VGG = tuple(f"vgg_{config}_{downsampling}" for config in models.STAGES
                   for downsampling in models.DOWNSAMPLING)
 WEIGHTS = ("none", "imagenet")  # or a path to a weights file
-PREPROCESS = ("auto", "none", "unit", "caffe", "tf", "torch")
+PREPROCESS = (profile.AUTO,) + tuple(profile.PREPROCESS)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EMBEDDED = "fashion_mnist"
 # The pixel normalization of the paper's nets: the training pipeline's of their data set.
@@ -79,6 +80,10 @@ _DATA_NORMALIZATION = {
 }
 
 
+# What the message on a model file with Python code (a Lambda layer) tells the command's user.
+UNSAFE_HINT = ("if you trust the file, pass --unsafe_load (it runs the file's Python code)")
+
+
 @dataclasses.dataclass(frozen=True)
 class ProfiledModel:
     """A model ready to profile.
@@ -86,17 +91,23 @@ class ProfiledModel:
     Attributes:
       name: its name in the outputs (the --model entry).
       model: the built Keras model.
-      preprocess: callable mapping float32 pixels 0..255 [n, H, W, C] to the model's input, or
-        None (the pixels as they are).
-      preprocess_name: what `preprocess` is, for the settings.
+      convention: its `deform_tf.profile.InputConvention` (float32 pixels 0..255 [n, H, W, C]
+        -> the model's input).
       image_shape: (height, width, channels) of its input.
+      weights: where its weights come from, for the settings: "none (initialization, seed S)",
+        "imagenet", "file PATH" or "checkpoint PREFIX".
     """
 
     name: str
     model: keras.Model
-    preprocess: Optional[Callable]
-    preprocess_name: str
+    convention: profile.InputConvention
     image_shape: tuple
+    weights: str
+
+    @property
+    def preprocess(self):
+        """The callable of the convention, or None (the pixels as they are)."""
+        return self.convention.fn
 
 
 def _keras_home():
@@ -104,23 +115,30 @@ def _keras_home():
     return os.environ.get("KERAS_HOME", os.path.join(os.path.expanduser("~"), ".keras"))
 
 
-def _imagenet_utils_preprocess(mode):
-    """keras.applications' per-family input conventions, by mode, on 0..255 pixels."""
-    return lambda x: keras.applications.imagenet_utils.preprocess_input(x, mode=mode)
-
-
 def preprocess_for(kind, auto):
-    """(callable or None, name) for a --preprocess value; `auto` is the model's own (pair)."""
-    if kind == "auto":
-        return auto
-    if kind == "none":
-        return None, "none"
-    if kind == "unit":
-        return (lambda x: x / 255.0), "unit (pixels / 255)"
-    return _imagenet_utils_preprocess(kind), f"keras.applications mode {kind!r}"
+    """The `InputConvention` of a --preprocess value; `auto` gives the model's own (a callable
+    returning it, which may raise ValueError when the model does not state one)."""
+    if kind == profile.AUTO:
+        return auto()
+    return profile.named_preprocess(kind)
 
 
-def _application(name, app, weights, image_size, preprocess):
+def pipeline_convention(config):
+    """The input convention of the paper's nets trained on `config` (a key of
+    `deform_tf.models.STAGES`): their training pipeline's normalization of pixels / 255."""
+    normalize = _DATA_NORMALIZATION[config]
+    return profile.InputConvention(
+        f"{config}_pipeline", lambda x: normalize(x / 255.0),
+        f"the {config} training pipeline's normalization of pixels / 255")
+
+
+def _weights_source(weights, seed):
+    if weights == "none":
+        return f"none (initialization, seed {seed})"
+    return weights if weights == "imagenet" else f"file {os.path.abspath(weights)}"
+
+
+def _application(name, app, weights, image_size, preprocess, seed):
     size = image_size or 224
     if size < app.min_size:
         raise ValueError(f"{name} needs images of at least {app.min_size} pixels, got "
@@ -143,8 +161,10 @@ def _application(name, app, weights, image_size, preprocess):
         raise ValueError(f"Cannot build {name} with --weights={weights!r} at "
                          f"{size}x{size}: {str(e).splitlines()[0][:300]}") from None
     family = getattr(keras.applications, app.family)
-    auto = (family.preprocess_input, f"keras.applications.{app.family}.preprocess_input")
-    return ProfiledModel(name, model, *preprocess_for(preprocess, auto), (size, size, 3))
+    auto = lambda: profile.InputConvention(
+        app.family, family.preprocess_input, f"keras.applications.{app.family}.preprocess_input")
+    return ProfiledModel(name, model, preprocess_for(preprocess, auto), (size, size, 3),
+                         _weights_source(weights, seed))
 
 
 def _paper_vgg(name, weights, image_size, preprocess, seed):
@@ -158,9 +178,8 @@ def _paper_vgg(name, weights, image_size, preprocess, seed):
                          "file of this architecture.")
     if weights != "none":
         _load_weights(model, weights)
-    auto = (lambda x: _DATA_NORMALIZATION[config](x / 255.0),
-            f"the {config} training pipeline's normalization")
-    return ProfiledModel(name, model, *preprocess_for(preprocess, auto), (size, size, channels))
+    return ProfiledModel(name, model, preprocess_for(preprocess, lambda: pipeline_convention(
+        config)), (size, size, channels), _weights_source(weights, seed))
 
 
 def _load_weights(model, path):
@@ -173,11 +192,20 @@ def _load_weights(model, path):
                          f"{str(e).splitlines()[0][:300]}") from None
 
 
-def _model_file(path, weights, image_size, preprocess):
+def _paper_config(model):
+    """The config of one of the paper's nets read from a file (its layout and the builder's
+    name vgg_<config>_<downsampling>), or None."""
+    match = re.fullmatch(r"vgg_([a-z0-9]+)_[a-z_]+", model.name)
+    if match and match.group(1) in models.STAGES and models.vgg_layout_layers(model):
+        return match.group(1)
+    return None
+
+
+def _model_file(path, weights, image_size, preprocess, safe_mode):
     if weights != "none":
         raise ValueError(f"--weights applies to model names, not to the saved model {path!r} "
                          "(which has its own weights).")
-    model = model_io.load_model(path)
+    model = model_io.load_model(path, safe_mode=safe_mode, unsafe_hint=UNSAFE_HINT)
     if not model.inputs or len(model.inputs[0].shape) != 4:
         raise ValueError(f"{path!r} is not a model with one image input [batch, height, width, "
                          "channels].")
@@ -189,19 +217,30 @@ def _model_file(path, weights, image_size, preprocess):
     elif image_size and (height, width) != (image_size, image_size):
         raise ValueError(f"{path!r} takes {height}x{width} images, not --image_size="
                          f"{image_size}.")
-    auto = (None, "none (pixels 0..255)")
     config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path),
                                model_io.MODEL_CONFIG_FILE)
-    if not path.endswith((".keras", ".h5")) and os.path.isfile(config_path):
+    if path.endswith((".keras", ".h5")):
+        config = _paper_config(model)
+        source = f"file {os.path.abspath(path)} (its own weights)"
+    else:
         with open(config_path) as f:
             config = json.load(f).get("config", "cifar10")
-        auto = (lambda x: _DATA_NORMALIZATION[config](x / 255.0),
-                f"the {config} training pipeline's normalization")
-    return ProfiledModel(path, model, *preprocess_for(preprocess, auto),
-                         (int(height), int(width), int(channels)))
+        prefix = model_io.latest_checkpoint(path) if os.path.isdir(path) else path
+        source = f"checkpoint {os.path.abspath(prefix)}"
+    if config is not None:
+        auto = lambda: pipeline_convention(config)
+    else:
+        auto = lambda: profile.input_convention(model, profile.AUTO)
+    try:
+        convention = preprocess_for(preprocess, auto)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return ProfiledModel(path, model, convention, (int(height), int(width), int(channels)),
+                         source)
 
 
-def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed=0):
+def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed=0,
+                  safe_mode=True):
     """A `ProfiledModel` from a --model entry.
 
     Args:
@@ -211,20 +250,23 @@ def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed
         or the network) or a weights file path.
       image_size: input height and width in pixels; None = the model's own (224 for
         keras.applications, the config's for the paper's nets, the file's input size).
-      preprocess: one of PREPROCESS ("auto" = the model's own conventions).
-      seed: initialization seed of the paper's nets.
+      preprocess: one of PREPROCESS ("auto" = the model's own conventions: the family's
+        preprocess_input, the paper's pipeline normalization, or what the model states itself;
+        a model file that states none is refused).
+      seed: initialization seed (keras.applications and the paper's nets).
+      safe_mode: Keras' safe_mode for .keras files (False runs their Python code).
 
     Raises:
-      ValueError, FileNotFoundError: unknown name, unreadable file, unavailable weights; the
-        message names the input and the fix.
+      ValueError, FileNotFoundError: unknown name, unreadable file, unavailable weights, no
+        known input convention; the message names the input and the fix.
     """
     if spec in APPLICATIONS:
         keras.utils.set_random_seed(seed)  # the initialization of weights=none
-        return _application(spec, APPLICATIONS[spec], weights, image_size, preprocess)
+        return _application(spec, APPLICATIONS[spec], weights, image_size, preprocess, seed)
     if spec in PAPER_VGG:
         return _paper_vgg(spec, weights, image_size, preprocess, seed)
     if os.path.exists(spec) or os.path.exists(spec + ".index"):
-        return _model_file(spec, weights, image_size, preprocess)
+        return _model_file(spec, weights, image_size, preprocess, safe_mode)
     raise ValueError(f"Unknown model {spec!r}: give a keras.applications name "
                      f"({', '.join(APPLICATIONS)}), one of the paper's nets "
                      f"(vgg_<{'|'.join(models.STAGES)}>_<{'|'.join(models.DOWNSAMPLING)}>), a "
@@ -348,63 +390,27 @@ def load_images(source, count, image_shape):
     return images.astype(np.float32)
 
 
-@dataclasses.dataclass(frozen=True)
-class Deformation:
-    """The measured deformation: "tps" (grid_size, strength in pixels) or "diffeo"."""
-
-    kind: str
-    grid_size: int = 5
-    strength: float = 10.0
-    temperature: Optional[float] = None  # diffeo; None = match the TPS displacement
-    cutoff: int = 3  # diffeo
-    seed: int = 0
-
-    def temperature_for(self, height, width):
-        """The diffeo temperature: given, or the one whose RMS displacement matches the TPS
-        deformation of (grid_size, strength) at this image size."""
-        if self.temperature is not None:
-            return float(self.temperature)
-        return float(diffeo.temperature_matching_tps(height, width, self.grid_size,
-                                                     self.strength, self.cutoff))
-
-    def function(self, height, width):
-        """The deformation of [N, height, width, C] images (stateless, seeded)."""
-        seed = tf.constant([self.seed, 1], tf.int32)
-        if self.kind == "tps":
-            return lambda x: tps.random_tps_deformation(x, self.grid_size, self.strength, seed)
-        temperature = self.temperature_for(height, width)
-        return lambda x: diffeo.random_diffeo(x, temperature, self.cutoff, seed)
-
-
-def parse_layers(values):
-    """The layer selection of --layers values, or None (the default points).
-
-    Each value is a comma-separated list of items: a layer name, `re:<regular expression>` (the
-    rest of the value, commas included), or `class:<Keras layer class>` (e.g. class:ReLU).
-    """
-    if not values:
-        return None
-    selection = []
-    for value in values:
-        if value.startswith("re:"):
-            try:
-                selection.append(re.compile(value[3:]))
-            except re.error as e:
-                raise ValueError(f"--layers={value!r}: bad regular expression: {e}.") from None
-            continue
-        for item in filter(None, (v.strip() for v in value.split(","))):
-            if item.startswith("class:"):
-                cls = getattr(keras.layers, item[6:], None)
-                if not (isinstance(cls, type) and issubclass(cls, keras.layers.Layer)):
-                    raise ValueError(f"--layers: {item[6:]!r} is not a keras.layers class.")
-                selection.append(cls)
-            else:
-                selection.append(item)
-    return selection
-
-
 OUTPUT_FILES = ("profile.csv", "profile.json", "profile.png")
 SUMMARY_DIR = "summaries"
+
+
+def check_output_dir(output_dir):
+    """Raises ValueError unless `output_dir` is a folder, or can be made one (its nearest
+    existing ancestor is a writable folder): checked before anything is computed."""
+    if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
+        raise ValueError(f"--output_dir={output_dir!r} is a file, not a folder: choose a folder "
+                         "(it is created if missing).")
+    if "://" in output_dir:  # a remote file system: its own permissions apply
+        return
+    ancestor = os.path.abspath(output_dir)
+    while not os.path.exists(ancestor):
+        ancestor = os.path.dirname(ancestor)
+    if not os.path.isdir(ancestor):
+        raise ValueError(f"--output_dir={output_dir!r} cannot be created: {ancestor!r} is a "
+                         "file.")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise ValueError(f"--output_dir={output_dir!r}: cannot write into {ancestor!r} "
+                         "(permission denied).")
 
 
 def existing_outputs(output_dir):
@@ -425,19 +431,29 @@ def move_aside(output_dir):
     return target
 
 
+def summary_tag(model):
+    """A TensorBoard tag prefix for a --model entry: a file's base name without its suffix,
+    characters other than letters, digits, "_", "." and "-" replaced by "_"."""
+    name = os.path.basename(os.path.normpath(model))
+    name = re.sub(r"\.(keras|h5)$", "", name) or model
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)
+
+
 def _write_summaries(directory, rows, figure_png):
-    """TensorBoard: per model and measure a curve over the points (step = point index), the
-    figure, and the table as text."""
+    """TensorBoard: per model and measure a curve over the points (step = point index; no
+    value at undefined points), the figure, and the table as text."""
     writer = tf.summary.create_file_writer(directory)
     with writer.as_default():
         for row in rows:
             for key in ("sensitivity_cosine", "sensitivity_euclidean", "relative_stability"):
-                tf.summary.scalar(f"{row.model}/{key}", getattr(row, key), step=row.index)
+                if getattr(row, key) is not None:
+                    tf.summary.scalar(f"{summary_tag(row.model)}/{key}", getattr(row, key),
+                                      step=row.index)
         tf.summary.image("profile", tf.io.decode_png(figure_png)[None], step=0)
         lines = ["| " + " | ".join(profile.COLUMNS) + " |",
                  "|" + "---|" * len(profile.COLUMNS)]
-        lines += ["| " + " | ".join(str(getattr(r, c)) for c in profile.COLUMNS) + " |"
-                  for r in rows]
+        lines += ["| " + " | ".join("" if getattr(r, c) is None else str(getattr(r, c))
+                                    for c in profile.COLUMNS) + " |" for r in rows]
         tf.summary.text("profile", "\n".join(lines), step=0)
     writer.close()
 
@@ -445,10 +461,14 @@ def _write_summaries(directory, rows, figure_png):
 def write_outputs(output_dir, rows, settings):
     """Writes OUTPUT_FILES and the TensorBoard summaries; returns the paths written.
 
+    Undefined measures (None) are empty cells in profile.csv and null in profile.json, with the
+    row's note; profile.json is strict JSON (no NaN or Infinity tokens).
+
     Args:
       output_dir: created if missing.
       rows: list of `deform_tf.profile.ProfileRow`.
-      settings: JSON-serializable dict stored in profile.json beside the rows.
+      settings: JSON-serializable dict stored in profile.json beside the rows; its
+        "deformation_text" titles the figure.
     """
     tf.io.gfile.makedirs(output_dir)
     paths = [os.path.join(output_dir, name) for name in OUTPUT_FILES]
@@ -458,9 +478,10 @@ def write_outputs(output_dir, rows, settings):
     writer.writerows(dataclasses.asdict(r) for r in rows)
     with tf.io.gfile.GFile(paths[0], "w") as f:
         f.write(text.getvalue())
+    saved = json.dumps({"settings": settings, "rows": [dataclasses.asdict(r) for r in rows]},
+                       indent=1, allow_nan=False)
     with tf.io.gfile.GFile(paths[1], "w") as f:
-        json.dump({"settings": settings, "rows": [dataclasses.asdict(r) for r in rows]}, f,
-                  indent=1)
+        f.write(saved)
     figure = profile_figure.plot_profiles(
         rows, title=f"Deformation stability profile ({settings.get('deformation_text', '')})")
     png = io.BytesIO()

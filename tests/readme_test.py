@@ -1,10 +1,16 @@
 """The README's usage example runs as written, and no text in the repository points outside it."""
 
+import contextlib
+import io
 import os
 import re
 import subprocess
+import warnings
 
+import numpy as np
 import tensorflow as tf
+
+from deform_tf import profile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(REPO, "README.md")
@@ -18,12 +24,24 @@ class ReadmeTest(tf.test.TestCase):
         with open(README) as f:
             blocks = re.findall(r"```python\n(.*?)```", f.read(), re.S)
         self.assertNotEmpty(blocks)
-        namespace = {}
-        exec(compile(blocks[0], "README.md", "exec"), namespace)  # pylint: disable=exec-used
+        namespace, printed = {}, io.StringIO()
+        with warnings.catch_warnings(record=True) as caught, \
+                contextlib.redirect_stdout(printed):
+            warnings.simplefilter("always")
+            exec(compile(blocks[0], "README.md", "exec"), namespace)  # pylint: disable=exec-used
         result = namespace["result"]
         self.assertLen(result["sensitivity"], 13)
         self.assertEqual(namespace["deformed"].shape, (16, 32, 32, 3))
         self.assertEqual(namespace["warped"].shape, (16, 32, 32, 3))
+        # No NaN and no numpy warning: an undefined point is said as such, once.
+        self.assertNotRegex(printed.getvalue(), r"(?i)\bnan\b")
+        self.assertIn("How to read", printed.getvalue())
+        self.assertEmpty([w for w in caught if issubclass(w.category, RuntimeWarning)])
+        for row in namespace["rows"]:
+            for key in profile.MEASURES:
+                value = getattr(row, key)
+                self.assertTrue(value is None or np.isfinite(value), (row.layer, key))
+            self.assertEqual(row.note == "", row.relative_stability is not None, row.layer)
 
 
     def tracked_text_files(self):

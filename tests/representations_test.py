@@ -150,6 +150,18 @@ class SelectionTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(self._names(["head", keras.layers.GlobalAveragePooling2D,
                                       re.compile("^input$")]), ["input", "gap", "head"])
 
+    def test_text_selectors_equal_their_objects(self):
+        p = self.backbone.name + "/"
+        self.assertEqual(self._names("re:block_1_(expand|project)$"),
+                         [p + "block_1_expand", p + "block_1_project"])
+        self.assertEqual(self._names("class:GlobalAveragePooling2D"), ["gap"])
+        self.assertEqual(self._names(["head", "class:GlobalAveragePooling2D", "re:^input$"]),
+                         ["input", "gap", "head"])
+        with self.assertRaisesRegex(ValueError, "'Nope' is not a keras.layers class"):
+            self._names("class:Nope")
+        with self.assertRaisesRegex(ValueError, "bad regular expression"):
+            self._names("re:(")
+
     @parameterized.named_parameters(
         ("unknown_name", "block_99_relu", "no layer named 'block_99_relu'"),
         ("regex_matches_nothing", re.compile("^nothing"), "matches no layer"),
@@ -173,6 +185,32 @@ class SelectionTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, "ambiguous"):
             representations.select_calls(calls, "r")
         self.assertEqual([c.name for c in representations.select_calls(calls, "b/r")], ["b/r"])
+
+
+class DepthAndSizeTest(parameterized.TestCase, tf.test.TestCase):
+
+    @parameterized.parameters((7, 4), (15, 8))
+    def test_same_padded_stride_2_on_odd_sizes_is_a_downsampling_point(self, size, reduced):
+        inputs = keras.Input([size, size, 2])
+        x = keras.layers.Conv2D(3, 3, strides=2, padding="same", name="down")(inputs)
+        x = keras.layers.Conv2D(3, 3, padding="same", name="keep")(x)
+        x = keras.layers.MaxPooling2D(2, padding="same", name="pool")(x)
+        model = keras.Model(inputs, keras.layers.Flatten(name="flat")(x))
+        points = representations.representation_model(model).points
+        self.assertEqual([p.name for p in points], ["input", "down", "pool", "flat"])
+        self.assertEqual((points[1].height, points[1].width), (reduced, reduced))
+        self.assertEqual(points[2].height, (reduced + 1) // 2)
+
+    def test_relative_depth_is_the_depth_in_the_whole_network(self):
+        # conv1 -> relu1 -> pool1 -> down2 -> gap -> logits: six calls on the longest path.
+        model = _functional()
+        default = {p.name: p.relative_depth
+                   for p in representations.representation_model(model).points}
+        chosen = representations.representation_model(model, ["relu1", "down2"]).points
+        self.assertEqual([(p.name, p.relative_depth) for p in chosen],
+                         [("relu1", 2 / 6), ("down2", 4 / 6)])
+        self.assertEqual(default["relu1"], 2 / 6)
+        self.assertEqual(default["logits"], 1.0)
 
 
 if __name__ == "__main__":

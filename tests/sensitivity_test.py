@@ -4,11 +4,13 @@ import gc
 import itertools
 import json
 import os
+import warnings
 import weakref
 
 from absl.testing import parameterized
 import keras
 import numpy as np
+import scipy.stats
 import tensorflow as tf
 
 import deform_tf
@@ -331,6 +333,119 @@ class RelativeStabilityTest(parameterized.TestCase, tf.test.TestCase):
         self.assertLen(whole["layers"], 13)
         self.assertAllClose(whole["relative_stability"][0], 1.0, rtol=1e-4)
         json.dumps(whole)
+
+
+def _tanh_net():
+    """input [8, 8, 2] -> flatten -> dense tanh (24) -> dense (6): small, non-linear, and easy
+    to evaluate in float64 numpy (`_tanh_net_numpy`)."""
+    keras.utils.set_random_seed(5)
+    return keras.Sequential([
+        keras.Input([8, 8, 2]), keras.layers.Flatten(name="flat"),
+        keras.layers.Dense(24, activation="tanh", name="hidden",
+                           kernel_initializer=keras.initializers.RandomNormal(stddev=0.3)),
+        keras.layers.Dense(6, name="out")])
+
+
+def _tanh_net_numpy(model, x):
+    """[(hidden, out)] of the [n, 8, 8, 2] images, float64."""
+    (w1, b1), (w2, b2) = [[np.float64(v) for v in layer.get_weights()]
+                          for layer in model.layers[1:]]
+    hidden = np.tanh(x.reshape(len(x), -1).astype(np.float64) @ w1 + b1)
+    return hidden, hidden @ w2 + b2
+
+
+class RelativeStabilityAgainstOwnNoiseTest(tf.test.TestCase):
+
+    def test_d_f_exact_and_g_f_r_f_within_the_spread_of_independent_noise(self):
+        model, n, draws = _tanh_net(), 128, 200
+        rng = np.random.default_rng(7)
+        images = rng.uniform(0.0, 1.0, (n, 8, 8, 2)).astype(np.float32)
+        deform = lambda x: deform_tf.random_tps_deformation(x, 3, 1.0, [2, 3])
+        result = sensitivity.relative_stability(model, images, deform, noise_seed=(8, 9),
+                                                layers=["hidden", "out"])
+        deformed = deform(images).numpy().astype(np.float64)
+        x = images.astype(np.float64)
+        clean, moved = _tanh_net_numpy(model, x), _tanh_net_numpy(model, deformed)
+        norms = np.linalg.norm((deformed - x).reshape(n, -1), axis=1)
+        # The oracle's own isotropic Gaussian noise of the same per-image norms, many draws.
+        eta = rng.standard_normal((draws, n, 128))
+        eta *= (norms / np.linalg.norm(eta, axis=-1))[..., None]
+        noisy = _tanh_net_numpy(model, (x[None] + eta.reshape((draws,) + x.shape)).reshape(
+            (draws * n,) + x.shape[1:]))
+        upper = np.triu_indices(n, k=1)
+        for layer in range(2):
+            differences = clean[layer][:, None] - clean[layer][None]
+            pair_mean = np.mean(np.sum(differences ** 2, axis=-1)[upper])
+            d_f = np.mean(np.sum((moved[layer] - clean[layer]) ** 2, axis=1)) / pair_mean
+            self.assertAllClose(result["deformation_stability"][layer], d_f, rtol=1e-4)
+            g_draws = np.mean(np.sum((noisy[layer].reshape(draws, n, -1) - clean[layer]) ** 2,
+                                     axis=-1), axis=1) / pair_mean
+            mean, spread = np.mean(g_draws), np.std(g_draws)
+            self.assertGreater(spread, 0)
+            # One draw of the code under test lies within 4 standard deviations of one draw.
+            self.assertLess(abs(result["noise_stability"][layer] - mean), 4 * spread)
+            self.assertAllClose(result["relative_stability"][layer],
+                                result["deformation_stability"][layer]
+                                / result["noise_stability"][layer], rtol=1e-6)
+            self.assertLess(abs(result["relative_stability"][layer] - d_f / mean),
+                            4 * d_f * spread / ((mean - 4 * spread) * mean))
+
+
+class MatchedNoiseTest(tf.test.TestCase):
+
+    def test_zero_mean_isotropic_gaussian_of_the_stated_norm(self):
+        n, d = 3000, 16
+        rng = np.random.default_rng(3)
+        images = tf.constant(rng.uniform(0, 1, (n, 4, 4, 1)), tf.float32)
+        stated = rng.uniform(0.1, 5.0, n)
+        direction = rng.standard_normal((n, d))
+        moved = images + tf.constant(
+            (direction * (stated / np.linalg.norm(direction, axis=1))[:, None]).reshape(
+                n, 4, 4, 1), tf.float32)
+        noise = sensitivity.matched_gaussian_noise(images, moved, (5, 6)).numpy().reshape(n, d)
+        self.assertAllClose(np.linalg.norm(noise, axis=1), stated, rtol=1e-5)
+        unit = noise.astype(np.float64) / np.linalg.norm(noise, axis=1, keepdims=True)
+        # Zero mean and covariance I / d: the moments of a uniform direction (tolerances: six
+        # standard errors of the sample moments).
+        self.assertLess(np.max(np.abs(unit.mean(axis=0))), 6 / np.sqrt(n * d))
+        covariance = unit.T @ unit / n
+        self.assertLess(np.max(np.abs(covariance - np.eye(d) / d)),
+                        6 * np.sqrt(3 / (d * (d + 2)) / n))
+        # Each coordinate of a uniform direction: (u + 1) / 2 ~ Beta((d - 1) / 2, (d - 1) / 2).
+        for k in (0, 7, 15):
+            self.assertGreater(scipy.stats.kstest((unit[:, k] + 1) / 2, "beta",
+                                                  args=((d - 1) / 2, (d - 1) / 2)).pvalue, 1e-3)
+        # Unrelated to the images and deformations: a different seed, different noise.
+        other = sensitivity.matched_gaussian_noise(images, moved, (5, 7)).numpy().reshape(n, d)
+        self.assertLess(abs(np.mean(np.sum(unit * other, axis=1)
+                                    / np.linalg.norm(other, axis=1))), 6 / np.sqrt(n))
+
+
+class UndefinedValuesTest(tf.test.TestCase):
+
+    def test_constant_point_is_nan_without_numpy_warnings_and_others_unchanged(self):
+        inputs = keras.Input([16, 16, 3])
+        x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+        const = keras.layers.Conv2D(2, 1, kernel_initializer="zeros", bias_initializer="ones",
+                                    name="constant")(x)
+        model = keras.Model(inputs, [x, const])
+        images = _images(6)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a numpy RuntimeWarning fails the test
+            both = sensitivity.measure_deformation(model, images, _deform,
+                                                   layers=["conv", "constant"])
+        alone = sensitivity.measure_deformation(model, images, _deform, layers=["conv"])
+        for key, field in [("sensitivity_cosine", "sensitivity"),
+                           ("sensitivity_euclidean", "sensitivity"),
+                           ("relative_stability", "relative_stability"),
+                           ("relative_stability", "deformation_stability"),
+                           ("relative_stability", "noise_stability")]:
+            self.assertTrue(np.isnan(both[key][field][1]), (key, field))
+            self.assertEqual(both[key][field][0], alone[key][field][0])
+
+    def test_ratio(self):
+        self.assertAllEqual(sensitivity.ratio([1.0, 2.0, 0.0], [4.0, 0.0, 0.0])[:1], [0.25])
+        self.assertTrue(np.all(np.isnan(sensitivity.ratio([2.0, 0.0], [0.0, 0.0]))))
 
 
 if __name__ == "__main__":

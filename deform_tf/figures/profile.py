@@ -5,7 +5,10 @@ read back from profile.json) of any number of models and returns a `matplotlib.f
 on the Agg canvas (no `pyplot`, no printing) with three panels sharing the x axis, the points'
 relative depth (0 = input, 1 = the deepest layer): (a) the cosine deformation sensitivity, (b) the
 Euclidean one, (c) the relative stability R_f = D_f / G_f on a log scale with R_f = 1 (the
-input's value) as a dotted line. One curve per model, in the order the models first appear.
+input's value: as stable to deformations as to noise) as a dotted line; lower is more stable on
+all three. One curve per model, in the order the models first appear; undefined values (None)
+are gaps. The points' layer names label the top axis when they fit: one model, or models that
+share their points, with at most `MAX_NAMED_POINTS` points.
 """
 
 import itertools
@@ -16,15 +19,37 @@ from deform_tf.figures import canvas
 
 # (key, axis label, log scale)
 PANELS = (
-    ("sensitivity_cosine", "deformation sensitivity (cosine)", False),
-    ("sensitivity_euclidean", "deformation sensitivity (Euclidean)", False),
-    ("relative_stability", "relative stability $R_f = D_f / G_f$", True),
+    ("sensitivity_cosine", "deformation sensitivity\n(cosine; lower = more stable)", False),
+    ("sensitivity_euclidean", "deformation sensitivity\n(Euclidean; lower = more stable)",
+     False),
+    ("relative_stability", "relative stability $R_f = D_f / G_f$\n(lower = more stable)", True),
 )
+MAX_NAMED_POINTS = 40  # layer names on the top axis up to this many points
 MARKERS = "os^vD<>pXh*"
 
 
 def _value(row, key):
     return row[key] if isinstance(row, dict) else getattr(row, key)
+
+
+def _plotted(value):
+    """A measure as plotted: None (undefined) becomes a gap."""
+    return float("nan") if value is None else value
+
+
+def _shared_points(models):
+    """[(relative depth, layer name)] if every model has the same points, else None."""
+    points = [[(_value(r, "relative_depth"), _value(r, "layer")) for r in model_rows]
+              for model_rows in models.values()]
+    return points[0] if all(p == points[0] for p in points) else None
+
+
+def _name_points(ax, points):
+    """The layer names on a top axis over `ax`, at their relative depths."""
+    top = ax.secondary_xaxis("top")
+    top.set_xticks([depth for depth, _ in points])
+    top.set_xticklabels([name for _, name in points], rotation=90, fontsize=5)
+    top.tick_params(length=2, pad=1)
 
 
 def _by_model(rows):
@@ -58,16 +83,21 @@ def plot_profiles(rows, title=None):
         for (model, model_rows), color, marker in zip(models.items(), colors,
                                                       itertools.cycle(MARKERS)):
             ax.plot([_value(r, "relative_depth") for r in model_rows],
-                    [_value(r, key) for r in model_rows], color=color, marker=marker,
+                    [_plotted(_value(r, key)) for r in model_rows], color=color, marker=marker,
                     markersize=3, linewidth=1.2, label=model)
         ax.set_ylabel(label)
         if log:
             ax.set_yscale("log")
-            ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1)
+            ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1,
+                       label="$R_f = 1$: as stable as to noise")
+            ax.legend(handles=ax.get_lines()[-1:], fontsize="x-small", loc="lower left")
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel("relative depth (0 = input, 1 = deepest layer)")
     axes[-1].set_xlim(-0.02, 1.02)
     axes[0].legend(fontsize="small", ncols=2 if len(models) > 4 else 1)
+    points = _shared_points(models)
+    if points is not None and len(points) <= MAX_NAMED_POINTS:
+        _name_points(axes[0], points)
     if title:
-        figure.suptitle(title)
+        figure.suptitle(title, fontsize="medium")
     return figure
