@@ -179,6 +179,15 @@ def check_strength(strength, name="strength",
         return tf.identity(strength)
 
 
+def batch_size_of(tensor):
+    """The size of the first axis: a Python int if known when traced, else an int32 tensor.
+
+    Sizes known as Python ints let checks such as `check_stateless_seed` run when the graph is
+    built instead of as run-time asserts (which XLA drops, with a warning in the log).
+    """
+    return tensor.shape[0] if tensor.shape[0] is not None else tf.shape(tensor)[0]
+
+
 def check_stateless_seed(seed, batch_size):
     """Validates a stateless seed: integer [2] (per batch) or [batch, 2] (per example)."""
     seed = tf.convert_to_tensor(seed)
@@ -189,6 +198,13 @@ def check_stateless_seed(seed, batch_size):
         raise ValueError(f"`seed` must have shape [2] or [batch, 2], got {seed.shape.as_list()}.")
     check_last_dim(seed, 2, "seed", "a stateless seed pair")
     if seed.shape.rank == 2:
+        static_batch = tf.get_static_value(batch_size)
+        if static_batch is not None and seed.shape[0] is not None:
+            # Known when traced: checked now, so no run-time assert (which XLA would drop).
+            if seed.shape[0] != static_batch:
+                raise ValueError(f"`seed` of shape [batch, 2] must have one row per image: got "
+                                 f"{seed.shape[0]} rows for {static_batch} images.")
+            return seed
         with tf.control_dependencies([tf.debugging.assert_equal(
                 tf.shape(seed)[0], batch_size,
                 message="`seed` of shape [batch, 2] must have one row per image.")]):

@@ -219,7 +219,8 @@ def random_diffeo(images, temperature, cutoff, seed, return_flow=False):
             "`random_diffeo` needs the image height and width at graph-build time, got shape "
             f"{images.shape.as_list()}. Resize or `ensure_shape` the images first.")
     compute_images, dtype = dense_warp.to_compute_dtype(images)
-    flow = max_entropy_flow(tf.shape(images)[0], height, width, temperature, cutoff, seed, dtype)
+    flow = max_entropy_flow(checks.batch_size_of(images), height, width, temperature, cutoff, seed,
+                            dtype)
     warped = dense_warp.warp_with_flow(compute_images, flow)
     warped = tf.ensure_shape(tf.cast(warped, dense_warp.output_dtype(images.dtype)), images.shape)
     flow = tf.ensure_shape(flow, images.shape[:3].concatenate([2]))

@@ -170,7 +170,7 @@ class RandomDeformationBase(keras.layers.Layer):
                 f"{type(self).__name__} needs the image height and width when the graph is "
                 f"built, got shape {images.shape.as_list()}. Resize or `ensure_shape` the images "
                 "first.")
-        batch_size = tf.shape(images)[0]
+        batch_size = checks.batch_size_of(images)
         seed = checks.check_stateless_seed(
             self.seed_generator.next() if seed is None else seed, batch_size)
         _, dtype = dense_warp.to_compute_dtype(images)

@@ -278,7 +278,7 @@ def random_tps_deformation(images, grid_size, strength, seed, return_flow=False,
     grid = checks.check_grid_size(grid_size)
     fill = dense_warp.check_fill_mode(fill_mode, fill_value)
     strength = checks.check_strength(strength)
-    seed = checks.check_stateless_seed(seed, tf.shape(images)[0])
+    seed = checks.check_stateless_seed(seed, checks.batch_size_of(images))
     compute_images, dtype = dense_warp.to_compute_dtype(images)
     core = _random_warp_core_xla if jit_compile else _random_warp_core
     seed_shape = (2,) if seed.shape.rank == 1 else (None, 2)

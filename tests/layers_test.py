@@ -320,6 +320,17 @@ class PreprocessingConventionsTest(parameterized.TestCase, tf.test.TestCase):
         with self.assertRaisesRegex(ValueError, word):
             make()
 
+    def test_known_shapes_build_no_run_time_assert(self):
+        # XLA drops asserts (logging "Ignoring Assert operator"): with the batch size known
+        # when traced, per-example seeds are checked then, and no assert is built.
+        specs = [tf.TensorSpec([2, 16, 16, 3]), tf.TensorSpec([2, 2], tf.int32)]
+        layer = RandomTPSDeformation(3, (1.0, 2.0), probability=0.5)
+        diffeo = RandomDiffeo(3, 0.01)
+        for fn in (lambda x, s: layer(x, seed=s), lambda x, s: diffeo(x, seed=s),
+                   lambda x, s: deform_tf.random_tps_deformation(x, 3, 2.0, s)):
+            graph = tf.function(fn).get_concrete_function(*specs).graph
+            self.assertEmpty([op.name for op in graph.get_operations() if op.type == "Assert"])
+
     def test_boxes_without_a_format_are_refused(self):
         with self.assertRaisesRegex(ValueError, "bounding_box_format"):
             RandomTPSDeformation(3, 1.0)(_dict_input(batch=1))
