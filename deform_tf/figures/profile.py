@@ -7,8 +7,9 @@ relative depth (0 = input, 1 = the deepest layer): (a) the cosine deformation se
 Euclidean one, (c) the relative stability R_f = D_f / G_f on a log scale with R_f = 1 (the
 input's value: as stable to deformations as to noise) as a dotted line; lower is more stable on
 all three. One curve per model, in the order the models first appear; undefined values (None)
-are gaps. The points' layer names label the top axis when they fit: one model, or models that
-share their points, with at most `MAX_NAMED_POINTS` points.
+are gaps. The points' layer names are drawn when they fit: on the top axis for one model, or
+models that share their points, with at most `MAX_NAMED_POINTS` points; else beside each marker
+of panel (a) when all models together have at most `MAX_ANNOTATED_POINTS` points.
 """
 
 import itertools
@@ -25,6 +26,7 @@ PANELS = (
     ("relative_stability", "relative stability $R_f = D_f / G_f$\n(lower = more stable)", True),
 )
 MAX_NAMED_POINTS = 40  # layer names on the top axis up to this many points
+MAX_ANNOTATED_POINTS = 30  # layer names beside the markers up to this many points in all
 MARKERS = "os^vD<>pXh*"
 
 
@@ -90,7 +92,7 @@ def plot_profiles(rows, title=None):
             ax.set_yscale("log")
             ax.axhline(1.0, color="0.5", linestyle=":", linewidth=1,
                        label="$R_f = 1$: as stable as to noise")
-            ax.legend(handles=ax.get_lines()[-1:], fontsize="x-small", loc="lower left")
+            ax.legend(handles=ax.get_lines()[-1:], fontsize="x-small", loc="best")
         ax.grid(True, alpha=0.3)
     axes[-1].set_xlabel("relative depth (0 = input, 1 = deepest layer)")
     axes[-1].set_xlim(-0.02, 1.02)
@@ -98,6 +100,14 @@ def plot_profiles(rows, title=None):
     points = _shared_points(models)
     if points is not None and len(points) <= MAX_NAMED_POINTS:
         _name_points(axes[0], points)
+    elif sum(len(r) for r in models.values()) <= MAX_ANNOTATED_POINTS:
+        for (model, model_rows), color in zip(models.items(), colors):
+            for r in model_rows:
+                value = _value(r, PANELS[0][0])
+                if value is not None:
+                    axes[0].annotate(_value(r, "layer"), (_value(r, "relative_depth"), value),
+                                     xytext=(2, 2), textcoords="offset points", fontsize=5,
+                                     rotation=45, color=color)
     if title:
         figure.suptitle(title, fontsize="medium")
     return figure
