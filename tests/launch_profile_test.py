@@ -182,6 +182,15 @@ class ModelsAndSettingsTest(parameterized.TestCase, tf.test.TestCase):
                                    rescaling=True)
         self.assertEqual(profile_lib.resolve_model(stated).convention.name, "model")
 
+    def test_model_file_with_python_code_needs_unsafe_load(self):
+        path = _tiny_keras_model(os.path.join(self.get_temp_dir(), "code.keras"),
+                                 rescaling=True, lambda_layer=True)
+        with self.assertRaisesRegex(ValueError, "Lambda layer.*pass --unsafe_load") as e:
+            profile_lib.resolve_model(path)
+        self.assertNotIn("safe_mode", str(e.exception))
+        loaded = profile_lib.resolve_model(path, safe_mode=False)
+        self.assertIn("double", [layer.name for layer in loaded.model.layers])
+
     def test_deformations(self):
         images = tf.zeros([2, 16, 16, 1]) + tf.range(16, dtype=tf.float32)[:, None]
         tps = profile.Deformation("tps", 3, 2.0).function(16, 16)(images)
