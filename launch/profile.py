@@ -30,7 +30,10 @@ message, exit status 2, before anything is computed or written. Existing outputs
 --overwrite they are moved into --output_dir/replaced-<time>/ (nothing is deleted).
 """
 
+import importlib.metadata
+import os
 import platform
+import subprocess
 import sys
 import time
 import warnings
@@ -167,9 +170,26 @@ def _settings(models, deformation, seconds):
         "chunk_size": FLAGS.chunk_size,
         "deformation_text": "; ".join(sorted({
             deformation.settings(*m.image_shape[:2])["text"] for m in models})),
-        "versions": {"python": platform.python_version(), "numpy": np.__version__,
-                     "tensorflow": tf.__version__, "keras": keras.__version__},
+        "versions": _versions(),
     }
+
+
+def _versions():
+    """The versions of what measured: Python, numpy, TF, Keras, deform_tf and its git commit
+    (when run from a checkout)."""
+    try:
+        package = importlib.metadata.version("deform-tf")
+    except importlib.metadata.PackageNotFoundError:
+        package = None
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=os.path.dirname(os.path.abspath(__file__)),
+            capture_output=True, text=True, check=True, timeout=10).stdout.strip() or None
+    except (OSError, subprocess.SubprocessError):
+        commit = None
+    return {"python": platform.python_version(), "numpy": np.__version__,
+            "tensorflow": tf.__version__, "keras": keras.__version__, "deform_tf": package,
+            "deform_tf_commit": commit}
 
 
 def _log_warnings(caught):

@@ -275,7 +275,7 @@ class CommandLineTest(tf.test.TestCase):
                           for k in ("kind", "grid_size", "strength", "sized_to_image")},
                          {"kind": "tps", "grid_size": 3, "strength": 1.0,
                           "sized_to_image": True})
-        self.assertContainsSubset({"python", "numpy", "tensorflow", "keras"},
+        self.assertContainsSubset({"python", "numpy", "tensorflow", "keras", "deform_tf"},
                                   settings["versions"])
         self.assertLen(saved["rows"], len(rows))
         tags = _event_tags(os.path.join(out, "summaries"))
