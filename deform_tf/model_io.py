@@ -120,7 +120,8 @@ def _load_checkpoint(path):
     if prefix is None:
         raise ValueError(f"No checkpoint found in directory {path!r}.")
     try:
-        tf.train.Checkpoint(model=model).restore(prefix).expect_partial().assert_existing_objects_matched()
+        status = tf.train.Checkpoint(model=model).restore(prefix).expect_partial()
+        status.assert_existing_objects_matched()
     except Exception as e:  # pylint: disable=broad-except
         # A damaged file raises anything from OpError to IndexError inside the reader.
         files = ", ".join(checkpoint_files(prefix)) or "no files"
