@@ -7,7 +7,9 @@ functions of (seed, position) (`pipelines.order`): `Data.train(input_context, st
 rebuilds the stream of a run resumed at `start_step` from position start_step * batch_size, so a
 checkpoint needs no input pipeline state. Random labels replace the labels of the training set
 once (by the example's index in canonical order); they are trained without augmentation (as in
-the random-label literature), so that every epoch sees the same (image, label) pairs.
+the random-label literature), so that every epoch sees the same (image, label) pairs. The
+in-memory data sets also give the training set as trained (`Data.evaluate_train`: the labels
+trained on, no augmentation), so a run records how well it fits its training labels.
 """
 
 import dataclasses
@@ -101,7 +103,13 @@ class _Arrays:
                                   input_context)
 
     def test_examples(self):
-        images, labels = self.test
+        return self._examples(*self.test)
+
+    def train_examples(self, labels):
+        """One pass over the training images with `labels` (those trained on), no augmentation."""
+        return self._examples(self.train[0], labels)
+
+    def _examples(self, images, labels):
         if self.spec.dataset == "cifar10":
             return cifar10.examples(images, labels)
         return mnist.examples(images, labels, self.spec.dataset)
@@ -165,8 +173,11 @@ def build(spec, batch_size, seed, num_measure_images):
     def evaluate():
         return core.finish(arrays.test_examples(), EVAL_BATCH_SIZE, training=False)
 
+    def evaluate_train():
+        return core.finish(arrays.train_examples(labels), EVAL_BATCH_SIZE, training=False)
+
     measure = _take_images(arrays.test_examples(), num_measure_images)
-    return train_lib.Data(train, evaluate, measure), len(labels)
+    return train_lib.Data(train, evaluate, measure, evaluate_train=evaluate_train), len(labels)
 
 
 def _build_imagenet(spec, batch_size, seed, num_measure_images, deformation):

@@ -14,7 +14,9 @@ replaced atomically, rows keyed by step):
   metrics.csv          one row per log interval: step, loss, accuracy, learning rate, ex/s
   measurements.json    per-layer sensitivity (cosine, Euclidean), relative stability and
                        smoothness at init, every `measure_every` steps and at the end
-  final.json           final evaluation; its presence marks a finished run
+  final.json           final evaluation (test loss and accuracy; for in-memory data sets also
+                       the loss and accuracy on the training set as trained, in inference
+                       mode); its presence marks a finished run
 
 Data parallelism: one host `tf.data` iterator per worker yields the worker's share of the global
 batch and each replica takes its slice inside `strategy.run`. The input stream is a pure function
@@ -109,12 +111,16 @@ class Data:
     describe_error: None, or fn(error, split, position, input_context) -> message naming the
       file and record behind a `tf.errors.OpError` raised by the input pipeline of `split`
       ("train" or "eval") after `position` examples (global) were read without error.
+    evaluate_train: None, or fn() -> finite dataset of batches of the training set with the
+      labels trained on (random labels where the run uses them) and no augmentation: how well
+      the run fits its training labels, in inference mode (final.json's train_accuracy).
     """
 
     train: Callable
     evaluate: Optional[Callable]
     measure_images: np.ndarray
     describe_error: Optional[Callable] = None
+    evaluate_train: Optional[Callable] = None
 
 
 # Errors an input pipeline raises on bad data (a failed in-graph check, a corrupt record, a file
@@ -508,6 +514,11 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
     if data.evaluate is not None:
         final.update(evaluate(state.model, data.evaluate(), config.num_classes,
                               on_data_error=lambda e, n: data_error(data, e, "eval", n)))
+    if data.evaluate_train is not None and step > 0:  # an init-only run has fitted nothing
+        fit = evaluate(state.model, data.evaluate_train(), config.num_classes,
+                       on_data_error=lambda e, n: data_error(data, e, "train", n))
+        final.update(train_loss=fit["loss"], train_accuracy=fit["accuracy"],
+                     train_examples=fit["num_examples"])
     if is_chief:
         if not measurements.rows or measurements.rows[-1]["step"] != step:
             do_measure(step)

@@ -18,9 +18,12 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import model_io
 from deform_tf import models
 from launch import train_lib
 from pipelines import idx
+from pipelines import labels as labels_lib
+from pipelines import mnist
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--dataset=fashion_mnist", f"--data_dir={idx.EMBEDDED_FASHION_MNIST_DIR}",
@@ -138,6 +141,34 @@ class TrainingDefaultsTest(tf.test.TestCase):
             expected = old * shrink if kind == "kernel" else old
             self.assertAllClose(variable.numpy(), expected, rtol=1e-6, msg=variable.path)
         self.assertEqual(kinds, {"kernel", "bias", "gamma", "beta"})
+
+
+class TrainingAccuracyTest(tf.test.TestCase):
+
+    def test_random_label_run_records_its_fit_on_the_labels_it_trained_on(self):
+        from launch import cifar10  # pylint: disable=g-import-not-at-top
+        from launch import common  # pylint: disable=g-import-not-at-top
+        settings = common.default_settings(cifar10.DEFAULTS)
+        settings.update(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
+                        width=0.0625, batch_size=16, learning_rate=0.02, warmup_epochs=0.0,
+                        num_measure_images=8, max_train_examples=48, train_steps=3, seed=5,
+                        random_labels=True, checkpoint_every=3, epochs=None)
+        config, data = common.build_run(cifar10.EXPERIMENT, settings)
+        out = os.path.join(self.get_temp_dir(), "random")
+        final = train_lib.train(config, data, out)
+        keras.backend.clear_session()
+        # Oracle: the trained model's predictions on the first 48 training images (file order,
+        # normalized as the test images are, no augmentation) against the labels
+        # pipelines.labels draws for seed 5, computed here in numpy.
+        images, _ = mnist.load_arrays("train", "fashion_mnist", idx.EMBEDDED_FASHION_MNIST_DIR,
+                                      max_examples=48)
+        labels = labels_lib.random_label_array(48, 10, 5)
+        model = model_io.load_model(os.path.join(out, "checkpoints", "ckpt-3"))
+        logits = model(mnist.normalize(images), training=False)
+        self.assertEqual(final["train_examples"], 48)
+        self.assertAllClose(final["train_accuracy"],
+                            np.mean(np.argmax(logits, axis=1) == labels), atol=1e-6)
+        self.assertIn("accuracy", final)  # the test set's, as before
 
 
 class LauncherTest(parameterized.TestCase, tf.test.TestCase):

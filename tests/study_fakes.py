@@ -29,8 +29,11 @@ def fake_results(**kwargs):
 
 
 def fake_results_json(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("real", "random"),
-                      smooth_init=True, synthetic=True, rng_seed=0):
+                      smooth_init=True, synthetic=True, rng_seed=0, sigmas=(0, 0.5, 1, 2),
+                      strengths=(1, 2, 3, 4)):
     """The JSON object of study results, with the paper's trends built in.
+
+    `sigmas` and `strengths` are listed (and keyed) in the order given.
 
     At init, sensitivity grows with depth, less for pooled variants (finding 1); training pulls
     every variant to the same pattern (finding 2); larger sigma lowers sensitivity (3); larger C
@@ -76,13 +79,14 @@ def fake_results_json(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("re
                     0.1 * rng.standard_normal((seeds,) + relative.shape))).tolist(),
                 "smoothness": noisy(smooth, 0.01).tolist(),
                 "accuracy": noisy(np.array(0.9 if kind == "real" else 0.1), 0.005).tolist(),
+                "train_accuracy": noisy(np.array(0.95 if kind == "real" else 0.98),
+                                        0.005).tolist(),
             }
         training[kind] = section
     results["training"] = training
     if smooth_init:
-        sigmas = [0, 0.5, 1, 2]
         results["smooth_init"] = {
-            "sigmas": sigmas, "layers": layer_names("max_pool"),
+            "sigmas": list(sigmas), "layers": layer_names("max_pool"),
             "seeds": {str(s): list(range(seeds)) for s in sigmas},
             "sensitivity": {
                 str(s): noisy((0.25 + 0.35 * depth) / (1 + 0.8 * s)).tolist() for s in sigmas},
@@ -90,9 +94,8 @@ def fake_results_json(seeds=3, steps=(0, 50, 100), variants=VARIANTS, kinds=("re
                            for s in sigmas},
         }
     if synthetic:
-        strengths = [1, 2, 3, 4]
         results["synthetic"] = {
-            "strengths": strengths, "conv_layers": CONV_LAYERS,
+            "strengths": list(strengths), "conv_layers": CONV_LAYERS,
             "seeds": {str(c): list(range(seeds)) for c in strengths},
             "smoothness_init": {str(c): noisy(np.full(8, 1.857), 0.01).tolist()
                                 for c in strengths},

@@ -378,5 +378,53 @@ class MissingDataTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(results, before)
 
 
+class MultiDigitSweepAndStepsTest(tf.test.TestCase):
+    """Sweeps with multi-digit values listed out of order (sigma 10, C 12) and four measurement
+    steps: the figures order conditions by number and draw "after training" at the last step."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.results = study_fakes.fake_results(steps=(0, 40, 80, 120), sigmas=(10, 2, 0.5, 0),
+                                               strengths=(12, 4, 2, 1))
+
+    def test_fig4_orders_sigmas_by_number(self):
+        lines = data_lines(study_figures.plot_fig4(self.results).axes[0])
+        self.assertEqual([line.get_label().split("  ")[0] for line in lines],
+                         ["\u03c3 = 0", "\u03c3 = 0.5", "\u03c3 = 2", "\u03c3 = 10"])
+        for line, sigma in zip(lines, ("0", "0.5", "2", "10")):
+            self.assertAllClose(line.get_ydata(), np.mean(
+                self.results.smooth_init.sensitivity[sigma], axis=0))
+        luminance = [np.dot(matplotlib.colors.to_rgb(line.get_color()), [0.299, 0.587, 0.114])
+                     for line in lines]
+        self.assertAllEqual(np.diff(luminance) < 0, [True] * 3)  # darkest: sigma 10
+
+    def test_fig5_orders_strengths_by_number(self):
+        samples = {c: np.full((2, 32, 32), c / 12) for c in (12, 4, 2, 1)}
+        figure = study_figures.plot_fig5(self.results, sample_images=samples)
+        lines = data_lines(layer_axes(figure)[-1])
+        self.assertEqual([line.get_label().split("  ")[0] for line in lines],
+                         ["C = 1", "C = 2", "C = 4", "C = 12"])
+        for line, c in zip(lines, ("1", "2", "4", "12")):
+            self.assertAllClose(line.get_ydata(), np.mean(
+                self.results.synthetic.smoothness_final[c], axis=0))
+        rows = [ax.get_ylabel() for ax in figure.axes if ax.get_ylabel().startswith("C = ")]
+        self.assertEqual(rows, ["C = 1", "C = 2", "C = 4", "C = 12"])
+
+    def test_after_training_is_the_last_of_four_steps(self):
+        figure = study_figures.plot_fig3(self.results)
+        self.assertIn("after training (step 120)", figure.axes[1].get_title(loc="left"))
+        values = np.asarray(self.results.training["real"]["max_pool"].sensitivity["cosine"])
+        self.assertAllClose(data_lines(figure.axes[1])[0].get_ydata(), values[:, 3].mean(0))
+        self.assertNotAllClose(data_lines(figure.axes[1])[0].get_ydata(), values[:, 1].mean(0))
+        for ax, kind in zip(study_figures.plot_fig6(self.results).axes, ("real", "random")):
+            for line, variant in zip(data_lines(ax), study_figures.VARIANT_ORDER):
+                values = np.asarray(self.results.training[kind][variant].smoothness)
+                self.assertAllClose(line.get_ydata(), values[:, 3].mean(0))
+        across = study_figures.plot_sensitivity_across_training(self.results)
+        self.assertEqual([line.get_label() for line in data_lines(across.axes[0])],
+                         ["step 0", "step 40", "step 80", "step 120"])
+
+
 if __name__ == "__main__":
     tf.test.main()

@@ -60,6 +60,34 @@ class GridTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual({c: len(s) for c, s in seeds.items()}, {"1": 6, "2": 3, "3": 3, "4": 6})
         self.assertEqual({r.settings["width"] for r in runs}, {0.25})
 
+    @parameterized.parameters(("quick", 512, 400, 12), ("standard", 2048, 800, 10))
+    def test_random_labels_on_a_subset_and_more_seeds_at_init(self, name, examples, steps,
+                                                              init_seeds):
+        profile = grid_lib.PROFILES[name]
+        runs = grid_lib.grid(profile)
+        random = [r for r in runs if r.group == "random"]
+        self.assertEqual({(r.settings["max_train_examples"], r.settings["train_steps"],
+                           r.settings["random_labels"]) for r in random},
+                         {(examples, steps, True)})
+        real = [r for r in runs if r.group == "real"]
+        self.assertEqual({(r.settings["max_train_examples"], r.settings["train_steps"],
+                           r.settings["random_labels"]) for r in real},
+                         {(None, profile.train_steps, False)})
+        # Finding 1: the real-label runs' seeds at init, init-only runs for the rest.
+        init = seeds_by_condition(runs, "init")
+        self.assertEqual({v: sorted(s) for v, s in init.items()},
+                         {v: list(range(profile.seeds, init_seeds))
+                          for v in models.DOWNSAMPLING})
+        self.assertEqual({r.settings["train_steps"] for r in runs if r.group == "init"}, {0})
+        self.assertEqual({len(s) for s in seeds_by_condition(runs, "smooth_init").values()},
+                         {init_seeds})
+        self.assertIn(f"{init_seeds} seeds at init", profile.title)
+
+    def test_without_init_seeds_every_seed_is_trained(self):
+        runs = grid_lib.grid(grid_lib.PROFILES["micro"])
+        self.assertEmpty([r for r in runs if r.group == "init"])
+        self.assertEqual(seeds_by_condition(runs, "smooth_init")["0"], [0, 1])
+
     def test_synthetic_prototypes_come_from_data_dir_only_for_fashion_mnist(self):
         for dataset, expected in (("fashion_mnist", "/data/fm"), ("cifar10", None)):
             profile = dataclasses.replace(grid_lib.PROFILES["quick"],
@@ -71,7 +99,8 @@ class GridTest(parameterized.TestCase, tf.test.TestCase):
             self.assertEqual(real, {"/data/fm" if expected else "/data/c10"})
 
     def test_command_gives_every_setting(self):
-        run = grid_lib.grid(grid_lib.PROFILES["quick"])[12]  # real/subsample/seed0
+        (run,) = [r for r in grid_lib.grid(grid_lib.PROFILES["quick"])
+                  if r.name == "real/subsample/seed0"]
         command = run.command("/runs")
         self.assertStartsWith(command, "python -m launch.cifar10 "
                               "--output_dir=/runs/real/subsample/seed0 ")

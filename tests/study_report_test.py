@@ -3,11 +3,11 @@
 import os
 import re
 
-import numpy as np
 import tensorflow as tf
 
 from launch.study import findings
 from launch.study import report
+from launch.study import results as results_lib
 from tests import study_fakes
 
 
@@ -29,16 +29,36 @@ class ReportTest(tf.test.TestCase):
             self.assertIn(f"### Finding {finding.number}: {finding.verdict}", text)
         # Finding 3 needs the smooth-init sweep: not measured, no criterion, no effect.
         self.assertEqual(judged[2].verdict, findings.NOT_MEASURED)
-        self.assertIn(f"| 3 | {findings.STATEMENTS[3]} | **not measured** | - |", text)
+        self.assertIn(f"| 3 | {findings.STATEMENTS[3]} | **not measured** | - | - |", text)
         self.assertEqual(text.count("Criterion: "), 4)
         # Finding 1's weakest effect in the table: value ± SE (SE, seeds), four decimals.
         headline = judged[0].headline
         self.assertRegex(text, rf"\| 1 \| .* \| \*\*{judged[0].verdict}\*\* \| "
                                rf"{re.escape(headline.name)} "
-                               r"\+\d\.\d{4} ± \d\.\d{4} \(SE, 3 seeds\) \|")
-        accuracy = np.asarray(results.training["random"]["avg_pool"].accuracy)
-        self.assertIn(f"| random/avg_pool | {accuracy.mean():.3f} ± {accuracy.std(ddof=1):.3f} |",
-                      text)
+                               r"\+\d\.\d{4} ± \d\.\d{4} \(SE, 3 seeds\) \| "
+                               rf"{2.8 * headline.se:.4f} \|")
+        # Every run's training and test accuracy, per seed.
+        curves = results.training["random"]["avg_pool"]
+        self.assertIn("| random/avg_pool | 0, 1, 2 | "
+                      + ", ".join(f"{a:.3f}" for a in curves.train_accuracy) + " | "
+                      + ", ".join(f"{a:.3f}" for a in curves.accuracy) + " |", text)
+
+    def test_three_verdicts_and_unrecorded_training_accuracy(self):
+        directory = self.get_temp_dir()
+        data = study_fakes.fake_results_json(synthetic=False)
+        del data["training"]["real"]["strided"]["train_accuracy"]  # written before it existed
+        # Pooled nets far more sensitive at init than every other: finding 1 contradicts.
+        for variant in ("max_pool", "avg_pool"):
+            for seed in data["training"]["real"][variant]["sensitivity"]["cosine"]:
+                seed[0][-1] = 5.0
+        results = results_lib.StudyResults.from_json(data)
+        judged = report.write_report(results, {}, directory)
+        with open(os.path.join(directory, "report.md")) as f:
+            text = f.read()
+        self.assertEqual(judged[0].verdict, findings.CONTRADICTS)
+        self.assertIn("### Finding 1: contradicts", text)
+        self.assertIn("| real/strided | 0, 1, 2 | -, -, - |", text)
+        self.assertIn("*contradicts* when an effect is below -2 SE", text)
 
 
 if __name__ == "__main__":

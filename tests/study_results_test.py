@@ -39,7 +39,8 @@ def write_run(directory, seed, steps=(0, 5), finished=True):
         json.dump(measurements, f)
     if finished:
         with open(os.path.join(directory, "final.json"), "w") as f:
-            json.dump({"step": steps[-1], "accuracy": 0.5 + seed / 10}, f)
+            json.dump({"step": steps[-1], "accuracy": 0.5 + seed / 10,
+                       "train_accuracy": 0.9 + seed / 100}, f)
 
 
 def run(group, condition, seed):
@@ -56,10 +57,11 @@ class CollectTest(tf.test.TestCase):
         cls.runs = [run("real", "max_pool", 0), run("real", "max_pool", 2),
                     run("real", "max_pool", 1),  # unfinished: left out
                     run("smooth_init", "2", 0), run("smooth_init", "0.5", 0),
-                    run("synthetic", "1", 0), run("synthetic", "3", 1)]
+                    run("synthetic", "1", 0), run("synthetic", "3", 1),
+                    run("init", "max_pool", 4), run("init", "max_pool", 3)]
         for r in cls.runs:
             write_run(os.path.join(cls.root, r.name), r.seed,
-                      steps=(0,) if r.group == "smooth_init" else (0, 5),
+                      steps=(0,) if r.group in ("smooth_init", "init") else (0, 5),
                       finished=r.seed != 1 or r.group != "real")
         cls.results = results_lib.collect(cls.runs, cls.root, "a title")
 
@@ -76,7 +78,15 @@ class CollectTest(tf.test.TestCase):
         self.assertAllClose(curves.relative_stability[1][1][1], 1.36)
         self.assertAllClose(curves.smoothness, [[[1.8], [1.75]], [[2.0], [1.95]]])
         self.assertAllClose(curves.accuracy, [0.5, 0.7])
+        self.assertAllClose(curves.train_accuracy, [0.9, 0.92])
         self.assertEqual(self.results.imagenet, {})
+
+    def test_init_only_runs_are_their_own_group(self):
+        self.assertEqual(list(self.results.init), ["max_pool"])
+        curves = self.results.init["max_pool"]
+        self.assertEqual((curves.seeds, curves.steps), ([4, 3], [0]))
+        # Seed 3 at step 0, last layer: 4 * 1 * 3 / 100.
+        self.assertAllClose(curves.sensitivity["cosine"][1], [[0.04, 0.08, 0.12]])
 
     def test_sweeps_are_in_ascending_order(self):
         sweep = self.results.smooth_init
@@ -91,7 +101,7 @@ class CollectTest(tf.test.TestCase):
 
     def test_json_round_trip(self):
         data = json.loads(json.dumps(self.results.to_json()))
-        self.assertEqual(list(data), ["title", "training", "smooth_init", "synthetic"])
+        self.assertEqual(list(data), ["title", "training", "init", "smooth_init", "synthetic"])
         self.assertEqual(results_lib.StudyResults.from_json(data), self.results)
 
     def test_tables_are_means_and_std_over_seeds(self):
@@ -119,6 +129,15 @@ class JsonTest(tf.test.TestCase):
     def test_stored_object_is_read_back_unchanged(self):
         data = json.loads(json.dumps(study_fakes.fake_results_json()))
         self.assertEqual(results_lib.StudyResults.from_json(data).to_json(), data)
+
+    def test_results_without_training_accuracy_are_read(self):
+        # results.json written before runs recorded their training accuracy.
+        data = json.loads(json.dumps(study_fakes.fake_results_json()))
+        for variants in data["training"].values():
+            for curves in variants.values():
+                del curves["train_accuracy"]
+        results = results_lib.StudyResults.from_json(data)
+        self.assertEqual(results.training["real"]["max_pool"].train_accuracy, [])
 
     def test_groups_not_run_are_left_out(self):
         self.assertEqual(results_lib.StudyResults("t").to_json(), {"title": "t"})

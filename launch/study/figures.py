@@ -142,7 +142,8 @@ def _per_seed(values):
 
 
 def _numeric_keys(mapping, order=None):
-    """[(number, key)] of a mapping keyed by numbers as strings, in `order` (else ascending)."""
+    """[(number, key)] of a mapping keyed by numbers as strings, ascending by number; with
+    `order` (numbers), only the keys whose number it lists."""
     by_value = {}
     for key in mapping or {}:
         try:
@@ -150,12 +151,8 @@ def _numeric_keys(mapping, order=None):
         except (TypeError, ValueError):
             continue
     if order is not None:
-        wanted = []
-        for value in order:
-            value = float(value)
-            if value in by_value:
-                wanted.append((value, by_value[value]))
-        return wanted
+        wanted = {float(value) for value in order}
+        by_value = {value: key for value, key in by_value.items() if value in wanted}
     return sorted(by_value.items())
 
 

@@ -2,28 +2,34 @@
 
 The findings and their criteria are described in docs/method.md#findings. Each finding is
 reduced to one or more *effects*: numbers that are positive when the run shows what the paper
-found, each the mean over seeds (or runs) with its standard error (SE). A finding agrees when
-every one of its effects exceeds twice its SE and does not agree otherwise; the report states
-every effect as value ± SE with the number of seeds behind it, and for a finding that does not
-agree the smallest effect the run would have detected with 80% probability (2.8 SE), so a reader
-sees how large an effect could have gone unseen. Conditions are compared seed by seed: runs with
-the same seed share their data order, measured images and deformations, and their initial
-filters wherever the layers have the same shapes, so each effect is the mean of per-seed
+found, each the mean over seeds (or runs) with its standard error (SE). Three verdicts: a
+finding *agrees* when every one of its effects exceeds twice its SE, *contradicts* when an
+effect is below -2 SE (the run shows the opposite), and is *not shown* otherwise. The report
+states every effect as value ± SE with the number of seeds behind it, and for every finding the
+smallest effect the run would detect with 80% probability (2.8 SE of its weakest effect), so a
+reader sees how large an effect could have gone unseen. Conditions are compared seed by seed:
+runs with the same seed share their data order, measured images and deformations, and their
+initial filters wherever the layers have the same shapes, so each effect is the mean of per-seed
 differences (seeds that only one condition has are left out). A finding whose runs are missing
 is "not measured"; with a single seed there is no SE and the finding is undecided. Each
 `finding_<n>(results)` takes a `launch.study.results.StudyResults` and returns a `Finding`.
 """
 
 import dataclasses
+import math
 from typing import Optional
 
 import numpy as np
 
 from launch.study import grid as grid_lib
 
-AGREES, DISAGREES, NOT_MEASURED = "agrees", "does not agree", "not measured"
+AGREES, CONTRADICTS, NOT_SHOWN = "agrees", "contradicts", "not shown"
+NOT_MEASURED = "not measured"
 UNDECIDED = "undecided (one seed: no standard error)"
 DETECTABLE_SE = 2.8  # 2 SE + 0.84 SE: the effect a 2-SE criterion detects 80% of the time
+# Random-label runs count for finding 5 only when they fit their random labels: training
+# accuracy (inference mode, on their fixed random-labelled training set) at least this.
+FIT_ACCURACY = 0.9
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +50,22 @@ class Effect:
     def shown(self):
         """The run shows the effect: value > 2 SE (False when there is no SE)."""
         return bool(self.value > 2 * self.se)
+
+    @property
+    def contradicted(self):
+        """The run shows the opposite: value < -2 SE (False when there is no SE)."""
+        return bool(self.value < -2 * self.se)
+
+    @property
+    def detectable(self):
+        """The effect this run's criterion (> 2 SE) would show with 80% probability: 2.8 SE."""
+        return DETECTABLE_SE * self.se
+
+    @property
+    def power(self):
+        """Probability that a rerun shows an effect as large as this one (> 2 SE), with the
+        estimate normally distributed around it with this SE: Phi(value / SE - 2)."""
+        return float(0.5 * math.erfc(-(self.z - 2) / math.sqrt(2)))
 
     @property
     def z(self):
@@ -72,7 +94,9 @@ def weakest(effects):
 def _verdict(effects):
     if any(not np.isfinite(e.se) for e in effects):
         return UNDECIDED
-    return AGREES if all(e.shown for e in effects) else DISAGREES
+    if any(e.contradicted for e in effects):
+        return CONTRADICTS
+    return AGREES if all(e.shown for e in effects) else NOT_SHOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +105,7 @@ class Finding:
 
     Attributes:
       number: 1-5, as in docs/method.md#findings; `statement` is what the paper found.
-      verdict: AGREES, DISAGREES, UNDECIDED or NOT_MEASURED.
+      verdict: AGREES, CONTRADICTS, NOT_SHOWN, UNDECIDED or NOT_MEASURED.
       criterion: how the verdict follows from the effects; None when not measured.
       measured: what the run measured (the numbers behind the verdict), or why it is not
         measured.
@@ -102,13 +126,23 @@ class Finding:
         return STATEMENTS[self.number]
 
 
-def _finding(number, criterion, effects, measured):
-    """Finding `number` judged on its effects: the verdict, headline = the weakest effect."""
+def _finding(number, criterion, effects, measured, unjudged=None):
+    """Finding `number` judged on its effects: the verdict, headline = the weakest effect.
+
+    unjudged: None, or why a part of the finding could not be judged (the finding then cannot
+    agree: at best it is not shown).
+    """
     verdict = _verdict(effects)
     headline = weakest(effects)
-    if verdict == DISAGREES:
-        measured += (f"; at this seed noise an effect of {DETECTABLE_SE * headline.se:.4f} "
-                     f"(2.8 SE) in {headline.name} would be detected with 80% probability")
+    if unjudged is not None:
+        measured += f"; {unjudged}"
+        if verdict == AGREES:
+            verdict = NOT_SHOWN
+    if np.isfinite(headline.se):
+        measured += (f"; power: at this seed noise an effect of {headline.detectable:.4f} "
+                     f"(2.8 SE) in {headline.name} would be shown (> 2 SE) with 80% "
+                     f"probability; an effect as large as the one measured, "
+                     f"{headline.value:+.4f}, with probability {headline.power:.2f}")
     return Finding(number, verdict, criterion, measured, effects, headline)
 
 
@@ -166,14 +200,23 @@ STATEMENTS = {
 }
 
 
+def _at_init(results):
+    """{variant: {seed: last-layer sensitivity at init}}: the real-label runs' first
+    measurement and the init-only runs' (`results.init`), whose seeds the former lack."""
+    init = {}
+    for group in (results.training.get("real", {}), results.init):
+        for variant, curves in group.items():
+            init.setdefault(variant, {}).update(_by_seed(_last_layer(curves, 0), curves.seeds))
+    return init
+
+
 def finding_1(results):
     """Pooling lowers sensitivity at init: non-pooled minus pooled last-layer sensitivity."""
-    real = results.training.get("real", {})
-    init = {v: _by_seed(_last_layer(real[v], 0), real[v].seeds) for v in real}
+    init = _at_init(results)
     pooled = [v for v in grid_lib.POOLED if v in init]
     other = [v for v in grid_lib.NOT_POOLED if v in init]
     if not pooled or not other or not _common_seeds(*init.values()):
-        return _not_measured(1, "needs pooled and non-pooled variants trained "
+        return _not_measured(1, "needs pooled and non-pooled variants measured at init "
                              "with a common seed")
     effects = [paired_effect(f"{n} - {p}", init[n], init[p]) for p in pooled for n in other]
     return _finding(
@@ -304,20 +347,31 @@ def finding_5(results):
                  "training by more than 2 SE (per-seed differences); the trained measure's "
                  "slope over conv depth (per run) is positive by more than 2 SE (the CIFAR-10 "
                  "pattern)")
+    unjudged = None
     if random:
+        fits = [a for curves in random.values() for a in curves.train_accuracy]
+        runs = sum(len(curves.seeds) for curves in random.values())
+        fitted = sum(a >= FIT_ACCURACY for a in fits)  # NaN (not recorded) does not fit
+        parts.append(f"random-label runs fitting their labels (train accuracy >= "
+                     f"{FIT_ACCURACY:g}): {fitted} of {runs}")
         real_spread = _spreads(real.values(), lambda curves: _mean_smoothness(curves, -1))
         random_spread = _spreads(random.values(), lambda curves: _mean_smoothness(curves, -1))
         seeds = _common_seeds(real_spread, random_spread)
         if seeds:
             spread = paired_effect("random - real spread", random_spread, real_spread)
-            effects.append(spread)
             parts.append(f"spread of the trained mean measure across variants: real labels "
                          f"{np.mean([real_spread[s] for s in seeds]):.3f}, random labels "
                          f"{np.mean([random_spread[s] for s in seeds]):.3f}; {spread}")
-            criterion += ("; per seed, the spread (max - min over variants) of the trained "
-                          "mean measure is larger with random labels than with real ones by "
-                          "more than 2 SE")
-    return _finding(5, criterion, effects, "; ".join(parts))
+            if fitted == runs:
+                effects.append(spread)
+                criterion += ("; per seed, the spread (max - min over variants) of the trained "
+                              "mean measure is larger with random labels than with real ones by "
+                              "more than 2 SE (random-label runs count when every one fits its "
+                              f"labels: train accuracy >= {FIT_ACCURACY:g})")
+            else:
+                unjudged = (f"the random-label part is not judged: {runs - fitted} of {runs} "
+                            "random-label runs did not fit their labels")
+    return _finding(5, criterion, effects, "; ".join(parts), unjudged)
 
 
 FINDINGS = (finding_1, finding_2, finding_3, finding_4, finding_5)

@@ -9,7 +9,7 @@ runs that finished (their `final.json` exists) and resuming interrupted ones.
 Profiles (`PROFILES`; each function's docstring says what it runs and how it was sized):
   micro     tiny models, a handful of steps: the tests' end-to-end check.
   quick     the embedded Fashion-MNIST subset, width 0.125: under 15 minutes on 2 CPU cores.
-  standard  the full Fashion-MNIST, width 0.5: about 2 hours on 2 CPU cores.
+  standard  the full Fashion-MNIST, width 0.5: under 2 hours on 2 CPU cores.
   paper     the paper's settings on CIFAR-10 and ImageNet, for a cluster.
 
 The flagfiles in launch/configs/ are generated from the same grid (`flagfiles`, written by
@@ -87,14 +87,27 @@ class Profile:
     max_train_examples: Optional[int] = None
     imagenet_seeds: int = 0
     allow_embedded: bool = True  # may train on the embedded Fashion-MNIST subset
+    # Seeds of the measurements at init (finding 1's variants, the smooth-init sweep); None:
+    # `seeds`. Seeds past `seeds` are measured by init-only runs (group "init").
+    init_seeds: Optional[int] = None
+    # Random-label runs: the first N training examples and their own step count (None: as the
+    # real-label runs), sized so that the nets fit their random labels (FIT_ACCURACY).
+    random_train_examples: Optional[int] = None
+    random_steps: Optional[int] = None
 
     @property
     def title(self):
         data = {"fashion_mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}.get(self.dataset,
                                                                           self.dataset)
         steps = f"{self.train_steps} steps" if self.train_steps else "the launcher's epochs"
-        return (f"{self.name} profile: {data}, CIFAR-10 net at width {self.width:g}, {steps}, "
-                f"{self.seeds} seeds")
+        title = (f"{self.name} profile: {data}, CIFAR-10 net at width {self.width:g}, {steps}, "
+                 f"{self.seeds} seeds")
+        if self.random_train_examples or self.random_steps:
+            title += (f"; random labels on {self.random_train_examples or 'all'} examples, "
+                      f"{self.random_steps or self.train_steps or 'the launcher'} steps")
+        if (self.init_seeds or self.seeds) > self.seeds:
+            title += f"; {self.init_seeds} seeds at init"
+        return title
 
 
 def micro():
@@ -109,7 +122,8 @@ def quick():
     """README command 1: every finding and figure in under 15 minutes on 2 CPU cores.
 
     Fashion-MNIST (the embedded 4,000/1,000-image subset unless a full copy is found) on the
-    CIFAR-10 net at width 0.125, 150 steps of batch 64, 3 seeds: 60 runs.
+    CIFAR-10 net at width 0.125, 150 steps of batch 64, 3 seeds; random labels on the first 512
+    training examples for 400 steps; 12 seeds at init (findings 1 and 3): 141 runs.
 
     The synthetic task (finding 4) runs at width 0.25, with 6 seeds at C = 1 and C = 4 (the pair
     finding 4 compares, seed by seed) and 3 at C = 2, 3. Sizing, from a pilot of C = 1 vs 4 at
@@ -121,10 +135,27 @@ def quick():
     so its finding-4 numbers repeat the pilot's. 600 steps instead of 150 gave the same
     difference at width 0.125. A run of this size is dominated by per-run compilation, so the
     wider synthetic net adds ~2 s per run, the 6 extra runs ~1.5 minutes.
+
+    Random labels: the first 512 training examples for 400 steps (50 epochs), the real-label
+    runs' learning rate and weight decay, so that the nets fit their random labels (training
+    accuracy >= 0.9, the regime of Zhang et al. 2017). Pilot (2026-12-07, 2-core machine
+    loaded by other jobs): on 512 examples every variant reached training accuracy 0.98-1.00
+    after 300 steps (avg_pool, the slowest to fit, 0.984; 1.000 after 400 steps at seeds 0-2,
+    with or without weight decay), 1,024 examples took 600 steps to reach 0.956 with avg_pool.
+    400 steps cost 10-14 s per run under load.
+
+    Init (findings 1 and 3; no training, ~2-4 s per run under load): 12 seeds, i.e. 9
+    init-only runs per variant besides the 3 trained ones, and 12 per sigma. Sizing, from the
+    3-seed run of this profile before: finding 1's weakest per-seed gap, subsample - max_pool,
+    was +0.115 with a seed-to-seed std of ~0.10 and finding 3's weakest layer +0.23 with ~0.15;
+    with 12 seeds the SEs become ~0.029 and ~0.042, so effects of 0.08 and 0.12 are shown
+    (> 2 SE) with probability 0.8, and effects as large as those measured with probability
+    ~0.98 and ~1.
     """
     return Profile("quick", "fashion_mnist", width=0.125, batch_size=64, train_steps=150,
                    seeds=3, measure_every=50, num_measure_images=64, learning_rate=0.05,
-                   synthetic_width=0.25, synthetic_seeds=6)
+                   synthetic_width=0.25, synthetic_seeds=6, init_seeds=12,
+                   random_train_examples=512, random_steps=400)
 
 
 def standard():
@@ -132,10 +163,11 @@ def standard():
 
     60,000/10,000 images (Debian's dataset-fashion-mnist or --data_dir; `launch.reproduce`
     refuses the embedded subset), 940 steps of batch 128 (2 epochs) at a peak learning rate of
-    0.05 with cosine decay, measured every 235 steps on N = 128 images, 3 seeds; the synthetic
-    task at the same width for 300 steps, with 6 seeds at C = 1 and C = 4 (the pair finding 4
-    compares) and 3 at C = 2, 3: 60 runs. The same profile runs on CIFAR-10 with
-    `--dataset=cifar10 --data_dir=...`.
+    0.05 with cosine decay, measured every 235 steps on N = 128 images, 3 seeds; random labels
+    on the first 2,048 training examples for 800 steps, so that the nets fit them; 10 seeds at
+    init (findings 1 and 3); the synthetic task at the same width for 300 steps, with 6 seeds
+    at C = 1 and C = 4 (the pair finding 4 compares) and 3 at C = 2, 3: 123 runs. The same
+    profile runs on CIFAR-10 with `--dataset=cifar10 --data_dir=...`.
 
     Sizing, from timings of the launcher's training on this machine (2026-11-29, one process
     per measurement, full Fashion-MNIST):
@@ -152,14 +184,22 @@ def standard():
         under load 7-8 (~60 s quiet); the per-seed paired difference of the mean smoothness
         measure was 0.0072 ± 0.0027 (SE; seed-to-seed std 0.0055), which 6 seeds show (> 2 SE)
         with probability ~0.87 (simulated with the t-spread of 6-seed SEs), 3 seeds with ~0.65.
-    So the 30 trained runs take ~30 x 185 s = 92 min quiet, the 12 init-only smooth-init runs
-    ~3 min, the 18 synthetic runs ~18 min: ~1 h 55 min on a quiet machine, ~1.6x that with other
-    jobs on the cores. Fewer steps or a narrower net would miss the accuracy or the width the
-    profile is for; more seeds would not fit.
+      - random labels (2026-12-07, lightly loaded): avg_pool, the slowest of the five to fit
+        in the quick profile's pilot, on the first 2,048 training examples for 800 steps (50
+        epochs) at these settings reached training accuracy 1.000 (test 0.091) in 104 s.
+    The 3-seed run of this profile before measured finding 1's weakest gap at +0.150 ± 0.072
+    (seed-to-seed std ~0.125): with 10 seeds at init its SE becomes ~0.04, so an effect of
+    0.11 is shown (> 2 SE) with probability 0.8, one as large as measured with ~0.96.
+    So the 15 real-label runs take ~15 x 190 s = 48 min quiet (with the training set's
+    evaluation), the 15 random-label runs ~15 x 110 s = 28 min, the 35 init-only runs of
+    finding 1 and the 40 of the smooth-init sweep ~75 x 10 s = 13 min, the 18 synthetic runs
+    ~18 min: ~1 h 50 min on a quiet machine. Fewer steps or a narrower net would miss the
+    accuracy or the width the profile is for; more trained seeds would not fit.
     """
     return Profile("standard", "fashion_mnist", width=0.5, batch_size=128, train_steps=940,
                    seeds=3, measure_every=235, num_measure_images=128, learning_rate=0.05,
-                   synthetic_steps=300, synthetic_seeds=6, allow_embedded=False)
+                   synthetic_steps=300, synthetic_seeds=6, allow_embedded=False,
+                   init_seeds=10, random_train_examples=2048, random_steps=800)
 
 
 def paper():
@@ -195,19 +235,28 @@ def grid(profile, data_dir=None, imagenet_dir=None):
         base["warmup_epochs"] = 0.0
     runs = []
     seeds = range(profile.seeds)
+    init_seeds = range(max(profile.init_seeds or 0, profile.seeds))
     for sigma in profile.sigmas:
-        for seed in seeds:
+        for seed in init_seeds:
             runs.append(Run(f"smooth_init/sigma{sigma:g}/seed{seed}", "smooth_init", f"{sigma:g}",
                             seed, "launch.cifar10",
                             dict(base, seed=seed, downsampling="max_pool",
                                  smooth_init_sigma=sigma, train_steps=0)))
-    for group, random_labels in (("real", False), ("random", True)):
+    # Finding 1 at more seeds: the real-label runs measure seeds < `seeds` at init, these the rest.
+    for variant in profile.variants:
+        for seed in init_seeds[profile.seeds:]:
+            runs.append(Run(f"init/{variant}/seed{seed}", "init", variant, seed, "launch.cifar10",
+                            dict(base, seed=seed, downsampling=variant, train_steps=0)))
+    random = dict(base, random_labels=True)
+    if profile.random_train_examples:
+        random["max_train_examples"] = profile.random_train_examples
+    if profile.random_steps:
+        random["train_steps"] = profile.random_steps
+    for group, settings in (("real", dict(base, random_labels=False)), ("random", random)):
         for variant in profile.variants:
             for seed in seeds:
                 runs.append(Run(f"{group}/{variant}/seed{seed}", group, variant, seed,
-                                "launch.cifar10",
-                                dict(base, seed=seed, downsampling=variant,
-                                     random_labels=random_labels)))
+                                "launch.cifar10", dict(settings, seed=seed, downsampling=variant)))
     synthetic = {k: v for k, v in base.items() if k not in ("dataset", "max_train_examples")}
     synthetic.update(downsampling="max_pool", train_steps=profile.synthetic_steps,
                      width=profile.synthetic_width or profile.width,

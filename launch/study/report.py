@@ -1,8 +1,8 @@
 """Writes a reproduction's outputs: results.json, the CSV tables, the figures and report.md.
 
 report.md states the run's title and notes, the verdict of each of the paper's five findings
-(`launch.study.findings`) with the effects behind it, the test accuracy of the trained
-conditions, and every figure drawn (`launch.study.figures`; Fig. 1/2 by
+(`launch.study.findings`) with the effects behind it and the run's power, the training and test
+accuracy of every trained run, and every figure drawn (`launch.study.figures`; Fig. 1/2 by
 `launch.deformation_figures`).
 """
 
@@ -40,15 +40,19 @@ def write_report(results, figures, directory, notes=()):
     lines = [f"# Reproduction report: {results.title}", ""]
     lines += [f"- {note}" for note in notes]
     lines += ["", "## Findings of the paper (docs/method.md#findings in the repository)", "",
-              "A finding agrees when each of its effects (positive = as the paper found) "
-              "exceeds twice its standard error (SE) over seeds; the table gives the weakest "
-              "effect.", "",
-              "| # | finding | verdict | weakest effect: mean ± SE (seeds) |",
-              "| --- | --- | --- | --- |"]
+              "A finding *agrees* when each of its effects (positive = as the paper found) "
+              "exceeds twice its standard error (SE) over seeds, *contradicts* when an effect "
+              "is below -2 SE, and is *not shown* otherwise. The table gives the weakest "
+              "effect and the effect the run would show with 80% probability (2.8 SE of the "
+              "weakest effect).", "",
+              "| # | finding | verdict | weakest effect: mean ± SE (seeds) | shown at 80% from |",
+              "| --- | --- | --- | --- | --- |"]
     for finding in findings:
         headline = str(finding.headline) if finding.headline else "-"
+        detectable = (f"{finding.headline.detectable:.4f}"
+                      if finding.headline and np.isfinite(finding.headline.se) else "-")
         lines.append(f"| {finding.number} | {finding.statement} | **{finding.verdict}** | "
-                     f"{headline} |")
+                     f"{headline} | {detectable} |")
     lines.append("")
     for finding in findings:
         lines += [f"### Finding {finding.number}: {finding.verdict}", "", finding.statement, ""]
@@ -56,20 +60,38 @@ def write_report(results, figures, directory, notes=()):
             lines.append(f"Criterion: {finding.criterion}.")
             lines.append("")
         lines += [f"Measured: {finding.measured}.", ""]
-    accuracy = {f"{group}/{variant}": curves.accuracy
-                for group, variants in results.training.items()
-                for variant, curves in variants.items()}
-    if accuracy:
-        lines += ["## Test accuracy after training (mean ± std over seeds)", "",
-                  "| run | accuracy |", "| --- | --- |"]
-        lines += [f"| {k} | {findings_lib.mean_std_text(v)} |" for k, v in accuracy.items()]
-        lines.append("")
+    lines += accuracy_lines(results)
     lines += ["## Figures", ""]
     for stem, filename in figures.items():
         lines += [f"### {FIGURE_CAPTIONS.get(stem, stem)}", "", f"![{stem}]({filename})", ""]
     with tf.io.gfile.GFile(os.path.join(directory, "report.md"), "w") as f:
         f.write("\n".join(lines))
     return findings
+
+
+def _per_seed_text(values):
+    return ", ".join("-" if not np.isfinite(v) else f"{v:.3f}" for v in values)
+
+
+def accuracy_lines(results):
+    """The report's accuracy section: per trained condition, the training accuracy (on the
+    training set as trained, inference mode) and the test accuracy of every seed."""
+    rows = []
+    for group, variants in results.training.items():
+        for variant, curves in variants.items():
+            train = list(curves.train_accuracy) or [float("nan")] * len(curves.seeds)
+            rows.append(f"| {group}/{variant} | {', '.join(map(str, curves.seeds))} | "
+                        f"{_per_seed_text(train)} | {_per_seed_text(curves.accuracy)} |")
+    if not rows:
+        return []
+    return ["## Accuracy after training, per run", "",
+            "Training accuracy is measured in inference mode on the training set the run was "
+            "trained on, with its labels (random ones for random-label runs: how well the net "
+            f"fits them; finding 5 counts random-label runs when every one reaches "
+            f"{findings_lib.FIT_ACCURACY:g}); test accuracy on the test set (real labels). "
+            "\"-\": not recorded.", "",
+            "| condition | seeds | training accuracy (per seed) | test accuracy (per seed) |",
+            "| --- | --- | --- | --- |", *rows, ""]
 
 
 def synthetic_samples(strengths, data_dir=None, per_row=6, seed=0):

@@ -40,6 +40,9 @@ class ConditionCurves:
       smoothness: [seed][step][conv layer], the normalized smoothness measure TV(W) / sum|W|
         (lower = smoother).
       accuracy: [seed], test accuracy after training (NaN when a run recorded none).
+      train_accuracy: [seed], accuracy on the training set as trained (its labels, random ones
+        for random-label runs; inference mode), NaN when a run recorded none; empty in results
+        written before it was recorded.
     """
 
     seeds: list
@@ -50,6 +53,7 @@ class ConditionCurves:
     relative_stability: list
     smoothness: list
     accuracy: list
+    train_accuracy: list = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +109,8 @@ class StudyResults:
       training: {"real" | "random": {variant: ConditionCurves}}, the CIFAR-10 net trained on
         the real or on random labels (Figs. 3, 6, 7); only the groups that have finished runs.
       imagenet: {variant: ConditionCurves}, the ImageNet net (empty unless run).
+      init: {variant: ConditionCurves}, the CIFAR-10 net measured at init only (step 0), at the
+        seeds the real-label runs do not have (finding 1; empty unless run).
       smooth_init: the smooth-init sweep (Fig. 4), None unless run.
       synthetic: the synthetic task (Fig. 5), None unless run.
     """
@@ -114,6 +120,7 @@ class StudyResults:
     imagenet: dict = dataclasses.field(default_factory=dict)
     smooth_init: Optional[SmoothInitSweep] = None
     synthetic: Optional[SyntheticSweep] = None
+    init: dict = dataclasses.field(default_factory=dict)
 
     def to_json(self):
         """The JSON object of results.json: the groups that were run, as nested lists."""
@@ -122,6 +129,9 @@ class StudyResults:
             data["training"] = {group: {variant: dataclasses.asdict(curves)
                                         for variant, curves in variants.items()}
                                 for group, variants in self.training.items()}
+        if self.init:
+            data["init"] = {variant: dataclasses.asdict(curves)
+                            for variant, curves in self.init.items()}
         if self.imagenet:
             data["imagenet"] = {variant: dataclasses.asdict(curves)
                                 for variant, curves in self.imagenet.items()}
@@ -138,7 +148,8 @@ class StudyResults:
         Raises:
           ValueError: a field is missing or unknown; the message names it.
         """
-        sections = {"training": {}, "imagenet": {}, "smooth_init": None, "synthetic": None}
+        sections = {"training": {}, "imagenet": {}, "smooth_init": None, "synthetic": None,
+                    "init": {}}
         _check_fields(data, ["title"], "results", optional=sections)
         return cls(
             title=data["title"],
@@ -151,7 +162,9 @@ class StudyResults:
             smooth_init=(_from_fields(SmoothInitSweep, data["smooth_init"], "results smooth_init")
                          if "smooth_init" in data else None),
             synthetic=(_from_fields(SyntheticSweep, data["synthetic"], "results synthetic")
-                       if "synthetic" in data else None))
+                       if "synthetic" in data else None),
+            init={variant: _from_fields(ConditionCurves, curves, f"results init/{variant}")
+                  for variant, curves in data.get("init", {}).items()})
 
 
 def _check_fields(data, required, where, optional=()):
@@ -163,8 +176,13 @@ def _check_fields(data, required, where, optional=()):
 
 
 def _from_fields(cls, data, where):
-    """`cls(**data)` after checking that `data` has exactly the dataclass's fields."""
-    _check_fields(data, [f.name for f in dataclasses.fields(cls)], where)
+    """`cls(**data)` after checking that `data` has the dataclass's fields (those with a
+    default may be missing) and no other."""
+    fields = dataclasses.fields(cls)
+    required = [f.name for f in fields if f.default_factory is dataclasses.MISSING
+                and f.default is dataclasses.MISSING]
+    _check_fields(data, required, where,
+                  optional=[f.name for f in fields if f.name not in required])
     return cls(**data)
 
 
@@ -209,6 +227,7 @@ def _condition_curves(runs):
         smoothness=[[[r["smoothness"] for r in _conv_rows(m["smoothness"])] for m in ms]
                     for ms, _ in runs],
         accuracy=[final.get("accuracy", float("nan")) for _, final in runs],
+        train_accuracy=[final.get("train_accuracy", float("nan")) for _, final in runs],
     )
 
 
@@ -222,6 +241,7 @@ def collect(runs, root, title):
     training = {g: {c: _condition_curves(v) for c, v in by_group[g].items()}
                 for g in ("real", "random") if by_group[g]}
     imagenet = {c: _condition_curves(v) for c, v in by_group["imagenet"].items()}
+    init = {c: _condition_curves(v) for c, v in by_group["init"].items()}
     smooth_init = synthetic = None
     if by_group["smooth_init"]:
         curves = {c: _condition_curves(v) for c, v in by_group["smooth_init"].items()}
@@ -244,7 +264,7 @@ def collect(runs, root, title):
             smoothness_final={c: [seed[-1] for seed in curves[c].smoothness]
                               for c in strengths},
             accuracy={c: curves[c].accuracy for c in strengths})
-    return StudyResults(title, training, imagenet, smooth_init, synthetic)
+    return StudyResults(title, training, imagenet, smooth_init, synthetic, init)
 
 
 def write_tables(results, directory):
