@@ -496,7 +496,8 @@ def _is_feature_map(row):
 
 def summary(rows):
     """{model: [(what, row)]}: per model its input, the point of largest cosine sensitivity,
-    its last feature map (more than one pixel) and its output (the last point), when present."""
+    its last feature map (the last point of more than one pixel) and its output (the last
+    point, when it is not that feature map), when present."""
     by_model = {}
     for row in rows:
         by_model.setdefault(row.model, []).append(row)
@@ -509,10 +510,11 @@ def summary(rows):
         defined = [r for r in model_rows if r.sensitivity_cosine is not None]
         if defined:
             picked.append(("largest", max(defined, key=lambda r: r.sensitivity_cosine)))
-        maps = [r for r in model_rows[:-1] if _is_feature_map(r)]
+        maps = [r for r in model_rows if _is_feature_map(r)]
         if maps:
             picked.append(("last feature map", maps[-1]))
-        picked.append(("output", model_rows[-1]))
+        if not maps or maps[-1] is not model_rows[-1]:
+            picked.append(("output", model_rows[-1]))
         result[model] = picked
     return result
 

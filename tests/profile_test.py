@@ -284,6 +284,9 @@ class SummaryTest(tf.test.TestCase):
         picked = {what: row.layer for what, row in profile.summary(rows)["m"]}
         self.assertEqual(picked, {"input": "input", "largest": "a", "last feature map": "b",
                                   "output": "out"})
+        # A last point that is a feature map is the last feature map, not listed twice.
+        self.assertEqual([what for what, _ in profile.summary(rows[:3])["m"]],
+                         ["input", "largest", "last feature map"])
         text = profile.format_summary(rows, {"m": "preprocess unit"})
         self.assertIn("m  (preprocess unit)", text)
         self.assertRegex(text, r"output +out +1x1x2 +undefined +undefined")
