@@ -479,7 +479,7 @@ def run_benchmark(workloads, include_albumentations=True, batch=BATCH, reps=10,
                     albumentations, functional, w, draws)
             for method, transform in transforms.items():
                 transform.set_random_seed(0)
-                entries.append((1, lambda i, t=transform: t(image=image)["image"]))
+                entries.append((1, lambda i, t=transform, x=image: t(image=x)["image"]))
                 keys.append((w, method, 1))
         log(f"  {w.name}: set up, exactness measured")
     samples = _time_round_robin(entries, reps, min_sample_time, log)
