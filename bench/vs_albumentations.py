@@ -20,7 +20,7 @@ Ours return float32 images (not rounded), albumentations uint8. Entries are time
 
 Exactness, in pixels, from a few draws per workload. Each method is a sampling map: output pixel
 p takes the input at map(p). The map is compared with its nominal definition, evaluated in
-float64 by independent code (scipy):
+float64 by independent code (scipy, numpy):
   tps          the thin-plate spline through the control points and the source positions asked
                for (grid point + offset), fitted in the method's own coordinates (pixels for
                ours; the unit square, x / width and y / height, for albumentations). The
