@@ -6,6 +6,7 @@ different distributions that must not be installed side by side:
     pip install -e ".[cpu]"        # tensorflow-cpu 2.21 (laptops, CI)
     pip install -e ".[gpu]"        # tensorflow 2.21 with the CUDA libraries
     pip install -e ".[cpu,test]"   # plus pytest and scipy (the test oracles)
+    pip install -e ".[cpu,bench]"  # plus albumentations, for bench.vs_albumentations only
 """
 
 import setuptools
@@ -32,6 +33,8 @@ setuptools.setup(
         "cpu": ["tensorflow-cpu" + TF_VERSION],
         "gpu": ["tensorflow[and-cuda]" + TF_VERSION],
         "test": ["pytest>=8", "scipy>=1.11"],
+        # Only `python -m bench.vs_albumentations` compares against it (it brings OpenCV and scipy).
+        "bench": ["albumentations>=2.0"],
     },
     license="Apache-2.0",
 )

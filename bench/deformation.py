@@ -15,6 +15,9 @@ workload of the paper (CIFAR-10: 256 x 32x32x3 float32, 3x3 grid, C = 2 px; Imag
               (`grid_points`, `random_source_offsets`): fits the spline per batch (float64).
   dense only  `dense_image_warp(images, flow)` with a precomputed (smooth, TPS) flow: the cost of
               the bilinear gather alone.
+  flow matmul the fast path's flow alone: fresh random offsets as [2B, K] rows times the
+              cached operator (`tps_grid_operator`, [K, H*W]), giving the (dy, dx) planes. With
+              "dense only" in the "xla" mode: where the fast path's time goes.
   resize proxy `tf.image.resize(images, [h + 1, w + 1], 'bilinear')`: one bilinear pass. Not
               [h, w]: TF's CPU ResizeBilinear kernel only copies the input when the size is
               unchanged, so a same-size resize measures a copy, not an interpolation. The
@@ -32,6 +35,7 @@ so the same-mode ratio flatters XLA).
 
 import argparse
 import dataclasses
+import os
 import sys
 import time
 
@@ -49,9 +53,10 @@ FAST = "fast path"
 FAST_NO_JIT = "fast path, jit_compile=False"
 SPARSE = "sparse_image_warp"
 DENSE = "dense_image_warp only"
+FLOW = "flow matmul only"
 PROXY = "resize (h+1,w+1) proxy"
 SAME = "resize same size (check)"
-METHODS = (FAST, FAST_NO_JIT, SPARSE, DENSE, PROXY, SAME)
+METHODS = (FAST, FAST_NO_JIT, SPARSE, DENSE, FLOW, PROXY, SAME)
 MODES = ("graph", "xla")
 
 
@@ -98,6 +103,8 @@ def _method_fn(method, workload):
     w = workload
     k = w.grid_size * w.grid_size
     grid = tf.constant(deform_tf.grid_points(w.height, w.width, w.grid_size), tf.float32)
+    operator = tf.constant(deform_tf.tps_grid_operator(w.height, w.width, w.grid_size).T,
+                           tf.float32)
 
     def fast(images, flow, seed):
         del flow
@@ -119,6 +126,11 @@ def _method_fn(method, workload):
         del seed
         return deform_tf.dense_image_warp(images, flow)
 
+    def flow_only(images, flow, seed):
+        del flow
+        offsets = deform_tf.random_source_offsets(tf.shape(images)[0], k, w.strength, seed)
+        return tf.matmul(tf.reshape(tf.transpose(offsets, [2, 0, 1]), [-1, k]), operator)
+
     def proxy(images, flow, seed):
         del flow, seed
         return tf.image.resize(images, [w.height + 1, w.width + 1], "bilinear")
@@ -127,8 +139,8 @@ def _method_fn(method, workload):
         del flow, seed
         return tf.image.resize(images, [w.height, w.width], "bilinear")
 
-    return {FAST: fast, FAST_NO_JIT: fast_no_jit, SPARSE: sparse, DENSE: dense, PROXY: proxy,
-            SAME: same}[method]
+    return {FAST: fast, FAST_NO_JIT: fast_no_jit, SPARSE: sparse, DENSE: dense, FLOW: flow_only,
+            PROXY: proxy, SAME: same}[method]
 
 
 def _inputs(workload):
@@ -284,6 +296,9 @@ def parse_args(argv):
                         help="comma-separated subset of graph,xla")
     parser.add_argument("--workloads", default="CIFAR,ImageNet",
                         help="comma-separated subset of CIFAR,ImageNet")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="TF intra- and inter-op threads (0 = TF's default, all cores); 1 "
+                        "times every entry on one core, as when other jobs hold the others")
     parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
     args = parser.parse_args(argv)
     if args.reps is None:
@@ -296,6 +311,8 @@ def parse_args(argv):
         parser.error(f"--modes must be a subset of {','.join(MODES)}, got {args.modes}")
     if args.reps < 1:
         parser.error("--reps must be >= 1")
+    if args.threads < 0:
+        parser.error("--threads must be >= 0")
     return args
 
 
@@ -306,6 +323,14 @@ def main(argv=None, workloads=None, out=None):
     """
     args = parse_args(sys.argv[1:] if argv is None else argv)
     out = out or sys.stdout
+    load = os.getloadavg()[0]
+    if args.threads:
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+            tf.config.threading.set_inter_op_parallelism_threads(args.threads)
+        except RuntimeError as error:  # TF already running (e.g. in a test process)
+            raise SystemExit(f"--threads: TensorFlow is already initialized ({error}); pass "
+                             "--threads in a fresh process.") from None
     if workloads is None:
         workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
                                      else PAPER_WORKLOADS)
@@ -322,7 +347,7 @@ def main(argv=None, workloads=None, out=None):
         "# Deformation throughput (bench.deformation)" + (" -- QUICK smoke run" if args.quick
                                                           else ""),
         "",
-        common.machine_info(),
+        common.machine_line(load),
         "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
         f"{args.reps} round-robin rounds, samples of >= {args.min_sample_time:g} s; median "
         f"img/s; IQR = interquartile range / median; total {elapsed:.0f} s.",

@@ -75,6 +75,8 @@ class BenchDeformationTest(parameterized.TestCase, tf.test.TestCase):
             deformation.parse_args(["--modes=eager"])
         with self.assertRaises(SystemExit):
             deformation.parse_args(["--reps=0"])
+        with self.assertRaises(SystemExit):
+            deformation.parse_args(["--threads=-1"])
 
 
 if __name__ == "__main__":
