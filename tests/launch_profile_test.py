@@ -182,6 +182,13 @@ class ModelsAndSettingsTest(parameterized.TestCase, tf.test.TestCase):
                                    rescaling=True)
         self.assertEqual(profile_lib.resolve_model(stated).convention.name, "model")
 
+    def test_file_of_random_bytes_is_said_to_be_no_keras_model(self):
+        noise = os.path.join(self.get_temp_dir(), "noise.keras")
+        with open(noise, "wb") as f:
+            f.write(np.random.default_rng(0).bytes(4000))
+        with self.assertRaisesRegex(ValueError, "exists but is not a readable Keras model"):
+            profile_lib.resolve_model(noise)
+
     def test_model_file_with_python_code_needs_unsafe_load(self):
         path = _tiny_keras_model(os.path.join(self.get_temp_dir(), "code.keras"),
                                  rescaling=True, lambda_layer=True)
@@ -324,11 +331,6 @@ class CommandLineTest(tf.test.TestCase):
         with open(corrupt, "wb") as f:
             f.write(b"\x89PNG truncated")
         plain = _tiny_keras_model(os.path.join(self.get_temp_dir(), "plain.keras"))
-        noise = os.path.join(self.get_temp_dir(), "noise.keras")
-        with open(noise, "wb") as f:
-            f.write(np.random.default_rng(0).bytes(4000))
-        code = _tiny_keras_model(os.path.join(self.get_temp_dir(), "code.keras"),
-                                 rescaling=True, lambda_layer=True)
         a_file = os.path.join(self.get_temp_dir(), "a_file")
         with open(a_file, "w") as f:
             f.write("keep me")
@@ -337,10 +339,7 @@ class CommandLineTest(tf.test.TestCase):
                  "zz_corrupt.png"),
                 (["--model=not_a_net", "--num_images=4"], "Unknown model 'not_a_net'"),
                 (["--model=vgg_cifar10_max_pool", "--num_images=1"], "--num_images"),
-                ([f"--model={plain}", "--num_images=4"], "does not say which input convention"),
-                ([f"--model={noise}", "--num_images=4"],
-                 "exists but is not a readable Keras model"),
-                ([f"--model={code}", "--num_images=4"], "pass --unsafe_load")]:
+                ([f"--model={plain}", "--num_images=4"], "does not say which input convention")]:
             out = os.path.join(self.get_temp_dir(), "never")
             result = run_profile(args + [f"--output_dir={out}"])
             self.assertEqual(result.returncode, 2, result.stderr[-2000:])
