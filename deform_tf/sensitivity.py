@@ -140,6 +140,11 @@ class RepresentationRunner:
 
     def __init__(self, model, jit_compile=False, layers=None, preprocess=None,
                  input_shape=None):
+        if preprocess is not None and not callable(preprocess):
+            raise ValueError(
+                f"`preprocess` must be None or a callable, got {preprocess!r}; for a named "
+                "convention use deform_tf.profile.named_preprocess(name).fn (or "
+                "deform_tf.profile.profile, which takes names).")
         reps = model_io.as_representations(model, layers, input_shape)
         self.rep_model, self.points, self.names = reps.model, reps.points, reps.names
         self.input_shape = tuple(self.rep_model.inputs[0].shape[1:])

@@ -443,6 +443,10 @@ class UndefinedValuesTest(tf.test.TestCase):
             self.assertTrue(np.isnan(both[key][field][1]), (key, field))
             self.assertEqual(both[key][field][0], alone[key][field][0])
 
+    def test_preprocess_by_name_is_refused_with_where_names_work(self):
+        with self.assertRaisesRegex(ValueError, "named_preprocess"):
+            sensitivity.RepresentationRunner(_tiny_model(), preprocess="unit")
+
     def test_ratio(self):
         self.assertAllEqual(sensitivity.ratio([1.0, 2.0, 0.0], [4.0, 0.0, 0.0])[:1], [0.25])
         self.assertTrue(np.all(np.isnan(sensitivity.ratio([2.0, 0.0], [0.0, 0.0]))))
