@@ -59,9 +59,11 @@ def cosine_from_sums(diff_sq, norm_a, norm_b):
 def paired_distance(a, b, distance):
     """Distances between matching rows of [n, ...] tensors -> [n] (float32).
 
-    The cosine distance 1 - cos(a, b) comes from |a - b|^2 and the norms (`cosine_from_sums`),
-    exactly 0 for a == b.
+    `distance` is "cosine" or "euclidean" (anything else: ValueError). The cosine distance
+    1 - cos(a, b) comes from |a - b|^2 and the norms (`cosine_from_sums`), exactly 0 for a == b.
     """
+    if distance not in ("cosine", "euclidean"):
+        raise ValueError(f"`distance` must be 'cosine' or 'euclidean', got {distance!r}.")
     a, b = tf.cast(a, tf.float32), tf.cast(b, tf.float32)
     diff_sq = row_sum(tf.math.squared_difference(b, a))
     if distance == "cosine":

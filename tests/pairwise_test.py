@@ -63,6 +63,11 @@ class PairedDistanceTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(got.dtype, tf.float32)
         self.assertAllClose(got, np.linalg.norm(a - b, axis=1), rtol=1e-6)
 
+    @parameterized.parameters("cosin", "Euclidean", None)
+    def test_unknown_distance_is_refused(self, distance):
+        with self.assertRaisesRegex(ValueError, "cosine.*euclidean"):
+            pairwise.paired_distance(np.ones((2, 3)), np.zeros((2, 3)), distance)
+
 
 if __name__ == "__main__":
     tf.test.main()
