@@ -1,6 +1,6 @@
 r"""Reproduces the paper: runs the experiment grid, then draws Figures 1-7 and writes a report.
 
-  python -m launch.reproduce --profile=quick           # minutes on 2 CPU cores, Fashion-MNIST
+  python -m launch.reproduce --profile=quick           # ~13 min on 2 CPU cores, Fashion-MNIST
   python -m launch.reproduce --profile=standard        # ~2 hours, the full Fashion-MNIST
   python -m launch.reproduce --profile=standard --dataset=cifar10 --data_dir=/data/cifar10
   python -m launch.reproduce --profile=paper --data_dir=/data/cifar10 \
@@ -13,8 +13,8 @@ small embedded Fashion-MNIST subset (install Debian's dataset-fashion-mnist or g
 Runs already finished in --output_dir are skipped and interrupted ones resume, so the same
 command continues where it stopped. Writes into --output_dir: one directory per run (see
 launch/train_lib.py), grid.json, results.json, tables/*.csv, figures/*.png and report.md,
-which states for each of the paper's five findings what this run measured and whether it
-agrees. `python -m launch.plot --results_dir=...` redraws figures and report without training.
+which states for each of the paper's five findings what this run measured, whether it agrees
+with the paper, contradicts it or does not show it, and the run's power. `python -m launch.plot --results_dir=...` redraws figures and report without training.
 """
 
 import dataclasses
