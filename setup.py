@@ -19,7 +19,8 @@ setuptools.setup(
     description="Deformation stability of CNNs: TPS deformations, VGG variants, sensitivity and "
     "smoothness metrics (TensorFlow 2 / Keras 3).",
     python_requires=">=3.10",
-    packages=setuptools.find_packages(include=["deform_tf*", "pipelines*", "launch*", "bench*"]),
+    packages=setuptools.find_packages(
+        include=["deform_tf*", "pipelines*", "experiments*", "launch*", "bench*"]),
     package_data={"pipelines": ["data/*/*"], "launch": ["configs/*.cfg"]},
     install_requires=[
         "keras>=3.10",

@@ -10,7 +10,7 @@ which the Python API calls too):
       --num_images=128 --output_dir=/tmp/prof
 
 --model: comma-separated keras.applications names (vgg16, resnet50, mobilenet_v2,
-efficientnet_b0, densenet121, convnext_tiny, ...; see `launch.profile_lib.APPLICATIONS`), the
+efficientnet_b0, densenet121, convnext_tiny, ...; see `experiments.models.APPLICATIONS`), the
 paper's nets (vgg_<cifar10|imagenet|mnist>_<downsampling>), .keras files or checkpoint
 directories written by the training launchers. Each model's input convention is applied after
 the deformation: the family's keras.applications `preprocess_input`, the training pipeline's

@@ -1,9 +1,9 @@
 """What `launch.profile` needs besides flags: models by name, images, outputs.
 
-No flags here. Models: a `keras.applications` network by name (`APPLICATIONS`), one of the
-paper's VGG nets (`vgg_<config>_<downsampling>`, built by `deform_tf.models.vgg`), a `.keras`
-file or a launcher's checkpoint directory. Each comes with the input convention it expects
-(`deform_tf.profile.InputConvention`), applied after the deformation to clean, deformed and
+No flags here. Models: a `keras.applications` network by name or one of the paper's VGG nets
+(`vgg_<config>_<downsampling>`), both from the model registry (`experiments.models`), a
+`.keras` file or a launcher's checkpoint directory. Each comes with the input convention it
+expects (`deform_tf.profile.InputConvention`), applied after the deformation to clean, deformed and
 noisy images alike: the family's `preprocess_input` for keras.applications names, the training
 pipeline's normalization for the paper's nets (by name, or a checkpoint's model_config.json);
 any other model must state it (`deform_tf.profile.input_convention`) or be given one. Images are
@@ -29,55 +29,16 @@ from deform_tf import model_io
 from deform_tf import models
 from deform_tf import profile
 from deform_tf.figures import profile as profile_figure
-from pipelines import cifar10
+from experiments import models as registry
 from pipelines import idx
 from pipelines import imagenet
-from pipelines import mnist
 from pipelines import tfrecord
 
 
-@dataclasses.dataclass(frozen=True)
-class Application:
-    """A keras.applications network: its constructor and the module of its preprocess_input."""
-
-    constructor: str  # attribute of keras.applications, e.g. "ResNet50"
-    family: str  # keras.applications module holding its preprocess_input, e.g. "resnet50"
-    min_size: int = 32  # smallest input height and width it accepts
-
-
-APPLICATIONS = {
-    "vgg16": Application("VGG16", "vgg16"),
-    "vgg19": Application("VGG19", "vgg19"),
-    "resnet50": Application("ResNet50", "resnet50"),
-    "resnet101": Application("ResNet101", "resnet"),
-    "resnet152": Application("ResNet152", "resnet"),
-    "resnet50_v2": Application("ResNet50V2", "resnet_v2"),
-    "mobilenet": Application("MobileNet", "mobilenet"),
-    "mobilenet_v2": Application("MobileNetV2", "mobilenet_v2"),
-    "mobilenet_v3_small": Application("MobileNetV3Small", "mobilenet_v3"),
-    "mobilenet_v3_large": Application("MobileNetV3Large", "mobilenet_v3"),
-    "efficientnet_b0": Application("EfficientNetB0", "efficientnet"),
-    "efficientnet_b1": Application("EfficientNetB1", "efficientnet"),
-    "efficientnet_v2_b0": Application("EfficientNetV2B0", "efficientnet_v2"),
-    "densenet121": Application("DenseNet121", "densenet"),
-    "densenet169": Application("DenseNet169", "densenet"),
-    "convnext_tiny": Application("ConvNeXtTiny", "convnext"),
-    "convnext_small": Application("ConvNeXtSmall", "convnext"),
-    "inception_v3": Application("InceptionV3", "inception_v3", min_size=75),
-    "xception": Application("Xception", "xception", min_size=71),
-}
-PAPER_VGG = tuple(f"vgg_{config}_{downsampling}" for config in models.STAGES
-                  for downsampling in models.DOWNSAMPLING)
 WEIGHTS = ("none", "imagenet")  # or a path to a weights file
 PREPROCESS = (profile.AUTO,) + tuple(profile.PREPROCESS)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 EMBEDDED = "fashion_mnist"
-# The pixel normalization of the paper's nets: the training pipeline's of their data set.
-_DATA_NORMALIZATION = {
-    "cifar10": cifar10.normalize,
-    "imagenet": imagenet.normalize,
-    "mnist": lambda x: mnist.normalize(x, "fashion_mnist"),
-}
 
 
 # What the message on a model file with Python code (a Lambda layer) tells the command's user.
@@ -123,33 +84,24 @@ def preprocess_for(kind, auto):
     return profile.named_preprocess(kind)
 
 
-def pipeline_convention(config):
-    """The input convention of the paper's nets trained on `config` (a key of
-    `deform_tf.models.STAGES`): their training pipeline's normalization of pixels / 255."""
-    normalize = _DATA_NORMALIZATION[config]
-    return profile.InputConvention(
-        f"{config}_pipeline", lambda x: normalize(x / 255.0),
-        f"the {config} training pipeline's normalization of pixels / 255")
-
-
 def _weights_source(weights, seed):
     if weights == "none":
         return f"none (initialization, seed {seed})"
     return weights if weights == "imagenet" else f"file {os.path.abspath(weights)}"
 
 
-def _application(name, app, weights, image_size, preprocess, seed):
-    size = image_size or 224
-    if size < app.min_size:
-        raise ValueError(f"{name} needs images of at least {app.min_size} pixels, got "
+def _application(name, weights, image_size, preprocess, seed):
+    entry = registry.MODELS[name]
+    size = image_size or entry.default_input_shape[0]
+    if size < entry.min_size:
+        raise ValueError(f"{name} needs images of at least {entry.min_size} pixels, got "
                          f"--image_size={size}.")
-    constructor = getattr(keras.applications, app.constructor)
     if weights not in WEIGHTS and not os.path.isfile(weights):
         raise FileNotFoundError(f"--weights={weights!r}: no such weights file (or give "
                                 f"{' / '.join(WEIGHTS)}).")
-    try:
-        model = constructor(weights=None if weights == "none" else weights,
-                            input_shape=(size, size, 3), classifier_activation=None)
+    try:  # seeds Keras' global generators (the initialization of weights=none)
+        model = entry.build((size, size, 3), seed=seed,
+                            weights=None if weights == "none" else weights)
     except Exception as e:  # Keras raises several types for downloads and weight files.
         if weights == "imagenet":
             raise ValueError(
@@ -160,26 +112,22 @@ def _application(name, app, weights, image_size, preprocess, seed):
                 "--weights=PATH.") from None
         raise ValueError(f"Cannot build {name} with --weights={weights!r} at "
                          f"{size}x{size}: {str(e).splitlines()[0][:300]}") from None
-    family = getattr(keras.applications, app.family)
-    auto = lambda: profile.InputConvention(
-        app.family, family.preprocess_input, f"keras.applications.{app.family}.preprocess_input")
-    return ProfiledModel(name, model, preprocess_for(preprocess, auto), (size, size, 3),
-                         _weights_source(weights, seed))
+    return ProfiledModel(name, model, preprocess_for(preprocess, entry.input_convention),
+                         (size, size, 3), _weights_source(weights, seed))
 
 
 def _paper_vgg(name, weights, image_size, preprocess, seed):
-    config, downsampling = next((c, d) for c in models.STAGES for d in models.DOWNSAMPLING
-                                if name == f"vgg_{c}_{d}")
-    height, _, channels = models.DEFAULT_INPUT_SHAPE[config]
+    entry = registry.MODELS[name]
+    height, _, channels = entry.default_input_shape
     size = image_size or height
-    model = models.vgg(config, downsampling, input_shape=(size, size, channels), seed=seed)
+    model = entry.build((size, size, channels), seed=seed)
     if weights == "imagenet":
         raise ValueError(f"{name} has no ImageNet weights: pass --weights=none or a weights "
                          "file of this architecture.")
     if weights != "none":
         _load_weights(model, weights)
-    return ProfiledModel(name, model, preprocess_for(preprocess, lambda: pipeline_convention(
-        config)), (size, size, channels), _weights_source(weights, seed))
+    return ProfiledModel(name, model, preprocess_for(preprocess, entry.input_convention),
+                         (size, size, channels), _weights_source(weights, seed))
 
 
 def _load_weights(model, path):
@@ -228,7 +176,7 @@ def _model_file(path, weights, image_size, preprocess, safe_mode):
         prefix = model_io.latest_checkpoint(path) if os.path.isdir(path) else path
         source = f"checkpoint {os.path.abspath(prefix)}"
     if config is not None:
-        auto = lambda: pipeline_convention(config)
+        auto = lambda: registry.pipeline_convention(config)
     else:
         auto = lambda: profile.input_convention(model, profile.AUTO)
     try:
@@ -244,8 +192,8 @@ def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed
     """A `ProfiledModel` from a --model entry.
 
     Args:
-      spec: a name of APPLICATIONS or PAPER_VGG, a `.keras` file or a checkpoint directory or
-        prefix written by a launcher.
+      spec: a name of `experiments.models.APPLICATIONS` or `PAPER_VGG`, a `.keras` file or a
+        checkpoint directory or prefix written by a launcher.
       weights: "none" (initialization), "imagenet" (keras.applications only; from the Keras cache
         or the network) or a weights file path.
       image_size: input height and width in pixels; None = the model's own (224 for
@@ -260,15 +208,14 @@ def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed
       ValueError, FileNotFoundError: unknown name, unreadable file, unavailable weights, no
         known input convention; the message names the input and the fix.
     """
-    if spec in APPLICATIONS:
-        keras.utils.set_random_seed(seed)  # the initialization of weights=none
-        return _application(spec, APPLICATIONS[spec], weights, image_size, preprocess, seed)
-    if spec in PAPER_VGG:
+    if spec in registry.APPLICATIONS:
+        return _application(spec, weights, image_size, preprocess, seed)
+    if spec in registry.PAPER_VGG:
         return _paper_vgg(spec, weights, image_size, preprocess, seed)
     if os.path.exists(spec) or os.path.exists(spec + ".index"):
         return _model_file(spec, weights, image_size, preprocess, safe_mode)
     raise ValueError(f"Unknown model {spec!r}: give a keras.applications name "
-                     f"({', '.join(APPLICATIONS)}), one of the paper's nets "
+                     f"({', '.join(registry.APPLICATIONS)}), one of the paper's nets "
                      f"(vgg_<{'|'.join(models.STAGES)}>_<{'|'.join(models.DOWNSAMPLING)}>), a "
                      ".keras file or a checkpoint directory.")
 

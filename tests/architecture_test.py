@@ -1,7 +1,7 @@
 """The package layering of docs/architecture.md, checked on the source.
 
-- Layers: deform_tf imports none of the other packages; pipelines only deform_tf; launch only
-  deform_tf and pipelines; bench anything but tests. Of launch, only the launchers that run
+- Layers: deform_tf imports none of the other packages; pipelines only deform_tf; experiments
+  only deform_tf and pipelines; launch only those three; bench anything but tests. Of launch, only the launchers that run
   the study import launch.study.
 - The module import graph (top-level imports) has no cycle.
 - No module uses a `_private` name of a module in another package.
@@ -16,13 +16,14 @@ import sys
 import tensorflow as tf
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PACKAGES = ("deform_tf", "pipelines", "launch", "bench")
+PACKAGES = ("deform_tf", "pipelines", "experiments", "launch", "bench")
 # What each package may import from the others.
 ALLOWED = {
     "deform_tf": set(),
     "pipelines": {"deform_tf"},
-    "launch": {"deform_tf", "pipelines"},
-    "bench": {"deform_tf", "pipelines", "launch"},
+    "experiments": {"deform_tf", "pipelines"},
+    "launch": {"deform_tf", "pipelines", "experiments"},
+    "bench": {"deform_tf", "pipelines", "experiments", "launch"},
 }
 
 
