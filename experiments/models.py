@@ -156,8 +156,9 @@ class ModelEntry:
       preprocess: PIPELINE (the normalization of the data set it is trained on) or the
         keras.applications module whose preprocess_input it expects.
       options: {option name: default}; None = any keyword (a user's builder).
-      default_input_shape: (height, width, channels) when none is given (e.g. by a profile).
-      default_num_classes: the number of classes when none is given.
+      default_input_shape: (height, width, channels) when none is given (the paper's nets:
+        their config's; keras.applications: 224 x 224 x 3), or None (it must be given).
+      default_num_classes: the number of classes when none is given, or None (likewise).
       min_size: smallest input height and width, in pixels.
       channels: the input channel counts it takes, or None (any).
       config: the paper's nets: their config (a key of `deform_tf.models.STAGES`), whose
@@ -170,8 +171,8 @@ class ModelEntry:
     builder: Callable
     preprocess: str = PIPELINE
     options: Optional[Mapping] = dataclasses.field(default_factory=dict)
-    default_input_shape: tuple = (32, 32, 3)
-    default_num_classes: int = 10
+    default_input_shape: Optional[tuple] = None
+    default_num_classes: Optional[int] = None
     min_size: int = 1
     channels: Optional[tuple] = None
     config: Optional[str] = None
@@ -180,8 +181,9 @@ class ModelEntry:
         """The model, checked.
 
         Args:
-          input_shape: (height, width, channels) of the images (ints); None = the default.
-          num_classes: size of the logits; None = the default.
+          input_shape: (height, width, channels) of the images (ints); None = the entry's
+            default (refused if it has none).
+          num_classes: size of the logits; None = the entry's default (likewise).
           seed: int (the initialization; see the module docstring) or None (unseeded).
           **options: the entry's options (e.g. width); the others keep their defaults.
 
@@ -193,6 +195,10 @@ class ModelEntry:
           ValueError: a bad input shape, class count, seed or option, or a builder that does
             not return such a model; the message names the model and the setting.
         """
+        if (input_shape is None and self.default_input_shape is None) or (
+                num_classes is None and self.default_num_classes is None):
+            raise ValueError(f"Model {self.name!r} has no default input_shape or num_classes: "
+                             "give both (those of the data set).")
         input_shape = tuple(self.default_input_shape if input_shape is None else input_shape)
         num_classes = self.default_num_classes if num_classes is None else num_classes
         self._check_arguments(input_shape, num_classes, seed)

@@ -284,17 +284,21 @@ class ErrorsTest(parameterized.TestCase, tf.test.TestCase):
             self.assertIn(name, str(e.exception))
 
     @parameterized.named_parameters(
-        ("shape", "fc2", dict(input_shape=(32, 32)), r"input_shape must be \(height, width, "
-                                                     r"channels\)"),
-        ("float_size", "fc2", dict(input_shape=(32.0, 32, 1)), "positive ints"),
+        ("shape", "fc2", dict(input_shape=(32, 32), num_classes=2),
+         r"input_shape must be \(height, width, channels\)"),
+        ("float_size", "fc2", dict(input_shape=(32.0, 32, 1), num_classes=2), "positive ints"),
         ("too_small", "inception_v3", dict(input_shape=(32, 32, 3)), "at least 75 x 75"),
         ("paper_too_small", "vgg_imagenet_max_pool", dict(input_shape=(16, 16, 3)),
          "at least 32 x 32"),
         ("grayscale_application", "resnet50", dict(input_shape=(32, 32, 1)),
          "takes images of 3 channels.*as RGB"),
-        ("classes", "lenet", dict(num_classes=0), "num_classes must be a positive int"),
-        ("seed", "lenet", dict(seed=1.5), "seed must be an int"),
-        ("option", "resnet18", dict(depth=34), r"no option depth: its options are \{'width'"),
+        ("classes", "lenet", dict(input_shape=(32, 32, 1), num_classes=0),
+         "num_classes must be a positive int"),
+        ("seed", "lenet", dict(input_shape=(32, 32, 1), num_classes=2, seed=1.5),
+         "seed must be an int"),
+        ("option", "resnet18", dict(input_shape=(8, 8, 1), num_classes=2, depth=34),
+         r"no option depth: its options are \{'width'"),
+        ("no_default_shape", "resnet18", dict(num_classes=2), "no default input_shape"),
         ("application_without_width", "resnet50", dict(width=0.5), "no option width"),
     )
     def test_bad_settings(self, name, kwargs, message):
