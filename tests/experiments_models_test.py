@@ -15,11 +15,12 @@ from experiments import models as registry
 
 # Tiny widths for the entries that take one (fc*: units; the others: a channel multiplier).
 SMALL_WIDTH = {"fully_connected": 8, "cnn": 0.0625, "resnet": 0.0625}
-# Deeper variants of a keras.applications family: built and checked, but trained only through
+# Larger variants of a keras.applications family: built and checked, but trained only through
 # the family's smallest entry (same Keras constructor code and registry builder), which saves
-# about 50 s on a loaded 2-core machine.
+# about 55 s on a loaded 2-core machine.
 TRAINED_AS = {"resnet101": "resnet50", "resnet152": "resnet50", "densenet169": "densenet121",
-              "efficientnet_b1": "efficientnet_b0", "convnext_small": "convnext_tiny"}
+              "efficientnet_b1": "efficientnet_b0", "convnext_small": "convnext_tiny",
+              "mobilenet_v2": "mobilenet_v2_035", "mobilenet_v3_large": "mobilenet_v3_small"}
 MODULE = "experiments_models_test_nets"
 NETS = textwrap.dedent("""\
     import keras
