@@ -123,6 +123,13 @@ class LaunchError(SystemExit):
         self.message = message
 
 
+def plain_number(value):
+    """A number for a log line: numpy scalars as Python prints them (no `np.float64(...)`),
+    floats with 6 significant digits."""
+    value = value.item() if hasattr(value, "item") else value
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
 def usage_error(message):
     """The exception to raise for bad flags, data or output directories (exit status 2)."""
     return LaunchError(message)
@@ -259,6 +266,7 @@ def train_main(experiment, defaults, spec_fields=None):
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                 tf.errors.NotFoundError) as e:
             raise usage_error(f"Bad input data: {core.error_line(e)}") from None
-        logging.info("Finished: %s", final)
+        logging.info("Finished: %s", ", ".join(f"{key} {plain_number(value)}"
+                                               for key, value in final.items()))
 
     return main
