@@ -326,8 +326,8 @@ class ProfileRow:
 
     Attributes:
       model: the model's name.
-      layer, index, relative_depth, height, width, channels, layer_type: the point
-        (`deform_tf.representations.Point`).
+      point: the point measured (`deform_tf.representations.Point`: its name, index, relative
+        depth, size and layer type).
       sensitivity_cosine, sensitivity_euclidean: mean clean-vs-deformed distance over the
         median pairwise clean distance.
       relative_stability: R_f = D_f / G_f.
@@ -336,13 +336,7 @@ class ProfileRow:
     """
 
     model: str
-    layer: str
-    index: int
-    relative_depth: float
-    height: int
-    width: int
-    channels: int
-    layer_type: str
+    point: representations.Point
     sensitivity_cosine: Optional[float]
     sensitivity_euclidean: Optional[float]
     relative_stability: Optional[float]
@@ -350,8 +344,19 @@ class ProfileRow:
     noise_stability: Optional[float]
     note: str = ""
 
+    def record(self):
+        """The row as one flat dict, keys in `COLUMNS` order: the point's fields inline, its
+        name under "layer" (a row of profile.csv and profile.json)."""
+        point = dataclasses.asdict(self.point)
+        return {"model": self.model, "layer": point.pop("name"), **point,
+                **{key: getattr(self, key) for key in MEASURES}, "note": self.note}
 
-COLUMNS = tuple(field.name for field in dataclasses.fields(ProfileRow))
+
+# The columns of a profile's table: the model, the point (its name as "layer"), the measures,
+# the note.
+COLUMNS = (("model",) + tuple("layer" if f.name == "name" else f.name
+                              for f in dataclasses.fields(representations.Point))
+           + MEASURES + ("note",))
 
 
 def chunk_size(runner, num_images, num_groups=3, max_bytes=DEFAULT_CHUNK_BYTES):
@@ -465,11 +470,10 @@ def profile(model, images, deform_fn=None, layers=None, preprocess=AUTO, noise_s
             warnings.warn(f"{name}: point {p.name!r} (index {k}): {note}.",
                           UndefinedPointWarning, stacklevel=2)
         rows.append(ProfileRow(
-            model=name, layer=p.name, index=p.index, relative_depth=p.relative_depth,
-            height=p.height, width=p.width, channels=p.channels, layer_type=p.layer_type,
-            note=note, **{key: None if math.isnan(v) else v for key, v in values.items()}))
+            model=name, point=p, note=note,
+            **{key: None if math.isnan(v) else v for key, v in values.items()}))
     first = rows[0]
-    if (first.layer_type == "InputLayer" and first.sensitivity_cosine is not None
+    if (first.point.layer_type == "InputLayer" and first.sensitivity_cosine is not None
             and first.sensitivity_cosine >= LARGE_INPUT_SENSITIVITY):
         warnings.warn(
             f"{name}: at the input, the cosine sensitivity is {first.sensitivity_cosine:.2f}: "
@@ -491,7 +495,8 @@ HOW_TO_READ = (
 
 
 def _is_feature_map(row):
-    return row.layer_type != "InputLayer" and (row.height > 1 or row.width > 1)
+    point = row.point
+    return point.layer_type != "InputLayer" and (point.height > 1 or point.width > 1)
 
 
 def summary(rows):
@@ -503,9 +508,9 @@ def summary(rows):
         by_model.setdefault(row.model, []).append(row)
     result = {}
     for model, model_rows in by_model.items():
-        model_rows = sorted(model_rows, key=lambda r: r.index)
+        model_rows = sorted(model_rows, key=lambda r: r.point.index)
         picked = []
-        if model_rows[0].layer_type == "InputLayer":
+        if model_rows[0].point.layer_type == "InputLayer":
             picked.append(("input", model_rows[0]))
         defined = [r for r in model_rows if r.sensitivity_cosine is not None]
         if defined:
@@ -537,13 +542,14 @@ def format_summary(rows, details=None):
                                    else ""))
         table = [("", "point", "size", "cosine sensitivity", "R_f")]
         for what, row in picked:
-            table.append((what, row.layer, f"{row.height}x{row.width}x{row.channels}",
+            p = row.point
+            table.append((what, p.name, f"{p.height}x{p.width}x{p.channels}",
                           _number(row.sensitivity_cosine), _number(row.relative_stability)))
         widths = [max(len(r[c]) for r in table) for c in range(len(table[0]))]
         for r in table:
             lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(r, widths)).rstrip())
-        lines += [f"  note: {row.layer}: {row.note}" for row in
-                  sorted({r.index: r for _, r in picked if r.note}.values(),
-                         key=lambda r: r.index)]
+        lines += [f"  note: {row.point.name}: {row.note}" for row in
+                  sorted({r.point.index: r for _, r in picked if r.note}.values(),
+                         key=lambda r: r.point.index)]
     lines.append(HOW_TO_READ)
     return "\n".join(lines)

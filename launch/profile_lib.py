@@ -395,12 +395,12 @@ def _write_summaries(directory, rows, figure_png):
             for key in ("sensitivity_cosine", "sensitivity_euclidean", "relative_stability"):
                 if getattr(row, key) is not None:
                     tf.summary.scalar(f"{summary_tag(row.model)}/{key}", getattr(row, key),
-                                      step=row.index)
+                                      step=row.point.index)
         tf.summary.image("profile", tf.io.decode_png(figure_png)[None], step=0)
         lines = ["| " + " | ".join(profile.COLUMNS) + " |",
                  "|" + "---|" * len(profile.COLUMNS)]
-        lines += ["| " + " | ".join("" if getattr(r, c) is None else str(getattr(r, c))
-                                    for c in profile.COLUMNS) + " |" for r in rows]
+        lines += ["| " + " | ".join("" if value is None else str(value)
+                                    for value in r.record().values()) + " |" for r in rows]
         tf.summary.text("profile", "\n".join(lines), step=0)
     writer.close()
 
@@ -422,10 +422,10 @@ def write_outputs(output_dir, rows, settings):
     text = io.StringIO()
     writer = csv.DictWriter(text, fieldnames=profile.COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(dataclasses.asdict(r) for r in rows)
+    writer.writerows(r.record() for r in rows)
     with tf.io.gfile.GFile(paths[0], "w") as f:
         f.write(text.getvalue())
-    saved = json.dumps({"settings": settings, "rows": [dataclasses.asdict(r) for r in rows]},
+    saved = json.dumps({"settings": settings, "rows": [r.record() for r in rows]},
                        indent=1, allow_nan=False)
     with tf.io.gfile.GFile(paths[1], "w") as f:
         f.write(saved)

@@ -73,7 +73,7 @@ class ProfileTest(parameterized.TestCase, tf.test.TestCase):
         images = _images()
         rows = profile.profile(self.model, images, _deform, noise_seed=(3, 4),
                                batch_size=batch_size, runner=self.runner)
-        self.assertEqual([r.layer for r in rows],
+        self.assertEqual([r.point.name for r in rows],
                          ["input", "conv1", "pool1", "down2", "relu2", "logits"])
         deformed = _deform(images)
         noisy = images + sensitivity.matched_gaussian_noise(
@@ -83,8 +83,8 @@ class ProfileTest(parameterized.TestCase, tf.test.TestCase):
                          r.deformation_stability, r.noise_stability] for r in rows])
         self.assertAllClose(got, expected, rtol=1e-4, atol=0)
         self.assertEqual({r.model for r in rows}, {"base"})
-        self.assertEqual([r.relative_depth for r in rows][0], 0.0)
-        self.assertEqual([r.relative_depth for r in rows][-1], 1.0)
+        self.assertEqual([r.point.relative_depth for r in rows][0], 0.0)
+        self.assertEqual([r.point.relative_depth for r in rows][-1], 1.0)
 
     def test_preprocess_is_applied_after_the_deformation_to_every_group(self):
         # The same network with a nonlinear preprocessing as its first layer: measured at the
@@ -113,7 +113,7 @@ class ProfileTest(parameterized.TestCase, tf.test.TestCase):
             keras.Input([16, 16, 3]), keras.layers.Conv2D(2, 3, strides=2, activation="relu"),
             keras.layers.Flatten(), keras.layers.Dense(2)], name="seq")
         rows = profile.profile(model, _images(), _deform, batch_size=3, preprocess="none")
-        self.assertEqual([(r.height, r.width, r.channels) for r in rows],
+        self.assertEqual([(r.point.height, r.point.width, r.point.channels) for r in rows],
                          [(16, 16, 3), (7, 7, 2), (1, 1, 2)])
         self.assertTrue(all(np.isfinite(r.sensitivity_cosine) for r in rows))
 
@@ -157,7 +157,7 @@ class InputConventionTest(parameterized.TestCase, tf.test.TestCase):
         layers = ["class:MaxPooling2D", "re:^relu2$", "logits"]
         named = profile.profile(model, images, _deform, layers=layers, preprocess="unit")
         scaled = profile.profile(model, images / 255, _deform, layers=layers, preprocess="none")
-        self.assertEqual([r.layer for r in named], ["pool1", "relu2", "logits"])
+        self.assertEqual([r.point.name for r in named], ["pool1", "relu2", "logits"])
         for key in profile.MEASURES:
             self.assertAllClose([getattr(r, key) for r in named],
                                 [getattr(r, key) for r in scaled], rtol=2e-4, msg=key)
@@ -276,12 +276,13 @@ class UndefinedPointTest(tf.test.TestCase):
 class SummaryTest(tf.test.TestCase):
 
     def test_summary_picks_input_largest_last_feature_map_and_output(self):
-        rows = [profile.ProfileRow("m", name, k, k / 4, h, h, 2, kind, cos, 0.5, rf, 0.1, 0.1)
+        rows = [profile.ProfileRow("m", representations.Point(name, k, k / 4, h, h, 2, kind),
+                                   cos, 0.5, rf, 0.1, 0.1)
                 for k, (name, h, kind, cos, rf) in enumerate([
                     ("input", 8, "InputLayer", 0.1, 1.0), ("a", 8, "ReLU", 0.3, 0.8),
                     ("b", 4, "ReLU", 0.2, 0.5), ("gap", 1, "GlobalAveragePooling2D", 0.25, 0.4),
                     ("out", 1, "Dense", None, None)])]
-        picked = {what: row.layer for what, row in profile.summary(rows)["m"]}
+        picked = {what: row.point.name for what, row in profile.summary(rows)["m"]}
         self.assertEqual(picked, {"input": "input", "largest": "a", "last feature map": "b",
                                   "output": "out"})
         # A last point that is a feature map is the last feature map, not listed twice.
@@ -292,6 +293,23 @@ class SummaryTest(tf.test.TestCase):
         self.assertRegex(text, r"output +out +1x1x2 +undefined +undefined")
         self.assertIn("Lower = more stable", text)
 
+
+class RecordTest(tf.test.TestCase):
+
+    def test_a_row_is_written_flat_with_the_point_inline_in_the_published_columns(self):
+        # The columns of the published profile (docs/profile/profile.csv), in their order.
+        with open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                               "docs", "profile", "profile.csv")) as f:
+            header = f.readline().strip().split(",")
+        self.assertEqual(list(profile.COLUMNS), header)
+        point = representations.Point("block1_pool", 3, 0.25, 8, 6, 64, "MaxPooling2D")
+        row = profile.ProfileRow("m", point, 0.5, 1.5, None, 0.25, 0.125, note="why")
+        self.assertEqual(list(row.record().items()), [
+            ("model", "m"), ("layer", "block1_pool"), ("index", 3), ("relative_depth", 0.25),
+            ("height", 8), ("width", 6), ("channels", 64), ("layer_type", "MaxPooling2D"),
+            ("sensitivity_cosine", 0.5), ("sensitivity_euclidean", 1.5),
+            ("relative_stability", None), ("deformation_stability", 0.25),
+            ("noise_stability", 0.125), ("note", "why")])
 
 class SelectionTest(tf.test.TestCase):
 

@@ -40,8 +40,8 @@ class ReadmeTest(tf.test.TestCase):
         for row in namespace["rows"]:
             for key in profile.MEASURES:
                 value = getattr(row, key)
-                self.assertTrue(value is None or np.isfinite(value), (row.layer, key))
-            self.assertEqual(row.note == "", row.relative_stability is not None, row.layer)
+                self.assertTrue(value is None or np.isfinite(value), (row.point.name, key))
+            self.assertEqual(row.note == "", row.relative_stability is not None, row.point.name)
 
 
     def tracked_text_files(self):

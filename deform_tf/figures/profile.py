@@ -1,6 +1,6 @@
 """The deformation-stability profile of one or more models, against relative depth.
 
-`plot_profiles(rows)` takes `deform_tf.profile.ProfileRow`s (or dicts with the same keys, e.g.
+`plot_profiles(rows)` takes `deform_tf.profile.ProfileRow`s (or their flat `record()` dicts, e.g.
 read back from profile.json) of any number of models and returns a `matplotlib.figure.Figure`
 on the Agg canvas (no `pyplot`, no printing) with three panels sharing the x axis, the points'
 relative depth (0 = input, 1 = the deepest layer): (a) the cosine deformation sensitivity, (b) the
@@ -30,10 +30,6 @@ MAX_ANNOTATED_POINTS = 30  # layer names beside the markers up to this many poin
 MARKERS = "os^vD<>pXh*"
 
 
-def _value(row, key):
-    return row[key] if isinstance(row, dict) else getattr(row, key)
-
-
 def _plotted(value):
     """A measure as plotted: None (undefined) becomes a gap."""
     return float("nan") if value is None else value
@@ -41,7 +37,7 @@ def _plotted(value):
 
 def _shared_points(models):
     """[(relative depth, layer name)] if every model has the same points, else None."""
-    points = [[(_value(r, "relative_depth"), _value(r, "layer")) for r in model_rows]
+    points = [[(r["relative_depth"], r["layer"]) for r in model_rows]
               for model_rows in models.values()]
     return points[0] if all(p == points[0] for p in points) else None
 
@@ -58,22 +54,23 @@ def _by_model(rows):
     """{model: [rows sorted by index]}, models in order of first appearance."""
     models = {}
     for row in rows:
-        models.setdefault(_value(row, "model"), []).append(row)
-    return {m: sorted(r, key=lambda row: _value(row, "index")) for m, r in models.items()}
+        models.setdefault(row["model"], []).append(row)
+    return {m: sorted(r, key=lambda row: row["index"]) for m, r in models.items()}
 
 
 def plot_profiles(rows, title=None):
     """The profile figure (see the module docstring).
 
     Args:
-      rows: iterable of `ProfileRow`s or dicts with keys "model", "index", "relative_depth",
-        "sensitivity_cosine", "sensitivity_euclidean", "relative_stability".
+      rows: iterable of `ProfileRow`s or dicts with keys "model", "layer", "index",
+        "relative_depth", "sensitivity_cosine", "sensitivity_euclidean", "relative_stability"
+        (as `ProfileRow.record()`).
       title: optional super-title.
 
     Raises:
       ValueError: no rows.
     """
-    models = _by_model(rows)
+    models = _by_model([row if isinstance(row, dict) else row.record() for row in rows])
     if not models:
         raise ValueError("No profile rows to plot.")
     figure = canvas.new_figure((6.5, 8.5))
@@ -84,8 +81,8 @@ def plot_profiles(rows, title=None):
     for ax, (key, label, log) in zip(axes, PANELS):
         for (model, model_rows), color, marker in zip(models.items(), colors,
                                                       itertools.cycle(MARKERS)):
-            ax.plot([_value(r, "relative_depth") for r in model_rows],
-                    [_plotted(_value(r, key)) for r in model_rows], color=color, marker=marker,
+            ax.plot([r["relative_depth"] for r in model_rows],
+                    [_plotted(r[key]) for r in model_rows], color=color, marker=marker,
                     markersize=3, linewidth=1.2, label=model)
         ax.set_ylabel(label)
         if log:
@@ -103,9 +100,9 @@ def plot_profiles(rows, title=None):
     elif sum(len(r) for r in models.values()) <= MAX_ANNOTATED_POINTS:
         for (model, model_rows), color in zip(models.items(), colors):
             for r in model_rows:
-                value = _value(r, PANELS[0][0])
+                value = r[PANELS[0][0]]
                 if value is not None:
-                    axes[0].annotate(_value(r, "layer"), (_value(r, "relative_depth"), value),
+                    axes[0].annotate(r["layer"], (r["relative_depth"], value),
                                      xytext=(2, 2), textcoords="offset points", fontsize=5,
                                      rotation=45, color=color)
     if title:
