@@ -19,7 +19,6 @@ and the step, not the input pipeline (its position is the step, see `pipelines.o
 checkpoint / (model + optimizer) stays ~1 whatever the data set.
 """
 
-import argparse
 import dataclasses
 import glob
 import os
@@ -27,18 +26,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+from bench import common  # first: sets the environment before TensorFlow is imported
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-from bench import common  # pylint: disable=wrong-import-position
-from bench import pipelines as bench_pipelines  # pylint: disable=wrong-import-position
-from deform_tf import model_io  # pylint: disable=wrong-import-position
+from bench import pipelines as bench_pipelines
+from deform_tf import model_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,12 +71,12 @@ def checkpoint_bytes(prefix):
 
 
 def _run_launcher(module, args, env):
-    started = time.perf_counter()
+    started = common.clock()
     result = subprocess.run([sys.executable, "-m", module] + args, cwd=REPO, env=env,
                             capture_output=True, text=True)
     if result.returncode:
         raise RuntimeError(f"{module} failed:\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started
+    return common.clock() - started
 
 
 def measure(workload, module, launcher_args, data, out_dir, steps, env):
@@ -125,38 +120,27 @@ def run_benchmark(args, tmp):
 
 
 def format_table(rows):
-    lines = ["| workload | data | checkpoint | variables (model, optimizer, step) | model | "
-             "checkpoint / variables | run |",
-             "|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.workload} | {r.data} | {r.checkpoint_bytes:,} B | "
-                     f"{r.variable_bytes:,} B | {r.model_bytes:,} B | "
-                     f"{r.checkpoint_bytes / r.variable_bytes:.3f} | {r.seconds:.0f} s |")
-    return "\n".join(lines)
+    return "\n".join(common.markdown_table(
+        ("workload", "data", "checkpoint", "variables (model, optimizer, step)", "model",
+         "checkpoint / variables", "run"), "llrrrrr",
+        [(r.workload, r.data, f"{r.checkpoint_bytes:,} B", f"{r.variable_bytes:,} B",
+          f"{r.model_bytes:,} B", f"{r.checkpoint_bytes / r.variable_bytes:.3f}",
+          f"{r.seconds:.0f} s") for r in rows]))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.checkpoint_size", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: ImageNet net at width 1/32, 16 images, 1 step")
+    parser = common.ArgumentParser(
+        "bench.checkpoint_size", __doc__,
+        "smoke run: ImageNet net at width 1/32, 16 images, 1 step", verbose=False)
     parser.add_argument("--workloads", default="imagenet,cifar10",
                         help="comma-separated subset of imagenet,cifar10")
-    parser.add_argument("--steps", type=int, default=None,
-                        help="training steps (one checkpoint at the end); default 2 (1 quick)")
-    parser.add_argument("--imagenet_images", type=int, default=None,
-                        help="fake ImageNet training images; default 512 (16 with --quick)")
-    parser.add_argument("--imagenet_width", type=float, default=None,
-                        help="ImageNet VGG width; default 1 (the paper's; 1/32 with --quick)")
+    parser.add_by_quick("steps", 1, 2, "training steps (one checkpoint at the end)")
+    parser.add_by_quick("imagenet_images", 16, 512, "fake ImageNet training images")
+    parser.add_by_quick("imagenet_width", 0.03125, 1.0, "ImageNet VGG width (1: the paper's)",
+                        type=float)
     parser.add_argument("--image_size", type=int, default=64,
                         help="ImageNet crop size in px (the variables do not depend on it)")
-    args = parser.parse_args(argv)
-    for key, quick, full in (("steps", 1, 2), ("imagenet_images", 16, 512),
-                             ("imagenet_width", 0.03125, 1.0)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-        if getattr(args, key) <= 0:
-            parser.error(f"--{key} must be > 0")
+    args = parser.parse(argv, positive=("steps", "imagenet_images", "imagenet_width"))
     args.workloads = tuple(w.strip() for w in args.workloads.split(",") if w.strip())
     if not args.workloads or set(args.workloads) - {"imagenet", "cifar10"}:
         parser.error("--workloads must be a subset of imagenet,cifar10")
@@ -165,26 +149,16 @@ def parse_args(argv):
 
 def main(argv=None, out=None):
     """Runs the benchmark and prints the report; returns it as a string."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
-    load = os.getloadavg()[0]
+    args = parse_args(argv)
+    run = common.Run(args.quick)
     tmp = tempfile.mkdtemp(prefix="bench_checkpoint_size_")
     try:
         rows = run_benchmark(args, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    report = "\n".join([
-        "# Checkpoint size vs model + optimizer variables (bench.checkpoint_size)"
-        + (" -- QUICK smoke run" if args.quick else ""),
-        "",
-        common.machine_line(load),
+    return run.report("Checkpoint size vs model + optimizer variables (bench.checkpoint_size)", [
         f"{args.steps} training step(s), one checkpoint at the end; SGD with momentum (one slot "
-        "per trainable variable).",
-        "",
-        format_table(rows),
-    ])
-    print(report, file=out, flush=True)
-    return report
+        "per trainable variable)."], [format_table(rows)], out)
 
 
 if __name__ == "__main__":

@@ -33,21 +33,14 @@ in the same mode and in graph mode (XLA's resize lowering is itself much slower 
 so the same-mode ratio flatters XLA).
 """
 
-import argparse
 import dataclasses
-import os
-import sys
-import time
 
 import numpy as np
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+from bench import common  # first: sets the environment before TensorFlow is imported
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-import deform_tf  # pylint: disable=wrong-import-position
-from bench import common  # pylint: disable=wrong-import-position
+import deform_tf
 
 FAST = "fast path"
 FAST_NO_JIT = "fast path, jit_compile=False"
@@ -185,7 +178,7 @@ def run_benchmark(workloads, modes=MODES, methods=METHODS, reps=20, min_sample_t
         raise ValueError(f"`methods` must include {PROXY!r} (the reference of the ratios).")
     log = log or (lambda message: None)
     seeds = _Seeds()
-    entries = []  # (workload, mode, method, fn, args, calls)
+    entries = []  # (workload, mode, method, sampler)
     checks = {}
     for w in workloads:
         images, flow = _inputs(w)
@@ -194,66 +187,58 @@ def run_benchmark(workloads, modes=MODES, methods=METHODS, reps=20, min_sample_t
             for method in methods:
                 fn = tf.function(_method_fn(method, w), jit_compile=(mode == "xla"),
                                  autograph=False)
-                start = time.perf_counter()
+                start = common.clock()
                 result = fn(images, flow, tf.constant([0, 0], tf.int32)).numpy()
-                first = time.perf_counter() - start
+                first = common.clock() - start
                 if method in (FAST, SPARSE):
                     outputs[method] = result
-                start = time.perf_counter()
-                fn(images, flow, seeds.take(1)[0])
-                warm = time.perf_counter() - start
-                calls = max(1, int(np.ceil(min_sample_time / max(warm, 1e-6))))
+                warm = common.seconds(fn, images, flow, seeds.take(1)[0])
+                calls = common.calls_per_sample(min_sample_time, warm)
                 log(f"  warm-up {w.name:9s} {mode:5s} {method:28s} first call {first:7.2f} s, "
                     f"then {warm * 1e3:8.2f} ms; {calls} call(s) per sample")
-                entries.append((w, mode, method, fn, (images, flow), calls))
+                entries.append((w, mode, method, _sampler(fn, (images, flow), calls, w.batch,
+                                                          seeds)))
             if mode == "graph" and FAST in outputs and SPARSE in outputs:
                 checks[w.name] = float(np.max(np.abs(outputs[FAST] - outputs[SPARSE])))
 
-    samples = {i: [] for i in range(len(entries))}
-    for rep in range(reps):
-        # Rotate the starting entry so that no method always runs right after the same one.
-        order = list(range(len(entries)))
-        shift = rep % len(order)
-        for i in order[shift:] + order[:shift]:
-            w, _, _, fn, args, calls = entries[i]
-            call_seeds = seeds.take(calls)
-            start = time.perf_counter()
-            for seed in call_seeds:
-                out = fn(*args, seed)
-            elapsed = time.perf_counter() - start
-            del out
-            samples[i].append(w.batch * calls / elapsed)
-        log(f"  round {rep + 1}/{reps} done")
-
-    medians = {}
+    samples = common.round_robin([e[3] for e in entries], reps, log)
+    timings = common.Timings({(w.name, mode, method): values
+                              for (w, mode, method, _), values in zip(entries, samples)})
     rows = []
-    for i, (w, mode, method, _, _, _) in enumerate(entries):
-        medians[(w.name, mode, method)] = float(np.median(samples[i]))
-    for i, (w, mode, method, _, _, _) in enumerate(entries):
-        values = np.asarray(samples[i])
-        median = medians[(w.name, mode, method)]
-        q25, q75 = np.percentile(values, [25, 75])
-        graph_proxy = medians.get((w.name, "graph", PROXY), float("nan"))
+    for w, mode, method, _ in entries:
+        key = (w.name, mode, method)
+        median = timings.median(key)
         rows.append(Row(
             workload=w.name, mode=mode, method=method,
             ms_per_batch=1e3 * w.batch / median, img_per_s=median,
-            spread=float((q75 - q25) / median),
-            vs_proxy=median / medians[(w.name, mode, PROXY)],
-            vs_graph_proxy=median / graph_proxy))
+            spread=timings.spread(key), vs_proxy=timings.ratio(key, (w.name, mode, PROXY)),
+            vs_graph_proxy=timings.ratio(key, (w.name, "graph", PROXY))))
     return rows, checks
+
+
+def _sampler(fn, args, calls, batch, seeds):
+    """() -> img/s of `calls` back-to-back calls fn(*args, seed), a fresh seed each (made
+    before the clock starts)."""
+
+    def sample():
+        call_seeds = seeds.take(calls)
+        start = common.clock()
+        for seed in call_seeds:
+            out = fn(*args, seed)
+        elapsed = common.clock() - start
+        del out
+        return batch * calls / elapsed
+    return sample
 
 
 def format_table(rows):
     """A markdown table of the rows."""
-    lines = ["| workload | mode | method | ms/batch | img/s (median) | IQR | x proxy (same mode) "
-             "| x proxy (graph) |",
-             "|---|---|---|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(
-            f"| {r.workload} | {r.mode} | {r.method} | {r.ms_per_batch:.2f} | "
-            f"{r.img_per_s:,.0f} | {100 * r.spread:.0f}% | {r.vs_proxy:.3f} | "
-            f"{_ratio(r.vs_graph_proxy)} |")
-    return "\n".join(lines)
+    return "\n".join(common.markdown_table(
+        ("workload", "mode", "method", "ms/batch", "img/s (median)", "IQR",
+         "x proxy (same mode)", "x proxy (graph)"), "lllrrrrr",
+        [(r.workload, r.mode, r.method, f"{r.ms_per_batch:.2f}", f"{r.img_per_s:,.0f}",
+          f"{100 * r.spread:.0f}%", f"{r.vs_proxy:.3f}", _ratio(r.vs_graph_proxy))
+         for r in rows]))
 
 
 def _ratio(value):
@@ -283,36 +268,21 @@ def _notes(rows, checks, workloads):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.deformation", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=None,
-                        help="round-robin rounds (samples per entry); default 20, 2 with --quick")
-    parser.add_argument("--min_sample_time", type=float, default=None,
-                        help="seconds of back-to-back calls per sample; default 0.05, 0.005 "
-                        "with --quick")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: small batches (CIFAR 16, ImageNet 2), 2 rounds")
+    parser = common.ArgumentParser("bench.deformation", __doc__,
+                                   "smoke run: small batches (CIFAR 16, ImageNet 2), 2 rounds")
+    parser.add_reps(2, 20)
+    parser.add_min_sample_time(0.005, 0.05)
     parser.add_argument("--modes", default=",".join(MODES),
                         help="comma-separated subset of graph,xla")
-    parser.add_argument("--workloads", default="CIFAR,ImageNet",
-                        help="comma-separated subset of CIFAR,ImageNet")
+    parser.add_workloads(PAPER_WORKLOADS)
     parser.add_argument("--threads", type=int, default=0,
                         help="TF intra- and inter-op threads (0 = TF's default, all cores); 1 "
                         "times every entry on one core, as when other jobs hold the others")
-    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
-    args = parser.parse_args(argv)
-    if args.reps is None:
-        args.reps = 2 if args.quick else 20
-    if args.min_sample_time is None:
-        args.min_sample_time = 0.005 if args.quick else 0.05
+    args = parser.parse(argv, at_least={"reps": 1, "threads": 0})
     args.modes = tuple(m for m in args.modes.split(",") if m)
     unknown = set(args.modes) - set(MODES)
     if unknown or not args.modes:
         parser.error(f"--modes must be a subset of {','.join(MODES)}, got {args.modes}")
-    if args.reps < 1:
-        parser.error("--reps must be >= 1")
-    if args.threads < 0:
-        parser.error("--threads must be >= 0")
     return args
 
 
@@ -321,9 +291,8 @@ def main(argv=None, workloads=None, out=None):
 
     `workloads` overrides the paper's (or --quick's) workloads, e.g. tiny ones in tests.
     """
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
-    load = os.getloadavg()[0]
+    args = parse_args(argv)
+    run = common.Run(args.quick, args.verbose)
     if args.threads:
         try:
             tf.config.threading.set_intra_op_parallelism_threads(args.threads)
@@ -333,31 +302,14 @@ def main(argv=None, workloads=None, out=None):
                              "--threads in a fresh process.") from None
     if workloads is None:
         workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
-                                     else PAPER_WORKLOADS)
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
+                                            else PAPER_WORKLOADS)
     rows, checks = run_benchmark(workloads, modes=args.modes, reps=args.reps,
-                                 min_sample_time=args.min_sample_time, log=log)
-    elapsed = time.perf_counter() - start
-    report = "\n".join([
-        "# Deformation throughput (bench.deformation)" + (" -- QUICK smoke run" if args.quick
-                                                          else ""),
-        "",
-        common.machine_line(load),
-        "Workloads: " + "; ".join(f"{w.name} {w.describe()}" for w in workloads),
-        f"{args.reps} round-robin rounds, samples of >= {args.min_sample_time:g} s; median "
-        f"img/s; IQR = interquartile range / median; total {elapsed:.0f} s.",
-        "",
-        format_table(rows),
-        "",
-        _notes(rows, checks, workloads),
-    ])
-    print(report, file=out, flush=True)
-    return report
+                                 min_sample_time=args.min_sample_time, log=run.log)
+    return run.report("Deformation throughput (bench.deformation)", [
+        common.workloads_line(workloads),
+        f"{args.reps} round-robin rounds, samples of >= {args.min_sample_time:g} s; "
+        + run.medians_note("img/s")],
+        [format_table(rows), "", _notes(rows, checks, workloads)], out)
 
 
 if __name__ == "__main__":

@@ -34,24 +34,17 @@ the spread (interquartile range / median) and the ratio to the forward pass of t
 Target (issue "The measurement stack"): evaluation <= 1.3x the forward pass.
 """
 
-import argparse
 import dataclasses
-import os
-import sys
-import time
 
 import numpy as np
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+from bench import common  # first: sets the environment before TensorFlow is imported
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-import deform_tf  # pylint: disable=wrong-import-position
-from bench import common  # pylint: disable=wrong-import-position
-from deform_tf import models  # pylint: disable=wrong-import-position
-from deform_tf import pairwise  # pylint: disable=wrong-import-position
-from deform_tf import sensitivity  # pylint: disable=wrong-import-position
+import deform_tf
+from deform_tf import models
+from deform_tf import pairwise
+from deform_tf import sensitivity
 
 FORWARD = "forward 2N (classifier)"
 EVALUATION = "sensitivity evaluation"
@@ -193,41 +186,27 @@ def run_benchmark(workloads, reps=None, candidate=None, breakdown=False, log=Non
     for w in workloads:
         entries, num_layers = _entries(w, candidate, breakdown, seeds)
         for name, fn in entries:
-            times = []
-            for _ in range(2):
-                start = time.perf_counter()
-                fn()
-                times.append(time.perf_counter() - start)
-            log(f"  warm-up {w.name:9s} {name.strip():32s} calls {times[0]:7.2f} s, "
-                f"{times[1]:7.2f} s")
+            first, second = common.seconds(fn), common.seconds(fn)
+            log(f"  warm-up {w.name:9s} {name.strip():32s} calls {first:7.2f} s, "
+                f"{second:7.2f} s")
         rounds = reps if reps is not None else DEFAULT_REPS.get(w.name, 3)
-        samples = [[] for _ in entries]
-        for rep in range(rounds):
-            shift = rep % len(entries)
-            order = list(range(len(entries)))
-            for i in order[shift:] + order[:shift]:
-                start = time.perf_counter()
-                entries[i][1]()
-                samples[i].append(time.perf_counter() - start)
-            log(f"  {w.name}: round {rep + 1}/{rounds} done")
-        medians = [float(np.median(s)) for s in samples]
-        for (name, _), values, median in zip(entries, samples, medians):
-            q25, q75 = np.percentile(values, [25, 75])
-            rows.append(Row(workload=w.name, entry=name, seconds=median,
-                            spread=float((q75 - q25) / median), vs_forward=median / medians[0],
-                            num_layers=num_layers))
+        samples = common.round_robin([lambda fn=fn: common.seconds(fn) for _, fn in entries],
+                                     rounds, log, label=f"{w.name}: ")
+        timings = common.Timings({name: values for (name, _), values in zip(entries, samples)})
+        for name, _ in entries:
+            rows.append(Row(workload=w.name, entry=name, seconds=timings.median(name),
+                            spread=timings.spread(name),
+                            vs_forward=timings.ratio(name, FORWARD), num_layers=num_layers))
         del entries
     return rows
 
 
 def format_table(rows):
     """A markdown table of the rows."""
-    lines = ["| workload | entry | s/call (median) | IQR | x forward 2N |",
-             "|---|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.workload} | {r.entry} | {r.seconds:.4f} | {100 * r.spread:.0f}% | "
-                     f"{r.vs_forward:.2f} |")
-    return "\n".join(lines)
+    return "\n".join(common.markdown_table(
+        ("workload", "entry", "s/call (median)", "IQR", "x forward 2N"), "llrrr",
+        [(r.workload, r.entry, f"{r.seconds:.4f}", f"{100 * r.spread:.0f}%",
+          f"{r.vs_forward:.2f}") for r in rows]))
 
 
 def _verdicts(rows):
@@ -242,22 +221,18 @@ def _verdicts(rows):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.metrics", description=__doc__.split("\n\n")[0])
+    parser = common.ArgumentParser("bench.metrics", __doc__,
+                                   "smoke run: reduced widths, N and ImageNet size, 1 round")
     parser.add_argument("--reps", type=int, default=None,
                         help="round-robin rounds per workload; default CIFAR 15, ImageNet 3; "
                         "1 with --quick")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: reduced widths, N and ImageNet size, 1 round")
-    parser.add_argument("--workloads", default="CIFAR,ImageNet",
-                        help="comma-separated subset of CIFAR,ImageNet")
+    parser.add_workloads(PAPER_WORKLOADS)
     parser.add_argument("--breakdown", action="store_true",
                         help="also time the stages of the library evaluation and the forward "
                         "2N compiled with XLA")
     parser.add_argument("--candidate", default=None,
                         help="path of an alternative deform_tf/sensitivity.py to time as well")
-    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
-    args = parser.parse_args(argv)
+    args = parser.parse(argv)
     if args.reps is None and args.quick:
         args.reps = 1
     if args.reps is not None and args.reps < 1:
@@ -270,35 +245,21 @@ def main(argv=None, workloads=None, out=None):
 
     `workloads` overrides the paper's (or --quick's) workloads, e.g. tiny ones in tests.
     """
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
+    args = parse_args(argv)
     if workloads is None:
         workloads = common.select_workloads(args.workloads, QUICK_WORKLOADS if args.quick
-                                     else PAPER_WORKLOADS)
+                                            else PAPER_WORKLOADS)
     candidate = common.load_candidate(args.candidate) if args.candidate else None
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
-    load = os.getloadavg()[0]
+    run = common.Run(args.quick, args.verbose)
     rows = run_benchmark(workloads, reps=args.reps, candidate=candidate,
-                         breakdown=args.breakdown, log=log)
-    elapsed = time.perf_counter() - start
+                         breakdown=args.breakdown, log=run.log)
     rounds = (f"{args.reps}" if args.reps is not None else
               ", ".join(f"{w.name} {DEFAULT_REPS.get(w.name, 3)}" for w in workloads))
-    report = "\n".join(common.report_header(
-        "Sensitivity evaluation vs forward pass (bench.metrics)", args.quick, load, workloads,
-        f"Round-robin rounds: {rounds}; one call per sample; median s/call; IQR = interquartile "
-        f"range / median; total {elapsed:.0f} s."
-        + (f" Candidate: {args.candidate}." if args.candidate else "")) + [
-        format_table(rows),
-        "",
-        _verdicts(rows),
-    ])
-    print(report, file=out, flush=True)
-    return report
+    return run.report("Sensitivity evaluation vs forward pass (bench.metrics)", [
+        common.workloads_line(workloads),
+        f"Round-robin rounds: {rounds}; one call per sample; " + run.medians_note("s/call")
+        + (f" Candidate: {args.candidate}." if args.candidate else "")],
+        [format_table(rows), "", _verdicts(rows)], out)
 
 
 if __name__ == "__main__":

@@ -34,29 +34,23 @@ Target (issue "Input pipelines"): pipeline >= 3x training consumption on CIFAR-s
 MNIST-size inputs.
 """
 
-import argparse
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
-import time
 
 import numpy as np
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+from bench import common  # first: sets the environment before TensorFlow is imported
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-from bench import common  # pylint: disable=wrong-import-position
-from launch import train_lib  # pylint: disable=wrong-import-position
-from pipelines import cifar10  # pylint: disable=wrong-import-position
-from pipelines import core  # pylint: disable=wrong-import-position
-from pipelines import idx  # pylint: disable=wrong-import-position
-from pipelines import imagenet  # pylint: disable=wrong-import-position
-from pipelines import mnist  # pylint: disable=wrong-import-position
-from pipelines import synthetic  # pylint: disable=wrong-import-position
+from launch import train_lib
+from pipelines import cifar10
+from pipelines import core
+from pipelines import idx
+from pipelines import imagenet
+from pipelines import mnist
+from pipelines import synthetic
 
 PIPELINE = "pipeline"
 TRAINING = "training"
@@ -255,12 +249,12 @@ def _time_pipeline(dataset, warmup_batches, batches):
     iterator = iter(dataset)  # a fresh pipeline: new threads, empty buffers
     for _ in range(warmup_batches):
         next(iterator)
-    start = time.perf_counter()
+    start = common.clock()
     count = 0
     for _ in range(batches):
         images, _ = next(iterator)
         count += int(images.shape[0])
-    elapsed = time.perf_counter() - start
+    elapsed = common.clock() - start
     del iterator
     return count / elapsed
 
@@ -285,102 +279,69 @@ def run_benchmark(settings, reps=3, batches=40, imagenet_batches=8, warmup_batch
         entries = []  # (kind, name, batch, sample_fn, feeds)
         for name, batch, dataset in pipes:
             count = imagenet_batches if name == IMAGENET else batches
-            start = time.perf_counter()
+            start = common.clock()
             rate = _time_pipeline(dataset, warmup_batches, count)
-            log(f"  warm-up {name:14s} {time.perf_counter() - start:6.2f} s, {rate:8.0f} ex/s")
+            log(f"  warm-up {name:14s} {common.clock() - start:6.2f} s, {rate:8.0f} ex/s")
             entries.append((PIPELINE, name, batch,
                             lambda dataset=dataset, count=count: _time_pipeline(
                                 dataset, warmup_batches, count), ()))
         for name, batch, run_steps, feeds in _training(settings):
-            start = time.perf_counter()
-            run_steps(tf.constant(1)).numpy()
-            first = time.perf_counter() - start
-            start = time.perf_counter()
-            run_steps(tf.constant(1)).numpy()
-            step = time.perf_counter() - start
-            steps = max(1, int(np.ceil(min_sample_time / max(step, 1e-6))))
+            one_step = lambda run_steps=run_steps: run_steps(tf.constant(1)).numpy()
+            first, step = common.seconds(one_step), common.seconds(one_step)
+            steps = common.calls_per_sample(min_sample_time, step)
             log(f"  warm-up {name:28s} first call {first:6.2f} s, then {step:6.3f} s/step; "
                 f"{steps} step(s) per sample")
 
             def sample(run_steps=run_steps, steps=steps, batch=batch):
-                start = time.perf_counter()
-                run_steps(tf.constant(steps)).numpy()
-                return steps * batch / (time.perf_counter() - start)
+                return steps * batch / common.seconds(
+                    lambda: run_steps(tf.constant(steps)).numpy())
 
             entries.append((TRAINING, name, batch, sample, feeds))
-        samples = [[] for _ in entries]
-        for rep in range(reps):
-            shift = rep % len(entries)
-            order = list(range(len(entries)))
-            for i in order[shift:] + order[:shift]:
-                samples[i].append(entries[i][3]())
-            log(f"  round {rep + 1}/{reps} done")
+        samples = common.round_robin([e[3] for e in entries], reps, log)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    rows = []
-    for (kind, name, batch, _, _), values in zip(entries, samples):
-        median = float(np.median(values))
-        q25, q75 = np.percentile(values, [25, 75])
-        rows.append(Row(kind, name, batch, median, float((q75 - q25) / median)))
-    by_name = {r.name: r for r in rows}
+    timings = common.Timings({name: values for (_, name, _, _, _), values
+                              in zip(entries, samples)})
+    rows = [Row(kind, name, batch, timings.median(name), timings.spread(name))
+            for kind, name, batch, _, _ in entries]
     ratios = []
     for kind, name, _, _, feeds in entries:
         if kind != TRAINING:
             continue
         for pipeline in feeds:
-            ratios.append(Ratio(pipeline, name, by_name[pipeline].examples_per_s
-                                / by_name[name].examples_per_s, pipeline in SMALL_INPUTS))
+            ratios.append(Ratio(pipeline, name, timings.ratio(pipeline, name),
+                                pipeline in SMALL_INPUTS))
     ratios.sort(key=lambda r: [p for p, _, _ in pipes].index(r.pipeline))
     return rows, ratios, described
 
 
 def format_tables(rows, ratios):
     """Two markdown tables: every entry's rate, then pipeline / training ratios."""
-    lines = ["| kind | entry | batch | ex/s (median) | IQR |", "|---|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.kind} | {r.name} | {r.batch} | {r.examples_per_s:,.1f} | "
-                     f"{100 * r.spread:.0f}% |")
-    lines += ["", "| pipeline | feeds model | pipeline / training | target >= 3x |",
-              "|---|---|---:|---|"]
-    for r in ratios:
-        verdict = ("met" if r.ratio >= TARGET else "NOT met") if r.target_applies else "n/a"
-        lines.append(f"| {r.pipeline} | {r.model} | {r.ratio:.2f} | {verdict} |")
+    lines = common.markdown_table(
+        ("kind", "entry", "batch", "ex/s (median)", "IQR"), "llrrr",
+        [(r.kind, r.name, str(r.batch), f"{r.examples_per_s:,.1f}", f"{100 * r.spread:.0f}%")
+         for r in rows])
+    lines += [""] + common.markdown_table(
+        ("pipeline", "feeds model", "pipeline / training", "target >= 3x"), "llrl",
+        [(r.pipeline, r.model, f"{r.ratio:.2f}",
+          ("met" if r.ratio >= TARGET else "NOT met") if r.target_applies else "n/a")
+         for r in ratios])
     return "\n".join(lines)
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.pipelines", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: tiny batches, data and widths; 1 round")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="round-robin rounds; default 3, 1 with --quick")
-    parser.add_argument("--batches", type=int, default=None,
-                        help="timed batches per small-input pipeline sample; default 40 "
-                        "(3 with --quick)")
-    parser.add_argument("--imagenet_batches", type=int, default=None,
-                        help="timed batches per ImageNet pipeline sample; default 8 (2 with "
-                        "--quick)")
+    parser = common.ArgumentParser("bench.pipelines", __doc__,
+                                   "smoke run: tiny batches, data and widths; 1 round")
+    parser.add_reps(1, 3)
+    parser.add_by_quick("batches", 3, 40, "timed batches per small-input pipeline sample")
+    parser.add_by_quick("imagenet_batches", 2, 8, "timed batches per ImageNet pipeline sample")
     parser.add_argument("--warmup_batches", type=int, default=3,
                         help="untimed batches pulled from each fresh iterator first")
-    parser.add_argument("--min_sample_time", type=float, default=None,
-                        help="seconds of training steps per sample; default 2 (0.01 with "
-                        "--quick)")
+    parser.add_min_sample_time(0.01, 2.0, "seconds of training steps per sample")
     parser.add_argument("--cifar_records", type=int, default=None,
                         help="records per fake CIFAR-10 file; default 2000")
-    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
-    args = parser.parse_args(argv)
-    defaults = dict(reps=(1, 3), batches=(3, 40), imagenet_batches=(2, 8),
-                    min_sample_time=(0.01, 2.0))
-    for key, (quick, full) in defaults.items():
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-    for key in ("reps", "batches", "imagenet_batches"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key} must be >= 1")
-    if args.warmup_batches < 0:
-        parser.error("--warmup_batches must be >= 0")
-    return args
+    return parser.parse(argv, at_least={"reps": 1, "batches": 1, "imagenet_batches": 1,
+                                        "warmup_batches": 0})
 
 
 def main(argv=None, settings=None, out=None):
@@ -388,40 +349,23 @@ def main(argv=None, settings=None, out=None):
 
     `settings` overrides the issue's (or --quick's) sizes, e.g. tiny ones in tests.
     """
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
+    args = parse_args(argv)
     if settings is None:
         settings = QUICK_SETTINGS if args.quick else Settings()
     if args.cifar_records is not None:
         settings = dataclasses.replace(settings, cifar_records=args.cifar_records)
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
-    load = os.getloadavg()[0]
+    run = common.Run(args.quick, args.verbose)
     rows, ratios, described = run_benchmark(
         settings, reps=args.reps, batches=args.batches, imagenet_batches=args.imagenet_batches,
-        warmup_batches=args.warmup_batches, min_sample_time=args.min_sample_time, log=log)
-    elapsed = time.perf_counter() - start
-    report = "\n".join([
-        "# Input pipelines vs training consumption (bench.pipelines)"
-        + (" -- QUICK smoke run" if args.quick else ""),
-        "",
-        common.machine_line(load),
+        warmup_batches=args.warmup_batches, min_sample_time=args.min_sample_time, log=run.log)
+    return run.report("Input pipelines vs training consumption (bench.pipelines)", [
         "Pipelines: " + described + ".",
         f"Each entry measured alone (pipelines and training compete for the cores when run "
         f"together). {args.reps} round-robin rounds; pipeline samples: fresh iterator, "
         f"{args.warmup_batches} warm-up batches, then {args.batches} timed batches "
         f"({args.imagenet_batches} for ImageNet); training samples >= {args.min_sample_time:g} "
-        f"s of steps on one in-memory batch; median ex/s; IQR = interquartile range / median; "
-        f"total {elapsed:.0f} s.",
-        "",
-        format_tables(rows, ratios),
-    ])
-    print(report, file=out, flush=True)
-    return report
+        "s of steps on one in-memory batch; " + run.medians_note("ex/s")],
+        [format_tables(rows, ratios)], out)
 
 
 if __name__ == "__main__":

@@ -36,17 +36,14 @@ import time
 
 import numpy as np
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+from bench import common  # first: sets the environment before TensorFlow is imported
+import keras  # pylint: disable=wrong-import-order
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import keras  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-import deform_tf  # pylint: disable=wrong-import-position
-from bench import common  # pylint: disable=wrong-import-position
-from deform_tf import pairwise  # pylint: disable=wrong-import-position
-from deform_tf import profile  # pylint: disable=wrong-import-position
-from deform_tf import sensitivity  # pylint: disable=wrong-import-position
+import deform_tf
+from deform_tf import pairwise
+from deform_tf import profile
+from deform_tf import sensitivity
 
 FORWARD = "forward 3N (classifier)"
 PROFILE = "profile"
@@ -138,14 +135,14 @@ def child_memory(w, what):
     runner = sensitivity.RepresentationRunner(model)
     chunk = profile.chunk_size(runner, w.num_images)
     baseline = _peak_mib()
-    start = time.perf_counter()
+    start = common.clock()
     if what == PROFILE:
         rows = profile.profile(model, images, _deform_fn(w, [3, 4]), runner=runner)
         assert len(rows) == len(runner.points)
     else:
         _forward_3n(model, images, chunk)()
     return {"workload": w.name, "entry": what, "peak_mib": _peak_mib(), "baseline_mib": baseline,
-            "chunk": chunk, "points": len(runner.points), "seconds": time.perf_counter() - start,
+            "chunk": chunk, "points": len(runner.points), "seconds": common.clock() - start,
             "stored_mib": w.num_images * runner.feature_count * 4 / 2**20}
 
 
@@ -230,20 +227,17 @@ def measure_time(w, reps, log, breakdown=False, candidate=None):
     if breakdown:
         entries += _stage_entries(w, model, images, runner, chunk, seeds)
     for name, fn in entries:
-        start = time.perf_counter()
-        fn()
-        log(f"  warm-up {w.name} {name}: {time.perf_counter() - start:.1f} s")
-    samples = {name: [] for name, _ in entries}
-    for rep in range(reps):
-        for name, fn in entries[rep % len(entries):] + entries[:rep % len(entries)]:
-            # numpy's BLAS threads keep spinning for ~0.1 s after a product (measured); let
-            # them stop before the next entry so that no entry pays for the previous one.
-            time.sleep(BLAS_SETTLE_SECONDS)
-            start = time.perf_counter()
-            fn()
-            samples[name].append(time.perf_counter() - start)
-        log(f"  {w.name}: round {rep + 1}/{reps} done")
-    return samples, chunk
+        log(f"  warm-up {w.name} {name}: {common.seconds(fn):.1f} s")
+
+    def settled(fn):
+        # numpy's BLAS threads keep spinning for ~0.1 s after a product (measured); let them
+        # stop before the next entry so that no entry pays for the previous one.
+        time.sleep(BLAS_SETTLE_SECONDS)
+        return common.seconds(fn)
+
+    samples = common.round_robin([lambda fn=fn: settled(fn) for _, fn in entries], reps, log,
+                                 label=f"{w.name}: ")
+    return {name: values for (name, _), values in zip(entries, samples)}, chunk
 
 
 def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False,
@@ -261,12 +255,12 @@ def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False
                 row["baseline_mib"], row["stored_mib"] = m["baseline_mib"], m["stored_mib"]
                 row["points"] = m["points"]
         samples, chunk = measure_time(w, reps, log, breakdown, candidate)
+        timings = common.Timings(samples)
         row["chunk"], row["entries"] = chunk, list(samples)
-        for name, values in samples.items():
-            row[name] = float(np.median(values))
-            q25, q75 = np.percentile(values, [25, 75])
-            row[f"{name} IQR"] = float((q75 - q25) / np.median(values))
-        row["ratio"] = row[PROFILE] / row[FORWARD]
+        for name in samples:
+            row[name] = timings.median(name)
+            row[f"{name} IQR"] = timings.spread(name)
+        row["ratio"] = timings.ratio(PROFILE, FORWARD)
         rows.append(row)
     return rows
 
@@ -274,29 +268,30 @@ def run_benchmark(workloads, reps, quick, memory=True, log=None, breakdown=False
 def format_report(rows, memory):
     lines = []
     if memory:
-        lines += ["| workload | points | chunk | peak RSS, profile | peak RSS, forward 3N | "
-                  "baseline (model, images) | unit rows N x F x 4 B |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
-        for r in rows:
-            lines.append(
-                f"| {r['workload']} | {r['points']} | {r['chunk']} | "
-                f"{r['profile_peak_mib'] / 1024:.2f} GiB | {r['forward_peak_mib'] / 1024:.2f} "
-                f"GiB | {r['baseline_mib'] / 1024:.2f} GiB | {r['stored_mib'] / 1024:.2f} GiB |")
+        lines += common.markdown_table(
+            ("workload", "points", "chunk", "peak RSS, profile", "peak RSS, forward 3N",
+             "baseline (model, images)", "unit rows N x F x 4 B"), "lrrrrrr",
+            [(r["workload"], str(r["points"]), str(r["chunk"])) + tuple(
+                f"{r[key] / 1024:.2f} GiB" for key in
+                ("profile_peak_mib", "forward_peak_mib", "baseline_mib", "stored_mib"))
+             for r in rows])
         lines.append("")
-    lines += ["| workload | forward 3N s (IQR) | profile s (IQR) | profile / forward 3N |",
-              "|---|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r['workload']} | {r[FORWARD]:.3f} ({100 * r[FORWARD + ' IQR']:.0f}%) "
-                     f"| {r[PROFILE]:.3f} ({100 * r[PROFILE + ' IQR']:.0f}%) | "
-                     f"{r['ratio']:.2f} |")
+
+    def seconds(r, name):
+        return f"{r[name]:.3f} ({100 * r[name + ' IQR']:.0f}%)"
+
+    lines += common.markdown_table(
+        ("workload", "forward 3N s (IQR)", "profile s (IQR)", "profile / forward 3N"), "lrrr",
+        [(r["workload"], seconds(r, FORWARD), seconds(r, PROFILE), f"{r['ratio']:.2f}")
+         for r in rows])
     lines.append("")
     stages = [(r, name) for r in rows for name in r["entries"] if name not in (FORWARD, PROFILE)]
     if stages:
-        lines += ["Further entries of the same rounds (stages: timed alone):", "",
-                  "| workload | entry | s (IQR) | x forward 3N |", "|---|---|---:|---:|"]
-        for r, name in stages:
-            lines.append(f"| {r['workload']} | {name.strip()} | {r[name]:.3f} "
-                         f"({100 * r[name + ' IQR']:.0f}%) | {r[name] / r[FORWARD]:.2f} |")
+        lines += ["Further entries of the same rounds (stages: timed alone):", ""]
+        lines += common.markdown_table(
+            ("workload", "entry", "s (IQR)", "x forward 3N"), "llrr",
+            [(r["workload"], name.strip(), seconds(r, name), f"{r[name] / r[FORWARD]:.2f}")
+             for r, name in stages])
         lines.append("")
     for r in rows:
         met = "met" if r["ratio"] <= TIME_TARGET else "NOT met"
@@ -310,14 +305,9 @@ def format_report(rows, memory):
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.profile",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=None,
-                        help=f"round-robin rounds per workload (default {DEFAULT_REPS}; 1 with "
-                        "--quick)")
-    parser.add_argument("--quick", action="store_true", help="smoke run: a tiny MobileNetV2")
-    parser.add_argument("--workloads", default=None,
-                        help="comma-separated subset of ResNet50,MobileNetV2")
+    parser = common.ArgumentParser("bench.profile", __doc__, "smoke run: a tiny MobileNetV2")
+    parser.add_reps(1, DEFAULT_REPS, "round-robin rounds per workload")
+    parser.add_workloads(PAPER_WORKLOADS)
     parser.add_argument("--no_memory", action="store_true", help="skip the memory subprocesses")
     parser.add_argument("--candidate", default=None, metavar="PATH",
                         help="also time another deform_tf/sensitivity.py (e.g. from another "
@@ -327,45 +317,28 @@ def parse_args(argv):
                         "TF's matmul")
     parser.add_argument("--child", choices=(PROFILE, FORWARD), default=None,
                         help=argparse.SUPPRESS)  # internal: one memory measurement
-    parser.add_argument("--verbose", action="store_true", help="print warm-up and progress")
-    args = parser.parse_args(argv)
-    if args.reps is None:
-        args.reps = 1 if args.quick else DEFAULT_REPS
-    if args.reps < 1:
-        parser.error("--reps must be >= 1")
-    return args
+    return parser.parse(argv, at_least={"reps": 1})
 
 
 def main(argv=None, out=None):
     """Runs the benchmark and prints the report; returns it as a string."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
-    all_workloads = QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS
-    workloads = (common.select_workloads(args.workloads, all_workloads) if args.workloads
-                 else all_workloads)
+    args = parse_args(argv)
+    workloads = common.select_workloads(args.workloads,
+                                        QUICK_WORKLOADS if args.quick else PAPER_WORKLOADS)
     if args.child:
-        print(json.dumps(child_memory(workloads[0], args.child)), file=out, flush=True)
+        print(json.dumps(child_memory(workloads[0], args.child)),
+              file=sys.stdout if out is None else out, flush=True)
         return None
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
-    load = os.getloadavg()[0]
+    run = common.Run(args.quick, args.verbose)
     candidate = common.load_candidate(args.candidate) if args.candidate else None
-    rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory, log=log,
-                         breakdown=args.breakdown, candidate=candidate)
-    report = "\n".join(common.report_header(
-        "Deformation-stability profile: memory and time (bench.profile)", args.quick, load,
-        workloads,
+    rows = run_benchmark(workloads, args.reps, args.quick, memory=not args.no_memory,
+                         log=run.log, breakdown=args.breakdown, candidate=candidate)
+    return run.report("Deformation-stability profile: memory and time (bench.profile)", [
+        common.workloads_line(workloads),
         f"Round-robin rounds: {args.reps}; median s/call; IQR = interquartile range / median; "
-        f"memory: one subprocess per measurement; total {time.perf_counter() - start:.0f} s."
-        + (f" Candidate: {args.candidate}." if args.candidate else "")) + [
-        format_report(rows, not args.no_memory),
-    ])
-    print(report, file=out, flush=True)
-    return report
+        f"memory: one subprocess per measurement; total {run.elapsed():.0f} s."
+        + (f" Candidate: {args.candidate}." if args.candidate else "")],
+        [format_report(rows, not args.no_memory)], out)
 
 
 if __name__ == "__main__":

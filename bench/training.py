@@ -33,26 +33,18 @@ and the ratio launcher / fit for both fit variants. Target (issue "absl launcher
 0.95x fit.
 """
 
-import argparse
 import dataclasses
 import os
 import shutil
-import sys
 import tempfile
-import time
 
-import numpy as np
+from bench import common  # first: sets the environment before TensorFlow is imported
+from absl import logging  # pylint: disable=wrong-import-order
+import keras  # pylint: disable=wrong-import-order
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-from bench import tf_env  # pylint: disable=wrong-import-position
-
-tf_env.configure()  # before TF is imported
-from absl import logging  # pylint: disable=wrong-import-position
-import keras  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-from bench import common  # pylint: disable=wrong-import-position
-from deform_tf import models  # pylint: disable=wrong-import-position
-from launch import train_lib  # pylint: disable=wrong-import-position
+from deform_tf import models
+from launch import train_lib
 
 LAUNCHER = "launcher (train_lib.train)"
 FIT_1 = "model.fit spe=1"
@@ -135,10 +127,10 @@ class _EpochTimer(keras.callbacks.Callback):
         self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._start = time.perf_counter()
+        self._start = common.clock()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        self.seconds.append(common.clock() - self._start)
 
 
 def fit_samples(case, steps_per_call, steps_per_execution, intervals):
@@ -165,64 +157,52 @@ def run_benchmark(cases, steps_per_call=50, intervals=2, reps=2, log=None):
     rows = []
     try:
         for case in cases:
-            samples = {name: [] for name, _ in entries}
-            for rep in range(reps):
-                shift = rep % len(entries)
-                for name, spe in entries[shift:] + entries[:shift]:
-                    start = time.perf_counter()
+
+            def sampler(name, spe, case=case):
+                def sample():
+                    start = common.clock()
                     if name == LAUNCHER:
                         got = launcher_samples(case, steps_per_call, intervals, tmp)
                     else:
                         got = fit_samples(case, steps_per_call, spe, intervals)
-                    samples[name] += got
-                    log(f"  {case.name:22s} {name:28s} round {rep + 1}: "
-                        f"{', '.join(f'{g:.2f}' for g in got)} steps/s "
-                        f"({time.perf_counter() - start:.0f} s)")
-            launcher = float(np.median(samples[LAUNCHER]))
+                    log(f"  {case.name:22s} {name:28s} {', '.join(f'{g:.2f}' for g in got)} "
+                        f"steps/s ({common.clock() - start:.0f} s)")
+                    return got
+                return sample
+
+            samples = common.round_robin([sampler(name, spe) for name, spe in entries], reps,
+                                         log, label=f"{case.name}: ")
+            timings = common.Timings({name: values for (name, _), values
+                                      in zip(entries, samples)})
             for name, spe in entries:
-                values = np.asarray(samples[name])
-                median = float(np.median(values))
-                q25, q75 = np.percentile(values, [25, 75])
-                rows.append(Row(case.name, name, spe, median, float((q75 - q25) / median),
-                                launcher / median))
+                rows.append(Row(case.name, name, spe, timings.median(name), timings.spread(name),
+                                timings.ratio(LAUNCHER, name)))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return rows
 
 
 def format_table(rows):
-    lines = ["| case | entry | steps/call | steps/s (median) | IQR | launcher / this | "
-             "target >= 0.95 |", "|---|---|---:|---:|---:|---:|---|"]
-    for r in rows:
-        verdict = "-" if r.entry == LAUNCHER else ("met" if r.launcher_vs >= TARGET else
-                                                   "NOT met")
-        lines.append(f"| {r.case} | {r.entry} | {r.steps_per_call} | {r.steps_per_s:.3f} | "
-                     f"{100 * r.spread:.0f}% | {r.launcher_vs:.3f} | {verdict} |")
-    return "\n".join(lines)
+    return "\n".join(common.markdown_table(
+        ("case", "entry", "steps/call", "steps/s (median)", "IQR", "launcher / this",
+         "target >= 0.95"), "llrrrrl",
+        [(r.case, r.entry, str(r.steps_per_call), f"{r.steps_per_s:.3f}",
+          f"{100 * r.spread:.0f}%", f"{r.launcher_vs:.3f}",
+          "-" if r.entry == LAUNCHER else ("met" if r.launcher_vs >= TARGET else "NOT met"))
+         for r in rows]))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog="python -m bench.training", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: width 0.125, batch 16, K=2, 1 round")
-    parser.add_argument("--steps_per_call", type=int, default=None,
-                        help="K: the launcher's steps per run_steps call (its --log_every) and "
-                        "fit's steps per epoch; default 50 (2 with --quick)")
-    parser.add_argument("--intervals", type=int, default=None,
-                        help="timed intervals / epochs per run; default 2 (1 with --quick)")
-    parser.add_argument("--reps", type=int, default=None,
-                        help="round-robin rounds; default 2 (1 with --quick)")
+    parser = common.ArgumentParser("bench.training", __doc__,
+                                   "smoke run: width 0.125, batch 16, K=2, 1 round")
+    parser.add_by_quick("steps_per_call", 2, 50, "K: the launcher's steps per run_steps call "
+                        "(its --log_every) and fit's steps per epoch")
+    parser.add_by_quick("intervals", 1, 2, "timed intervals / epochs per run")
+    parser.add_reps(1, 2, "round-robin rounds")
     parser.add_argument("--widths", default=None,
                         help="comma-separated widths; default 0.25,1")
     parser.add_argument("--xla", default="off,on", help="comma-separated subset of off,on")
-    parser.add_argument("--verbose", action="store_true", help="print progress")
-    args = parser.parse_args(argv)
-    for key, quick, full in (("steps_per_call", 2, 50), ("intervals", 1, 2), ("reps", 1, 2)):
-        if getattr(args, key) is None:
-            setattr(args, key, quick if args.quick else full)
-        if getattr(args, key) < 1:
-            parser.error(f"--{key} must be >= 1")
+    args = parser.parse(argv, at_least={"steps_per_call": 1, "intervals": 1, "reps": 1})
     xla = [x.strip() for x in args.xla.split(",") if x.strip()]
     if not xla or set(xla) - {"off", "on"}:
         parser.error("--xla must be a subset of off,on")
@@ -235,8 +215,7 @@ def main(argv=None, cases=None, out=None):
 
     `cases` overrides the default (or --quick's) cases, e.g. tiny ones in tests.
     """
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
+    args = parse_args(argv)
     if cases is None:
         if args.quick:
             cases = tuple(c for c in QUICK_CASES if c.xla in args.xla)
@@ -244,30 +223,15 @@ def main(argv=None, cases=None, out=None):
             widths = [float(w) for w in (args.widths or "0.25,1").split(",") if w.strip()]
             cases = tuple(Case(w, x) for w in widths for x in args.xla)
     logging.set_verbosity(logging.WARNING)
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
-    load = os.getloadavg()[0]
+    run = common.Run(args.quick, args.verbose)
     rows = run_benchmark(cases, steps_per_call=args.steps_per_call, intervals=args.intervals,
-                         reps=args.reps, log=log)
-    elapsed = time.perf_counter() - start
-    report = "\n".join([
-        "# Launcher training step vs model.fit (bench.training)"
-        + (" -- QUICK smoke run" if args.quick else ""),
-        "",
-        common.machine_line(load),
+                         reps=args.reps, log=run.log)
+    return run.report("Launcher training step vs model.fit (bench.training)", [
         f"Model vgg('cifar10', 'max_pool'), one in-memory batch, K = {args.steps_per_call} steps "
         f"per launcher call / fit epoch; {args.reps} round(s) x {args.intervals} timed "
-        f"interval(s) per run (first interval / epoch of each run dropped); median steps/s; IQR "
-        f"= interquartile range / median; total {elapsed:.0f} s.",
-        "",
-        format_table(rows),
-    ])
-    print(report, file=out, flush=True)
-    return report
+        "interval(s) per run (first interval / epoch of each run dropped); "
+        + run.medians_note("steps/s")],
+        [format_table(rows)], out)
 
 
 if __name__ == "__main__":

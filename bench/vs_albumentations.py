@@ -40,27 +40,23 @@ between two rows is recovered from the output value (to 1/510 px after albumenta
 to uint8; ours are not rounded), wherever the map is inside the image.
 """
 
-import argparse
 import copy
 import dataclasses
 import math
 import os
-import sys
-import time
 from unittest import mock
 
 # One thread for the numerical libraries, before numpy, OpenCV and TensorFlow load them.
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-from bench import tf_env  # pylint: disable=wrong-import-position
+# pylint: disable=wrong-import-position
+from bench import common  # sets the environment before TensorFlow is imported
+import numpy as np  # pylint: disable=wrong-import-order
+import tensorflow as tf  # pylint: disable=wrong-import-order
 
-tf_env.configure()  # before TF is imported
-import numpy as np  # pylint: disable=wrong-import-position
-import tensorflow as tf  # pylint: disable=wrong-import-position
-
-import deform_tf  # pylint: disable=wrong-import-position
-from bench import common  # pylint: disable=wrong-import-position
+import deform_tf
+# pylint: enable=wrong-import-position
 
 MISSING = ("bench.vs_albumentations needs albumentations, an optional dependency of the "
            "benchmarks only: install it with `pip install -e \".[bench]\"` (or `pip install "
@@ -423,27 +419,19 @@ def single_thread(cv2=None):
 
 def _time_round_robin(entries, reps, min_sample_time, log):
     """entries: list of (images per call, call(i)); returns per entry the img/s samples."""
-    calls_per_sample = []
+    counter = iter(range(2, 2**62))  # the calls' indices (0 and 1: the warm-up)
+    samplers = []
     for per_call, call in entries:
         call(0)  # trace, compile, warm
-        start = time.perf_counter()
-        call(1)
-        warm = time.perf_counter() - start
-        calls_per_sample.append(max(1, int(math.ceil(min_sample_time / max(warm, 1e-6)))))
-    samples = [[] for _ in entries]
-    counter = 2
-    for rep in range(reps):
-        order = list(range(len(entries)))
-        shift = rep % len(order)
-        for i in order[shift:] + order[:shift]:
-            per_call, call = entries[i]
-            start = time.perf_counter()
-            for _ in range(calls_per_sample[i]):
-                call(counter)
-                counter += 1
-            samples[i].append(per_call * calls_per_sample[i] / (time.perf_counter() - start))
-        log(f"  round {rep + 1}/{reps} done")
-    return samples
+        calls = common.calls_per_sample(min_sample_time, common.seconds(call, 1))
+
+        def sample(per_call=per_call, call=call, calls=calls):
+            start = common.clock()
+            for _ in range(calls):
+                call(next(counter))
+            return per_call * calls / (common.clock() - start)
+        samplers.append(sample)
+    return common.round_robin(samplers, reps, log)
 
 
 def run_benchmark(workloads, include_albumentations=True, batch=BATCH, reps=10,
@@ -483,16 +471,15 @@ def run_benchmark(workloads, include_albumentations=True, batch=BATCH, reps=10,
                 keys.append((w, method, 1))
         log(f"  {w.name}: set up, exactness measured")
     samples = _time_round_robin(entries, reps, min_sample_time, log)
-    medians = {(w.name, m, b): float(np.median(s)) for (w, m, b), s in zip(keys, samples)}
+    timings = common.Timings({(w.name, m, b): s for (w, m, b), s in zip(keys, samples)})
     reference = {OUR_TPS: ALB_TPS, OUR_DIFFEO: ALB_ELASTIC, ALB_TPS: ALB_TPS,
                  ALB_ELASTIC: ALB_ELASTIC}
     rows = []
-    for (w, method, size), values in zip(keys, samples):
-        median = medians[(w.name, method, size)]
-        q25, q75 = np.percentile(values, [25, 75])
-        alb_median = medians.get((w.name, reference[method], 1), float("nan"))
-        rows.append(Row(w.name, method, size, median, float((q75 - q25) / median),
-                        median / alb_median, *exactness[(w.name, method)]))
+    for w, method, size in keys:
+        key = (w.name, method, size)
+        rows.append(Row(w.name, method, size, timings.median(key), timings.spread(key),
+                        timings.ratio(key, (w.name, reference[method], 1)),
+                        *exactness[(w.name, method)]))
     return rows
 
 
@@ -501,75 +488,45 @@ def _number(value, digits=3):
 
 
 def format_table(rows):
-    lines = ["| size | method | batch | img/s (median) | IQR | x albumentations | control points "
-             "max px | field max px | resampling max px |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        lines.append(f"| {r.workload} | {r.method} | {r.batch} | {r.img_per_s:,.0f} | "
-                     f"{100 * r.spread:.0f}% | {_number(r.vs_albumentations)} | "
-                     f"{_number(r.control_error)} | {_number(r.field_error)} | "
-                     f"{_number(r.resampling_error)} |")
-    return "\n".join(lines)
+    return "\n".join(common.markdown_table(
+        ("size", "method", "batch", "img/s (median)", "IQR", "x albumentations",
+         "control points max px", "field max px", "resampling max px"), "llrrrrrrr",
+        [(r.workload, r.method, str(r.batch), f"{r.img_per_s:,.0f}", f"{100 * r.spread:.0f}%",
+          _number(r.vs_albumentations), _number(r.control_error), _number(r.field_error),
+          _number(r.resampling_error)) for r in rows]))
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(prog="python -m bench.vs_albumentations",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=None,
-                        help="round-robin rounds; default 10, 2 with --quick")
-    parser.add_argument("--min_sample_time", type=float, default=None,
-                        help="seconds of back-to-back calls per sample; default 0.2, 0.01 with "
-                        "--quick")
-    parser.add_argument("--draws", type=int, default=None,
-                        help="random draws per exactness measure; default 4, 1 with --quick")
-    parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 32x32 and 64x48 images, batch 4, 2 rounds")
-    parser.add_argument("--workloads", default=None,
-                        help="comma-separated subset of the sizes: " +
-                        ",".join(w.name for w in WORKLOADS))
-    parser.add_argument("--verbose", action="store_true", help="print progress")
-    args = parser.parse_args(argv)
-    quick = args.quick
-    args.reps = args.reps if args.reps is not None else (2 if quick else 10)
-    args.min_sample_time = (args.min_sample_time if args.min_sample_time is not None
-                            else (0.01 if quick else 0.2))
-    args.draws = args.draws if args.draws is not None else (1 if quick else 4)
-    if args.reps < 1 or args.draws < 1 or args.min_sample_time < 0:
-        parser.error("--reps and --draws must be >= 1, --min_sample_time >= 0")
-    return args
+    parser = common.ArgumentParser("bench.vs_albumentations", __doc__,
+                                   "smoke run: 32x32 and 64x48 images, batch 4, 2 rounds")
+    parser.add_reps(2, 10)
+    parser.add_min_sample_time(0.01, 0.2)
+    parser.add_by_quick("draws", 1, 4, "random draws per exactness measure")
+    parser.add_workloads(WORKLOADS)
+    return parser.parse(argv, at_least={"reps": 1, "draws": 1, "min_sample_time": 0})
 
 
 def main(argv=None, workloads=None, out=None):
     """Runs the benchmark and prints the report; returns it. Exits with a message if
     albumentations is not installed."""
-    args = parse_args(sys.argv[1:] if argv is None else argv)
-    out = out or sys.stdout
+    args = parse_args(argv)
     _, _, cv2 = load_albumentations()
-    load = os.getloadavg()[0]
+    run = common.Run(args.quick, args.verbose)
     threads_set = single_thread(cv2)
-    pool = QUICK_WORKLOADS if args.quick else WORKLOADS
     if workloads is None:
-        workloads = common.select_workloads(args.workloads, pool) if args.workloads else pool
-
-    def log(message):
-        if args.verbose:
-            print(message, file=sys.stderr, flush=True)
-
-    start = time.perf_counter()
+        workloads = common.select_workloads(args.workloads,
+                                            QUICK_WORKLOADS if args.quick else WORKLOADS)
     rows = run_benchmark(workloads, batch=4 if args.quick else BATCH, reps=args.reps,
-                         min_sample_time=args.min_sample_time, draws=args.draws, log=log)
-    elapsed = time.perf_counter() - start
+                         min_sample_time=args.min_sample_time, draws=args.draws, log=run.log)
     import albumentations  # pylint: disable=import-outside-toplevel
-    details = (f"albumentations {albumentations.__version__}, OpenCV {cv2.__version__} "
-               f"(cv2.getNumThreads()={cv2.getNumThreads()}); TF threads set to 1: "
-               f"{threads_set}; {args.reps} round-robin rounds, samples of >= "
-               f"{args.min_sample_time:g} s, median img/s, IQR = interquartile range / median; "
-               f"exactness: max over {args.draws} draw(s); total {elapsed:.0f} s.")
-    report = "\n".join(common.report_header(
-        "deform-tf against albumentations (bench.vs_albumentations)", args.quick, load,
-        workloads, details) + [format_table(rows)])
-    print(report, file=out, flush=True)
-    return report
+    return run.report("deform-tf against albumentations (bench.vs_albumentations)", [
+        common.workloads_line(workloads),
+        f"albumentations {albumentations.__version__}, OpenCV {cv2.__version__} "
+        f"(cv2.getNumThreads()={cv2.getNumThreads()}); TF threads set to 1: "
+        f"{threads_set}; {args.reps} round-robin rounds, samples of >= "
+        f"{args.min_sample_time:g} s, median img/s, IQR = interquartile range / median; "
+        f"exactness: max over {args.draws} draw(s); total {run.elapsed():.0f} s."],
+        [format_table(rows)], out)
 
 
 if __name__ == "__main__":

@@ -73,12 +73,6 @@ class BenchPipelinesTest(tf.test.TestCase):
         self.assertLen(got, 4)
         self.assertEqual(got[0][0].shape, (16, 16, 3))
 
-    def test_bad_flags_are_rejected(self):
-        with self.assertRaises(SystemExit):
-            pipelines.parse_args(["--reps=0"])
-        with self.assertRaises(SystemExit):
-            pipelines.parse_args(["--batches=0"])
-
 
 if __name__ == "__main__":
     tf.test.main()

@@ -105,11 +105,6 @@ class OurRowsTest(tf.test.TestCase):
             with self.assertRaisesRegex(SystemExit, "albumentations"):
                 bench.run_benchmark(TINY, reps=1, draws=1)
 
-    def test_bad_flags_are_rejected(self):
-        for flags in (["--reps=0"], ["--draws=0"], ["--min_sample_time=-1"]):
-            with self.assertRaises(SystemExit):
-                bench.parse_args(flags)
-
 
 @mock.patch.object(bench, "single_thread", lambda cv2=None: False)  # TF is already running
 class WithAlbumentationsTest(tf.test.TestCase):
