@@ -146,17 +146,15 @@ class TrainingDefaultsTest(tf.test.TestCase):
 class TrainingAccuracyTest(tf.test.TestCase):
 
     def test_random_label_run_records_its_fit_on_the_labels_it_trained_on(self):
-        from launch import cifar10  # pylint: disable=g-import-not-at-top
-        from launch import common  # pylint: disable=g-import-not-at-top
-        settings = common.default_settings(cifar10.DEFAULTS)
-        settings.update(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
-                        width=0.0625, batch_size=16, learning_rate=0.02, warmup_epochs=0.0,
-                        num_measure_images=8, max_train_examples=48, train_steps=3, seed=5,
-                        random_labels=True, checkpoint_every=3, epochs=None)
-        config, data = common.build_run(cifar10.EXPERIMENT, settings)
+        # The launcher runs in a subprocess: launch.common's flags would clash with
+        # launch.demo's in one test process.
         out = os.path.join(self.get_temp_dir(), "random")
-        final = train_lib.train(config, data, out)
-        keras.backend.clear_session()
+        result = run_launcher("launch.cifar10", TINY + [
+            "--max_train_examples=48", "--train_steps=3", "--seed=5", "--random_labels",
+            "--checkpoint_every=3", f"--output_dir={out}"])
+        self.assertEqual(result.returncode, 0, result.stderr[-3000:])
+        with open(os.path.join(out, "final.json")) as f:
+            final = json.load(f)
         # Oracle: the trained model's predictions on the first 48 training images (file order,
         # normalized as the test images are, no augmentation) against the labels
         # pipelines.labels draws for seed 5, computed here in numpy.
