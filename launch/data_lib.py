@@ -85,11 +85,13 @@ class _Arrays:
 
     @classmethod
     def read(cls, spec, test_only=False):
+        if spec.dataset != "cifar10":  # found (and logged) once for both splits
+            directory, _ = mnist.find_mnist_dir(spec.data_dir, spec.dataset)
+
         def split(name, max_examples=None):
             if spec.dataset == "cifar10":
                 return cifar10.load_arrays(name, spec.data_dir, max_examples=max_examples)
-            return mnist.load_arrays(name, spec.dataset, spec.data_dir,
-                                     max_examples=max_examples)
+            return mnist.read_arrays(directory, name, max_examples=max_examples)
 
         test = split("test")
         return cls(spec, None if test_only else split("train", spec.max_train_examples), test)

@@ -174,9 +174,21 @@ def load_arrays(split, dataset="fashion_mnist", data_dir=None, pad_to=32, max_ex
     """
     _check_dataset(dataset)
     _check_pad_to(pad_to)
+    _check_max_examples(max_examples)
+    directory, _ = find_mnist_dir(data_dir, dataset, search_paths)
+    return read_arrays(directory, split, pad_to, max_examples)
+
+
+def _check_max_examples(max_examples):
     if max_examples is not None and (not isinstance(max_examples, int) or max_examples < 1):
         raise ValueError(f"`max_examples` must be None or an int >= 1, got {max_examples!r}.")
-    directory, _ = find_mnist_dir(data_dir, dataset, search_paths)
+
+
+def read_arrays(directory, split, pad_to=32, max_examples=None):
+    """`load_arrays` from a directory already found by `find_mnist_dir` (no search, no log):
+    for callers that read several splits of one directory."""
+    _check_pad_to(pad_to)
+    _check_max_examples(max_examples)
     images, labels = idx.load_mnist_split(directory, split)
     return _pad_uint8(images[:max_examples], pad_to), labels[:max_examples].astype(np.int32)
 

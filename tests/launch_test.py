@@ -199,6 +199,7 @@ class LauncherTest(parameterized.TestCase, tf.test.TestCase):
         self.assertIn("step 6/6", result.stderr)
         self.assertRegex(result.stderr, r"Finished: step 6, examples_per_sec [0-9.e+]+, loss ")
         self.assertNotIn("np.float", result.stderr)
+        self.assertEqual(result.stderr.count("Reading Fashion-MNIST from"), 1)  # both splits
 
     def test_synthetic_and_imagenet_launchers_run(self):
         out = os.path.join(self.get_temp_dir(), "synthetic")
