@@ -94,7 +94,11 @@ def latest_checkpoint(directory):
         else:
             error = "not a checkpoint state"
         if state is None or not state.model_checkpoint_path:
-            raise ValueError(f"The checkpoint state file {state_path} is damaged ({error}).")
+            fallback = (f"the newest complete checkpoint ({os.path.basename(present[-1])}) is "
+                        "then used" if present else "but the directory holds no complete "
+                        "checkpoint either")
+            raise ValueError(f"The checkpoint state file {state_path} is damaged ({error}). "
+                             f"Move it out of {directory}: {fallback}.")
         named = os.path.basename(state.model_checkpoint_path)
         for prefix in present:
             if os.path.basename(prefix) == named:
@@ -125,8 +129,15 @@ def _load_checkpoint(path):
     except Exception as e:  # pylint: disable=broad-except
         # A damaged file raises anything from OpError to IndexError inside the reader.
         files = ", ".join(checkpoint_files(prefix)) or "no files"
+        earlier = [p for p in complete_checkpoints(os.path.dirname(prefix))
+                   if os.path.basename(p) != os.path.basename(prefix)]
+        advice = (f"Give an earlier checkpoint instead, e.g. {earlier[-1]!r}, or move these "
+                  "files out of the directory (its newest complete checkpoint is then used)."
+                  if earlier else "It is the directory's only checkpoint, so no earlier one "
+                  "can be measured instead.")
         raise ValueError(f"Cannot restore the model from checkpoint {prefix!r} ({files}): "
-                         f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}") from None
+                         f"{type(e).__name__}: {(str(e).splitlines() or [''])[0][:300]}. "
+                         f"{advice}") from None
     return model
 
 

@@ -431,9 +431,10 @@ def is_disk_full(error):
 
 
 def _path_in_message(message):
-    """The path in a TensorFlow error message "... <path>; No space left on device ..."."""
+    """The path in a TensorFlow error message "... <path>; No space left on device ...", or
+    None when the message names none."""
     match = re.search(r"(\S+); (?:%s)" % "|".join(_DISK_FULL_TEXT), message)
-    return match.group(1) if match else (message.splitlines() or [""])[0][:300]
+    return match.group(1) if match else None
 
 
 @contextlib.contextmanager
@@ -445,7 +446,9 @@ def disk_full_is_run_error(output_dir):
     except (OSError, tf.errors.OpError) as e:
         if not is_disk_full(e):
             raise
-        what = getattr(e, "filename", None) or _path_in_message(str(e))
+        path = getattr(e, "filename", None) or _path_in_message(str(e))
+        what = (f"writing {path}" if path else
+                f"while writing: {(str(e).splitlines() or [''])[0][:300]}")
         try:
             latest = model_io.latest_checkpoint(os.path.join(output_dir, CHECKPOINT_DIR))
         except (ValueError, OSError, tf.errors.OpError):
@@ -453,5 +456,5 @@ def disk_full_is_run_error(output_dir):
         resumes = (f"from {os.path.basename(latest)}" if latest else
                    "from step 0 (no checkpoint was written yet)")
         raise RunError(
-            f"No space left on the device holding {output_dir} (writing {what}). Free some "
+            f"No space left on the device holding {output_dir} ({what}). Free some "
             f"space and run the same command again: it resumes {resumes}.") from None

@@ -141,6 +141,10 @@ class LaunchFaultsTest(tf.test.TestCase):
             self.assertIn(named, stderr)
             self.assertNotIn("Traceback", stderr)
             self.assertIsNone(evaluation)
+            # ... and says what to do: an earlier checkpoint, or move the state file away.
+            self.assertRegex(stderr, "Give an earlier checkpoint instead, e.g. .*ckpt-4"
+                             if named == data_file else
+                             f"Move it out of {checkpoints}: the newest complete checkpoint")
 
     # --- Checkpoint faults -------------------------------------------------------------------
 

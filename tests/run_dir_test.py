@@ -275,6 +275,17 @@ class DiskFullTest(parameterized.TestCase, tf.test.TestCase):
             "space and run the same command again: it resumes from step 0 (no checkpoint was "
             "written yet)."))
 
+    def test_full_disk_without_a_path_in_the_message_does_not_call_the_message_a_file(self):
+        output_dir = tempfile.mkdtemp(dir=self.get_temp_dir())
+        with self.assertRaises(run_dir.RunError) as raised:
+            with run_dir.disk_full_is_run_error(output_dir):
+                raise tf.errors.ResourceExhaustedError(
+                    None, None, "Failed to flush the summary writer: No space left on device")
+        message = str(raised.exception)
+        self.assertNotIn("(writing Failed", message)
+        self.assertIn("(while writing: Failed to flush the summary writer: No space left on "
+                      "device)", message)
+
     def test_other_errors_pass_through(self):
         with self.assertRaises(PermissionError):
             with run_dir.disk_full_is_run_error(tempfile.mkdtemp(dir=self.get_temp_dir())):
