@@ -354,8 +354,38 @@ def _write_checkpoint_state(checkpoint_dir, prefixes):
     write_text(os.path.join(checkpoint_dir, CHECKPOINT_STATE_FILE), text)
 
 
+# What a checkpoint save killed midway leaves: TensorFlow writes a checkpoint into
+# `ckpt-N_temp/` and the state file as `checkpoint.tmp<hex>` before renaming them.
+_SAVE_LEFTOVERS = re.compile(r"^(ckpt-\d+_temp|checkpoint\.tmp[0-9a-f]+)$")
+
+
+def remove_save_leftovers(checkpoint_dir):
+    """Deletes the temporaries of an interrupted checkpoint save (`ckpt-N_temp/` directories,
+    `checkpoint.tmp<hex>` files) from `checkpoint_dir`; returns their names, sorted.
+
+    Only for a run that holds the directory (no save can be in progress): they are never a
+    complete checkpoint, which is only ever `ckpt-N.index` and `ckpt-N.data-*`.
+    """
+    if not tf.io.gfile.isdir(checkpoint_dir):
+        return []
+    removed = []
+    for name in sorted(tf.io.gfile.listdir(checkpoint_dir)):
+        name = name.rstrip("/")
+        if not _SAVE_LEFTOVERS.match(name):
+            continue
+        path = os.path.join(checkpoint_dir, name)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+        removed.append(name)
+    return removed
+
+
 def checkpoint_to_resume(checkpoint_dir):
     """The checkpoint prefix a resumed run restores from `checkpoint_dir`; None if it has none.
+
+    First removes what an interrupted save left (`remove_save_leftovers`).
 
     The latest checkpoint named by the state file if its files are complete; otherwise (its
     files were moved away, or the state file is missing) the newest complete `ckpt-N` present,
@@ -366,6 +396,10 @@ def checkpoint_to_resume(checkpoint_dir):
       RunError: the state file is damaged (naming it), or it names checkpoints of which none
         is present.
     """
+    removed = remove_save_leftovers(checkpoint_dir)
+    if removed:
+        logging.info("Removed what an interrupted checkpoint save left in %s: %s.",
+                     checkpoint_dir, ", ".join(removed))
     state_path = os.path.join(checkpoint_dir, CHECKPOINT_STATE_FILE)
     present = model_io.complete_checkpoints(checkpoint_dir)
     try:

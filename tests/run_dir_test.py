@@ -195,6 +195,19 @@ class CheckpointStateTest(parameterized.TestCase, tf.test.TestCase):
         prefix = run_dir.checkpoint_to_resume(self.directory)
         self.assertEqual(os.path.basename(prefix), "ckpt-6")
 
+    def test_leftovers_of_a_killed_save_are_removed_on_resume(self):
+        before = sorted(os.listdir(self.directory))
+        os.makedirs(os.path.join(self.directory, "ckpt-8_temp"))
+        with open(os.path.join(self.directory, "ckpt-8_temp", "part-00000-of-00001"), "w") as f:
+            f.write("partial")
+        with open(os.path.join(self.directory, "checkpoint.tmp9f3c2a7d01"), "w") as f:
+            f.write("partial state")
+        with open(os.path.join(self.directory, "notes.txt"), "w") as f:
+            f.write("a user's file")
+        prefix = run_dir.checkpoint_to_resume(self.directory)
+        self.assertEqual(os.path.basename(prefix), "ckpt-6")
+        self.assertEqual(sorted(os.listdir(self.directory)), sorted(before + ["notes.txt"]))
+
     def test_no_checkpoint_starts_from_step_0(self):
         self.assertIsNone(run_dir.checkpoint_to_resume(os.path.join(self.away, "none")))
 
