@@ -106,6 +106,12 @@ def latest_checkpoint(directory):
     return present[-1] if present else None
 
 
+def other_checkpoints(prefix):
+    """The complete checkpoints beside checkpoint `prefix`, other than it, oldest first."""
+    return [p for p in complete_checkpoints(os.path.dirname(prefix))
+            if os.path.basename(p) != os.path.basename(prefix)]
+
+
 def _load_checkpoint(path):
     directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
     config_path = os.path.join(directory, MODEL_CONFIG_FILE)
@@ -129,8 +135,7 @@ def _load_checkpoint(path):
     except Exception as e:  # pylint: disable=broad-except
         # A damaged file raises anything from OpError to IndexError inside the reader.
         files = ", ".join(checkpoint_files(prefix)) or "no files"
-        earlier = [p for p in complete_checkpoints(os.path.dirname(prefix))
-                   if os.path.basename(p) != os.path.basename(prefix)]
+        earlier = other_checkpoints(prefix)
         advice = (f"Give an earlier checkpoint instead, e.g. {earlier[-1]!r}, or move these "
                   "files out of the directory (its newest complete checkpoint is then used)."
                   if earlier else "It is the directory's only checkpoint, so no earlier one "

@@ -438,8 +438,7 @@ def damaged_checkpoint_error(prefix, error):
     to resume from the previous checkpoint (or to start afresh if it is the only one)."""
     directory = os.path.dirname(prefix)
     files = model_io.checkpoint_files(prefix)
-    earlier = [p for p in model_io.complete_checkpoints(directory)
-               if os.path.basename(p) != os.path.basename(prefix)]
+    earlier = model_io.other_checkpoints(prefix)
     detail = f"{type(error).__name__}: {(str(error).splitlines() or [''])[0][:300]}"
     moved = ", ".join(os.path.basename(f) for f in files)
     if earlier:
