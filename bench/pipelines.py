@@ -4,7 +4,7 @@ Run as `python -m bench.pipelines` (`--quick` for a smoke run of a few seconds).
 examples per second of:
 
   pipelines    every training stream finished by `pipelines.core.finish(..., training=True,
-               deformation=core.Deformation(grid, C))` (as `launch.data_lib` builds them):
+               deformation=core.Deformation("tps", grid, C))` (as `experiments.datasets` builds them):
                Fashion-MNIST (`pipelines.mnist.train_stream` on the embedded subset
                `pipelines/data/fashion_mnist_small`) and CIFAR-10 (`pipelines.cifar10.load`,
                training=True, on a fake binary release written into a temp dir in the real
@@ -14,7 +14,7 @@ examples per second of:
                its own stream) at batch 128; ImageNet (`pipelines.imagenet.load`, training=True,
                random-resized crop to 224, on fake TFRecord shards: 256 JPEG-encoded 256x320
                smooth images with noise, 4 shards; windows of 1024 encoded records as in
-               `launch.data_lib`) at batch 32, 5x5 grid, C = 10.
+               `experiments.datasets`) at batch 32, 5x5 grid, C = 10.
   training     the launcher's compiled training loop (`train_lib.make_train_steps`: forward,
                backward, SGD with momentum, the warmup/cosine schedule and decoupled weight
                decay, in a `tf.range` loop inside one `tf.function`), on one in-memory batch
@@ -44,7 +44,7 @@ import numpy as np
 from bench import common  # first: sets the environment before TensorFlow is imported
 import tensorflow as tf  # pylint: disable=wrong-import-order
 
-from launch import train_lib
+from experiments import training as train_lib
 from pipelines import cifar10
 from pipelines import core
 from pipelines import idx
@@ -70,7 +70,7 @@ class Settings:
     imagenet_jpeg_size: tuple = (256, 320)
     imagenet_shards: int = 4
     imagenet_size: int = 224
-    imagenet_window: int = 1024  # encoded records permuted together (launch.data_lib's)
+    imagenet_window: int = 1024  # encoded records permuted together (experiments.datasets's)
     small_grid: int = 3
     small_strength: float = 2.0
     synthetic_strength: float = 3.0
@@ -156,7 +156,7 @@ def write_fake_imagenet(root, num_images, size, num_shards, seed=0, split="train
 def _pipelines(settings, tmp):
     """[(name, batch, dataset)] and a description of the fake data."""
     s = settings
-    small = core.Deformation(s.small_grid, s.small_strength)
+    small = core.Deformation("tps", s.small_grid, s.small_strength)
     cifar_root = write_fake_cifar10(os.path.join(tmp, "cifar10"), s.cifar_records)
     imagenet_root = os.path.join(tmp, "imagenet")
     os.makedirs(imagenet_root)
@@ -184,7 +184,7 @@ def _pipelines(settings, tmp):
             imagenet.load("train", imagenet_root, training=True, seed=0,
                           image_size=s.imagenet_size, window=s.imagenet_window),
             s.imagenet_batch, training=True, seed=0,
-            deformation=core.Deformation(s.imagenet_grid, s.imagenet_strength))
+            deformation=core.Deformation("tps", s.imagenet_grid, s.imagenet_strength))
 
     described = (
         f"{FASHION}: embedded subset, {num_fashion} train images 28x28 padded to 32x32x1, "
@@ -213,8 +213,8 @@ def _training_steps(config, width, batch, input_shape, num_classes):
     """fn(num_steps tensor) -> loss sum: the launcher's compiled training loop
     (`train_lib.make_train_steps`) on one in-memory batch, repeated."""
     train_config = train_lib.TrainConfig(
-        experiment="bench", model_config=config, downsampling="max_pool", width=width,
-        input_shape=tuple(input_shape), num_classes=num_classes, seed=0, batch_size=batch,
+        experiment="bench", model=f"vgg_{config}_max_pool", dataset="synthetic",
+        model_options={"width": width}, input_shape=tuple(input_shape), num_classes=num_classes, seed=0, batch_size=batch,
         train_steps=100_000, warmup_steps=100)
     strategy = tf.distribute.get_strategy()
     state = train_lib.build_state(train_config, strategy)

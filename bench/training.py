@@ -4,7 +4,7 @@ Run as `python -m bench.training` (`--quick` for a smoke run of a few seconds). 
 `vgg("cifar10", "max_pool")` at width 0.25 and 1.0, batch 128, with XLA off and on, it measures
 steps/s of:
 
-  launcher     `launch.train_lib.train` itself, default strategy, SGD (momentum 0.9, the
+  launcher     `experiments.training.train` itself, default strategy, SGD (momentum 0.9, the
                warmup/cosine `WarmupSchedule`, decoupled weight decay 5e-4 except on BN and
                biases), `--xla` = `TrainConfig(jit_compile=True)`; its `Data.train` returns
                `tf.data.Dataset.from_tensors((images, labels)).repeat()`: one in-memory batch.
@@ -43,8 +43,7 @@ from absl import logging  # pylint: disable=wrong-import-order
 import keras  # pylint: disable=wrong-import-order
 import tensorflow as tf  # pylint: disable=wrong-import-order
 
-from deform_tf import models
-from launch import train_lib
+from experiments import training as train_lib
 
 LAUNCHER = "launcher (train_lib.train)"
 FIT_1 = "model.fit spe=1"
@@ -81,8 +80,8 @@ class Row:
 
 def _train_config(case, steps_per_call, train_steps):
     return train_lib.TrainConfig(
-        experiment="bench", model_config=case.config, downsampling="max_pool",
-        width=case.width, input_shape=(case.input_size, case.input_size, 3), num_classes=10,
+        experiment="bench", model=f"vgg_{case.config}_max_pool", dataset="synthetic",
+        model_options={"width": case.width}, input_shape=(case.input_size, case.input_size, 3), num_classes=10,
         seed=0, batch_size=case.batch, train_steps=train_steps, learning_rate=0.05,
         warmup_steps=max(1, train_steps // 4), weight_decay=5e-4, measure_every=0,
         num_measure_images=2, checkpoint_every=train_steps, log_every=steps_per_call,
@@ -137,7 +136,7 @@ def fit_samples(case, steps_per_call, steps_per_execution, intervals):
     """Steps/s of `intervals` fit epochs of `steps_per_call` steps (after one warm-up epoch)."""
     images, labels = _batch(case)
     config = _train_config(case, steps_per_call, steps_per_call * (intervals + 1))
-    model = models.vgg(**config.vgg_kwargs())
+    model = train_lib.build_model(config)
     optimizer, _ = train_lib.make_optimizer(config)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),

@@ -1,8 +1,9 @@
 """Loading models for measurement: a Keras model, a saved `.keras` file, or a checkpoint.
 
 A checkpoint directory is what the launchers write: `tf.train.Checkpoint(model=...)` files
-(`checkpoint`, `ckpt-N.index`, `ckpt-N.data-*`) next to `model_config.json`, the keyword
-arguments of `deform_tf.models.vgg` that rebuild the architecture. A path may name the directory
+(`checkpoint`, `ckpt-N.index`, `ckpt-N.data-*`) next to `model_config.json`, what rebuilds the
+architecture: the keyword arguments of `deform_tf.models.vgg` (for the VGG family, under "vgg"),
+or a model description that a `build` function given to `load_model` reads. A path may name the directory
 (the latest checkpoint is used) or one checkpoint prefix (`.../ckpt-N`).
 
 Checkpoint files: `ckpt-N.index` plus `ckpt-N.data-SSSSS-of-TTTTT` (one per shard), listed by
@@ -32,14 +33,21 @@ CHECKPOINT_STATE_FILE = "checkpoint"
 _DATA_SHARD = re.compile(r"^(?P<prefix>.+)\.data-(?P<shard>\d{5})-of-(?P<count>\d{5})$")
 
 
-def save_model_config(directory, **vgg_kwargs):
-    """Writes the `vgg` keyword arguments to `directory/model_config.json`; returns the path."""
-    models.vgg(**vgg_kwargs)  # fails early on arguments that cannot build a model
+def save_model_config(directory, **fields):
+    """Writes what rebuilds a model to `directory/model_config.json`; returns the path.
+
+    `fields`: the `deform_tf.models.vgg` keyword arguments, or a description a builder reads
+    (`load_model`'s `build`; the experiments layer writes its registry's, with a "model" key
+    and, for the VGG family, the `vgg` arguments under "vgg").
+    """
+    vgg_kwargs = _vgg_kwargs(fields)
+    if vgg_kwargs is not None:
+        models.vgg(**vgg_kwargs)  # fails early on arguments that cannot build a model
     tf.io.gfile.makedirs(directory)
     path = os.path.join(directory, MODEL_CONFIG_FILE)
     temp = path + ".tmp"  # then renamed: a reader never sees a partial file
     with tf.io.gfile.GFile(temp, "w") as f:
-        json.dump(vgg_kwargs, f, indent=2, sort_keys=True)
+        json.dump(fields, f, indent=2, sort_keys=True)
     tf.io.gfile.rename(temp, path, overwrite=True)
     return path
 
@@ -112,7 +120,14 @@ def other_checkpoints(prefix):
             if os.path.basename(p) != os.path.basename(prefix)]
 
 
-def _load_checkpoint(path):
+def _vgg_kwargs(fields):
+    """The `vgg` arguments in a model_config.json's fields, or None (another model)."""
+    if "vgg" in fields:
+        return fields["vgg"]
+    return None if "model" in fields else fields
+
+
+def _load_checkpoint(path, build):
     directory = path if tf.io.gfile.isdir(path) else os.path.dirname(path)
     config_path = os.path.join(directory, MODEL_CONFIG_FILE)
     if not tf.io.gfile.exists(config_path):
@@ -123,7 +138,16 @@ def _load_checkpoint(path):
     try:
         with tf.io.gfile.GFile(config_path) as f:
             config = json.load(f)
-        model = models.vgg(**config)
+        vgg_kwargs = _vgg_kwargs(config)
+        if build is not None and "model" in config:
+            model = build(config)
+        elif vgg_kwargs is not None:
+            model = models.vgg(**vgg_kwargs)
+        else:
+            raise ValueError(
+                f"its model {config.get('model')!r} is rebuilt by the experiments layer's "
+                "model registry: load it with `experiments.runs.load_model`, or measure it "
+                "with `python -m launch.profile --model=RUN_DIR`")
     except (ValueError, TypeError) as e:
         raise ValueError(f"Cannot rebuild the model from {config_path}: {e}") from None
     prefix = latest_checkpoint(path) if tf.io.gfile.isdir(path) else path
@@ -169,7 +193,7 @@ def _load_keras_file(path, safe_mode, unsafe_hint):
                          f"({type(e).__name__}: {message[:300]}).") from None
 
 
-def load_model(source, safe_mode=True, unsafe_hint=UNSAFE_CODE_HINT):
+def load_model(source, safe_mode=True, unsafe_hint=UNSAFE_CODE_HINT, build=None):
     """Returns a Keras model from a model, a `.keras`/`.h5` file or a checkpoint path.
 
     Args:
@@ -178,6 +202,8 @@ def load_model(source, safe_mode=True, unsafe_hint=UNSAFE_CODE_HINT):
         only for files one trusts.
       unsafe_hint: what the message on a file with Python code tells the user to do (a
         launcher names its own flag).
+      build: None, or fn(model_config.json fields) -> the model, for checkpoints whose
+        model_config.json names a model (a "model" key) rather than `vgg` arguments.
 
     Raises:
       FileNotFoundError: the path does not exist.
@@ -194,7 +220,7 @@ def load_model(source, safe_mode=True, unsafe_hint=UNSAFE_CODE_HINT):
         if vgg_layers:
             representations.declare_measured_layers(model, vgg_layers)
         return model
-    return _load_checkpoint(path)
+    return _load_checkpoint(path, build)
 
 
 def as_representations(model, layers=None, input_shape=None):

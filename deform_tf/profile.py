@@ -36,11 +36,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from deform_tf import diffeo
+from deform_tf import deformation
 from deform_tf import model_io
 from deform_tf import representations
 from deform_tf import sensitivity
-from deform_tf import tps
 
 DEFAULT_CHUNK_BYTES = 1 << 29  # measured outputs of one chunk (all groups), float32
 
@@ -173,102 +172,11 @@ def input_convention(model, preprocess=AUTO):
         f"number: give {choices}: {'; '.join(PREPROCESS.values())}. {PREPROCESS_ADVICE}")
 
 
-# --- Deformations -------------------------------------------------------------------------------
+# --- Deformations: one spec for training, measurement and profiles (deform_tf.deformation) ----
 
-# The paper's TPS settings: (image size in pixels, control grid n x n, strength C in pixels), for
-# CIFAR-10 (32 px) and ImageNet (224 px).
-PAPER_TPS = ((32, 3, 2.0), (224, 5, 10.0))
-
-
-def default_tps(height, width):
-    """(grid_size, strength in pixels) of the TPS deformation for [height, width] images.
-
-    The paper's settings at its two sizes, for the shorter side s: s <= 32: a 3 x 3 grid and
-    C = 2 s / 32 px (the CIFAR-10 setting, scaled with the image: 1.75 px at 28 px); 32 <= s <=
-    224: grid and C linear in s between the two settings, the grid rounded (4 x 4 from 80 to
-    175 px); s >= 224: a 5 x 5 grid and C = 10 s / 224 px (the ImageNet setting, scaled). C is
-    rounded to 3 decimals.
-    """
-    size = min(int(height), int(width))
-    (small, small_grid, small_c), (large, large_grid, large_c) = PAPER_TPS
-    if size <= small:
-        return small_grid, round(small_c * size / small, 3)
-    if size >= large:
-        return large_grid, round(large_c * size / large, 3)
-    t = (size - small) / (large - small)
-    grid = small_grid + t * (large_grid - small_grid)
-    return int(math.floor(grid + 0.5)), round(small_c + t * (large_c - small_c), 3)
-
-
-@dataclasses.dataclass(frozen=True)
-class Deformation:
-    """The measured deformation: "tps" or "diffeo" (Petrini et al.), sized per image size.
-
-    Attributes:
-      kind: "tps" or "diffeo".
-      grid_size, strength: TPS control grid (n x n) and strength C in pixels; None = sized to
-        the image (`default_tps`). For "diffeo" they define the TPS displacement its default
-        temperature matches.
-      temperature: diffeo temperature; None = the one whose RMS displacement matches the TPS
-        deformation (`deform_tf.diffeo.temperature_matching_tps`, at this `cutoff`).
-      cutoff: diffeo cutoff, the highest sine mode per axis.
-      seed: the stateless seed's first value.
-    """
-
-    kind: str = "tps"
-    grid_size: Optional[int] = None
-    strength: Optional[float] = None
-    temperature: Optional[float] = None
-    cutoff: int = 3
-    seed: int = 0
-
-    def __post_init__(self):
-        if self.kind not in ("tps", "diffeo"):
-            raise ValueError(f"Deformation kind must be 'tps' or 'diffeo', got {self.kind!r}.")
-
-    def tps_for(self, height, width):
-        """(grid_size, strength) at this image size: given, or `default_tps`."""
-        grid, strength = default_tps(height, width)
-        return (self.grid_size if self.grid_size is not None else grid,
-                float(self.strength) if self.strength is not None else strength)
-
-    def temperature_for(self, height, width):
-        """The diffeo temperature: given, or the one whose RMS displacement matches the TPS
-        deformation of `tps_for(height, width)` at this image size and cutoff."""
-        if self.temperature is not None:
-            return float(self.temperature)
-        grid, strength = self.tps_for(height, width)
-        return float(diffeo.temperature_matching_tps(height, width, grid, strength,
-                                                     self.cutoff))
-
-    def settings(self, height, width):
-        """What is measured at this image size: a JSON-serializable dict with a "text"."""
-        grid, strength = self.tps_for(height, width)
-        sized = self.grid_size is None or self.strength is None
-        if self.kind == "tps":
-            text = f"TPS {grid}x{grid} grid, C = {strength:g} px"
-            settings = {"kind": "tps", "grid_size": grid, "strength": strength}
-        else:
-            temperature = self.temperature_for(height, width)
-            text = f"diffeo T = {temperature:.3g}, cutoff {self.cutoff}"
-            settings = {"kind": "diffeo", "temperature": temperature, "cutoff": self.cutoff}
-            if self.temperature is None:
-                settings.update(matched_tps_grid_size=grid, matched_tps_strength=strength)
-                text += f" (RMS displacement of TPS {grid}x{grid}, C = {strength:g} px)"
-        if sized:
-            text += f", sized to {height}x{width} images"
-        settings.update(image_size=[int(height), int(width)], sized_to_image=sized,
-                        seed=self.seed, text=text)
-        return settings
-
-    def function(self, height, width):
-        """The deformation of [N, height, width, C] images (stateless, seeded)."""
-        seed = tf.constant([self.seed, 1], tf.int32)
-        if self.kind == "tps":
-            grid, strength = self.tps_for(height, width)
-            return lambda x: tps.random_tps_deformation(x, grid, strength, seed)
-        temperature = self.temperature_for(height, width)
-        return lambda x: diffeo.random_diffeo(x, temperature, self.cutoff, seed)
+PAPER_TPS = deformation.PAPER_TPS
+default_tps = deformation.default_tps
+Deformation = deformation.Deformation
 
 
 # --- Layer selections ---------------------------------------------------------------------------
@@ -409,7 +317,8 @@ def _prepare(model, images, layers, preprocess, runner):
     return sensitivity.make_runner(model, images, layers, convention.fn), convention
 
 
-def profile(model, images, deform_fn=None, layers=None, preprocess=AUTO, noise_seed=(0, 0),
+def profile(model, images, deform_fn=None, layers=None, preprocess=AUTO,
+            noise_seed=deformation.noise_seed(0),
             batch_size=None, runner=None, name=None, progress=None):
     """Sensitivity (cosine, Euclidean) and relative stability at every point of a model.
 
@@ -425,7 +334,8 @@ def profile(model, images, deform_fn=None, layers=None, preprocess=AUTO, noise_s
         noisy images alike (`input_convention`): "auto" (the default: the model must state its
         own, else ValueError with the choices), a key of PREPROCESS, None (= "none") or a
         callable. With `runner`, the runner's (leave "auto").
-      noise_seed: stateless seed [2] of the Gaussian noise of the relative stability.
+      noise_seed: stateless seed [2] of the Gaussian noise of the relative stability; the
+        default is `deform_tf.deformation.noise_seed(0)`, the seed-0 measurement's.
       batch_size: images per group and chunk; None = as many as fit in DEFAULT_CHUNK_BYTES.
         The result does not depend on it.
       name: the model's name in the rows; defaults to the Keras model's name (or the path).

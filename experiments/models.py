@@ -36,9 +36,7 @@ import keras
 from deform_tf import models
 from deform_tf import profile
 from deform_tf import reference_models
-from pipelines import cifar10
-from pipelines import imagenet
-from pipelines import mnist
+from experiments import datasets
 
 # The kinds of network, for a study across architectures.
 KINDS = {
@@ -53,13 +51,6 @@ KINDS = {
 }
 PIPELINE = "pipeline"  # an entry's input: the normalization of the data set it is trained on
 
-# The training pipelines' pixel normalization, by data set: float32 [0, 1] pixels -> model input.
-DATA_NORMALIZATION = {
-    "cifar10": cifar10.normalize,
-    "imagenet": imagenet.normalize,
-    "fashion_mnist": lambda x: mnist.normalize(x, "fashion_mnist"),
-    "mnist": lambda x: mnist.normalize(x, "mnist"),
-}
 # The data set whose normalization each config of the paper's nets takes (config "mnist": the
 # Fashion-MNIST statistics, those of its training data).
 CONFIG_DATASET = {"cifar10": "cifar10", "imagenet": "imagenet", "mnist": "fashion_mnist"}
@@ -122,12 +113,9 @@ REFERENCE = {
 
 
 def dataset_convention(dataset):
-    """The `InputConvention` of a net trained on `dataset` (a key of DATA_NORMALIZATION): its
+    """The `InputConvention` of a net trained on `dataset` (a key of `datasets.DATASETS`): its
     training pipeline's normalization of pixels / 255 (pixels float32 0..255)."""
-    if dataset not in DATA_NORMALIZATION:
-        raise ValueError(f"Unknown data set {dataset!r} for the input normalization: choose one "
-                         f"of {', '.join(DATA_NORMALIZATION)}.")
-    normalize = DATA_NORMALIZATION[dataset]
+    normalize = datasets.get(dataset).normalize
     return profile.InputConvention(
         f"{dataset}_pipeline", lambda x: normalize(x / 255.0),
         f"the {dataset} training pipeline's normalization of pixels / 255")
@@ -163,6 +151,7 @@ class ModelEntry:
       channels: the input channel counts it takes, or None (any).
       config: the paper's nets: their config (a key of `deform_tf.models.STAGES`), whose
         training pipeline's normalization they take when no data set is given; else None.
+      downsampling: the paper's nets: their downsampling variant; else None.
     """
 
     name: str
@@ -176,6 +165,7 @@ class ModelEntry:
     min_size: int = 1
     channels: Optional[tuple] = None
     config: Optional[str] = None
+    downsampling: Optional[str] = None
 
     def build(self, input_shape=None, num_classes=None, seed=0, **options):
         """The model, checked.
@@ -237,7 +227,7 @@ class ModelEntry:
 
         Args:
           dataset: for PIPELINE entries, the data set it is trained on (a key of
-            DATA_NORMALIZATION); None = its own default (the paper's nets: their config's).
+            `datasets.DATASETS`); None = its own default (the paper's nets: their config's).
             Ignored by keras.applications entries, which take their family's preprocess_input.
 
         Raises:
@@ -252,7 +242,7 @@ class ModelEntry:
             return pipeline_convention(self.config)
         if dataset is None:
             raise ValueError(f"Model {self.name!r} takes the normalization of the data set it is "
-                             f"trained on: give the data set ({', '.join(DATA_NORMALIZATION)}).")
+                             f"trained on: give the data set ({', '.join(datasets.DATASETS)}).")
         return dataset_convention(dataset)
 
 
@@ -283,13 +273,13 @@ def check_model(model, input_shape, num_classes, name):
 def _paper_vgg_entry(config, downsampling):
     name = f"vgg_{config}_{downsampling}"
 
-    def build(input_shape, num_classes, seed, width):
+    def build(input_shape, num_classes, seed, width, sync_batch_norm):
         return models.vgg(config, downsampling, width=width, input_shape=input_shape,
-                          num_classes=num_classes, seed=seed)
+                          num_classes=num_classes, seed=seed, sync_batch_norm=sync_batch_norm)
 
     return ModelEntry(
         name, "cnn", f"the paper's VGG net of {config} with {downsampling} downsampling",
-        build, options={"width": 1.0},
+        build, options={"width": 1.0, "sync_batch_norm": False}, downsampling=downsampling,
         default_input_shape=models.DEFAULT_INPUT_SHAPE[config],
         default_num_classes=models.DEFAULT_NUM_CLASSES[config],
         min_size=2 ** len(models.STAGES[config]), config=config)
@@ -393,6 +383,18 @@ def get(name):
         return _user_entry(name)
     raise ValueError(f"Unknown model {name!r}: choose one of {', '.join(MODELS)}, or name your "
                      "own builder as module:function.")
+
+
+def build_from_fields(fields):
+    """The model a run's checkpoints/model_config.json describes (`experiments.training`:
+    model, options, input_shape, num_classes, seed); ValueError naming what is wrong."""
+    try:
+        name, options = fields["model"], dict(fields.get("options") or {})
+        input_shape, num_classes = tuple(fields["input_shape"]), fields["num_classes"]
+    except (KeyError, TypeError) as e:
+        raise ValueError(f"The model description lacks {e} (model, options, input_shape, "
+                         "num_classes, seed).") from None
+    return get(name).build(input_shape, num_classes, fields.get("seed", 0), **options)
 
 
 def build(name, input_shape=None, num_classes=None, seed=0, **options):

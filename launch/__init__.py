@@ -13,3 +13,8 @@ pool (TensorFlow's default: 64 GiB).
 import os
 
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+
+import os
+
+# The launchers' flagfiles (generated from the study's grid by `python -m launch.write_configs`).
+CONFIGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "configs")

@@ -14,11 +14,9 @@ weight decay 5e-4, no label smoothing. Deformation measured: 3x3 grid, C = 2 px,
 
 from launch import common
 
-EXPERIMENT = "cifar10"
-DEFAULTS = dict(dataset="cifar10", batch_size=128, learning_rate=0.05, epochs=100.0,
-                warmup_epochs=1.0, weight_decay=5e-4, eval_grid_size=3, eval_strength=2.0)
+EXPERIMENT = "cifar10"  # its defaults: experiments.settings.PRESETS["cifar10"]
 
-main = common.train_main(EXPERIMENT, DEFAULTS)
+main = common.train_main(EXPERIMENT)
 
 if __name__ == "__main__":
     common.run(main)

@@ -1,14 +1,17 @@
-"""Flags shared by the training launchers, and turning them into a `train_lib.TrainConfig`.
+"""Flags shared by the training launchers: the settings of `experiments.settings`, as flags.
 
-Every training launcher (`launch.cifar10`, `launch.imagenet`, `launch.synthetic_mnist`) defines
-these flags by importing this module; flags whose sensible value depends on the experiment
-default to None here and take the launcher's `DEFAULTS` unless given on the command line or in a
-flagfile. `run(main)` is `absl.app.run` with one difference: any bad flag, missing flagfile or
-contradictory setting exits with status 2 and one clear message.
+Every training launcher (`launch.train`, `launch.cifar10`, `launch.imagenet`,
+`launch.synthetic_mnist`) defines these flags by importing this module. Each flag is the setting
+of the same name (`experiments.settings.DEFAULTS`); flags whose sensible value depends on the
+experiment default to None here and take the experiment's preset
+(`experiments.settings.PRESETS`) unless given on the command line or in a flagfile. `run(main)`
+is `absl.app.run` with one difference: any bad flag, missing flagfile or contradictory setting
+exits with status 2 and one clear message, where the settings the library names (`epochs`) read
+as flags (--epochs).
 """
 
-import dataclasses
 import math
+import re
 import sys
 
 from absl import app
@@ -17,8 +20,9 @@ from absl import logging
 import tensorflow as tf
 
 from deform_tf import models
-from launch import data_lib
-from launch import train_lib
+from experiments import datasets
+from experiments import settings as settings_lib
+from experiments import training
 from pipelines import core
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
@@ -27,24 +31,28 @@ flags.DEFINE_bool("resume", True, "Continue the run found in --output_dir if it 
                   "config (the default: rerunning a killed command resumes it).")
 flags.DEFINE_bool("overwrite", False, "If --output_dir holds another run, move it aside to "
                   "<output_dir>.replaced-<time> (nothing is deleted) and start afresh.")
-flags.DEFINE_enum("dataset", None, ["cifar10", "fashion_mnist", "mnist", "imagenet",
-                                    "synthetic"], "Training data (default: the launcher's).")
+flags.DEFINE_enum("dataset", None, list(datasets.DATASETS),
+                  "Training data (default: the launcher's).")
 flags.DEFINE_string("data_dir", None, "Directory of the data set; default: the standard "
                     "locations, then the embedded Fashion-MNIST subset where that applies.")
 flags.DEFINE_integer("max_train_examples", None, "Use only the first N training examples.")
-flags.DEFINE_enum("architecture", None, list(models.STAGES), "Stage layout of the VGG net; "
-                  "default: the data set's (cifar10 for CIFAR-10, imagenet for ImageNet, mnist "
-                  "for (Fashion-)MNIST and the synthetic task).")
-flags.DEFINE_enum("downsampling", "max_pool", list(models.DOWNSAMPLING),
-                  "Downsampling layer after each stage.")
-flags.DEFINE_float("width", 1.0, "Channel width multiplier (e.g. 0.25 for quick runs).")
+flags.DEFINE_enum("architecture", None, list(models.STAGES), "Stage layout of the paper's VGG "
+                  "net; default: the data set's (cifar10 for CIFAR-10, imagenet for ImageNet, "
+                  "mnist for (Fashion-)MNIST and the synthetic task).")
+flags.DEFINE_enum("downsampling", None, list(models.DOWNSAMPLING),
+                  "Downsampling layer after each stage of the paper's VGG net (default "
+                  "max_pool).")
+flags.DEFINE_float("width", None, "The model's width option: the channel multiplier of the "
+                   "paper's nets, LeNet and ResNet-18 (e.g. 0.25 for quick runs), the MobileNets' "
+                   "alpha, units per hidden layer of fc2/fc4/fc6; default: the model's (1.0 for "
+                   "the paper's nets).")
 flags.DEFINE_integer("seed", 0, "Seed of init, data order, augmentation and deformations.")
 flags.DEFINE_integer("batch_size", None, "Global batch size.")
-flags.DEFINE_enum("optimizer", "sgd", list(train_lib.OPTIMIZERS),
+flags.DEFINE_enum("optimizer", "sgd", list(training.OPTIMIZERS),
                   "sgd: SGD with momentum; adam: AdamW.")
 flags.DEFINE_float("learning_rate", None, "Peak learning rate (after warmup).")
 flags.DEFINE_float("momentum", 0.9, "SGD momentum.")
-flags.DEFINE_enum("schedule", "cosine", list(train_lib.SCHEDULES),
+flags.DEFINE_enum("schedule", "cosine", list(training.SCHEDULES),
                   "Learning-rate decay after warmup.")
 flags.DEFINE_float("warmup_epochs", None, "Linear warmup length in epochs.")
 flags.DEFINE_float("epochs", None, "Training length in epochs (or give --train_steps).")
@@ -60,8 +68,10 @@ flags.DEFINE_bool("random_labels", False, "Replace the labels once by uniform ra
 flags.DEFINE_integer("train_grid_size", 3, "Control grid of the training-time deformation.")
 flags.DEFINE_float("train_strength", 0.0, "Training-time TPS deformation strength in pixels "
                    "(0: no deformation of training images).")
-flags.DEFINE_integer("eval_grid_size", None, "Control grid of the measured deformation.")
-flags.DEFINE_float("eval_strength", None, "Strength (px) of the measured deformation.")
+flags.DEFINE_integer("eval_grid_size", None, "Control grid of the measured deformation; "
+                     "default: the launcher's, else sized to the image (3 at 32 px, 5 at 224 px).")
+flags.DEFINE_float("eval_strength", None, "Strength (px) of the measured deformation; default: "
+                   "the launcher's, else sized to the image (2 px at 32 px, 10 px at 224 px).")
 flags.DEFINE_float("smooth_init_sigma", 0.0, "Gaussian smoothing (px) of the initial conv "
                    "filters (paper Fig. 4); 0 = plain init.")
 flags.DEFINE_integer("measure_every", 0, "Measure sensitivity and smoothness every N steps "
@@ -73,7 +83,7 @@ flags.DEFINE_bool("mixed_precision", False, "Train in mixed_float16.")
 flags.DEFINE_bool("xla", False, "Compile the training step with XLA (jit_compile).")
 flags.DEFINE_bool("deterministic", False, "Deterministic ops and input order (a killed and "
                   "resumed run then ends with the same weights as an uninterrupted one).")
-flags.DEFINE_enum("strategy", "default", list(train_lib.STRATEGIES),
+flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES),
                   "tf.distribute strategy; multi_worker_mirrored reads TF_CONFIG.")
 flags.DEFINE_string("tpu", "", "TPU address for --strategy=tpu.")
 flags.DEFINE_integer("num_logical_devices", 0, "Split the CPU into N logical devices (to try "
@@ -109,7 +119,10 @@ FLAGS = flags.FLAGS
 
 
 def value(name, defaults):
-    """The flag's value if given (command line or flagfile), else the launcher's default."""
+    """The flag's value if given (command line or flagfile), else the launcher's default (a
+    setting no flag of this launcher defines: its default)."""
+    if name not in FLAGS:
+        return defaults.get(name)
     if FLAGS[name].present or name not in defaults:
         return FLAGS[name].value
     return defaults[name]
@@ -130,9 +143,28 @@ def plain_number(value):
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
+_SETTING = re.compile(r"`([a-z_][a-z0-9_]*)(?:=([^`]*))?`")
+
+
+def as_flags(message):
+    """A library message with its settings as flags: `name` -> --name, `name=value` ->
+    --name=value, `name=True` / `name=False` -> --name / --noname."""
+
+    def flag(match):
+        name, value = match.group(1), match.group(2)
+        if value is None:
+            return f"--{name}"
+        if value in ("True", "False"):
+            return f"--{'' if value == 'True' else 'no'}{name}"
+        return f"--{name}={value.strip(chr(39))}"
+
+    return _SETTING.sub(flag, message)
+
+
 def usage_error(message):
-    """The exception to raise for bad flags, data or output directories (exit status 2)."""
-    return LaunchError(message)
+    """The exception to raise for bad flags, data or output directories (exit status 2); the
+    settings the message names in backquotes read as flags."""
+    return LaunchError(as_flags(message))
 
 
 def _parse(argv):
@@ -171,83 +203,28 @@ def setup_runtime():
     logging.set_verbosity(logging.INFO)
 
 
-# The flags (besides output_dir and run control) that determine a run; `settings` dicts hold
-# exactly these keys.
-SETTINGS = ("dataset", "data_dir", "max_train_examples", "architecture", "downsampling", "width",
-            "seed", "batch_size", "optimizer", "learning_rate", "momentum", "schedule",
-            "warmup_epochs", "epochs", "examples_per_epoch", "train_steps", "weight_decay",
-            "label_smoothing",
-            "random_labels", "train_grid_size", "train_strength", "eval_grid_size",
-            "eval_strength", "smooth_init_sigma", "measure_every", "num_measure_images",
-            "checkpoint_every", "log_every", "mixed_precision", "xla", "deterministic")
+SETTINGS = settings_lib.SETTINGS  # the flags (besides run control) that determine a run
 
 
-def default_settings(defaults):
-    """Every setting at its flag default, overridden by a launcher's `defaults`."""
-    return {name: defaults.get(name, FLAGS[name].default) for name in SETTINGS}
+def default_settings(experiment):
+    """Every setting at its default for `experiment` (a key of `settings_lib.PRESETS`)."""
+    return settings_lib.default_settings(experiment)
 
 
-def settings_from_flags(defaults):
-    """The run settings: flags given on the command line or in a flagfile, else `defaults`."""
+def settings_from_flags(experiment):
+    """The run settings: flags given on the command line or in a flagfile, else the
+    experiment's defaults."""
     if FLAGS["train_steps"].present and FLAGS["epochs"].present:
         raise usage_error("Give either --train_steps or --epochs, not both.")
+    defaults = settings_lib.default_settings(experiment)
     settings = {name: value(name, defaults) for name in SETTINGS}
     if FLAGS["epochs"].present:
         settings["train_steps"] = None  # the given --epochs win over a default step count
     return settings
 
 
-def _resolve_steps(settings, num_train):
-    """(train_steps, warmup_steps, examples per epoch or None).
-
-    train_steps is --train_steps if set, else ceil(epochs x examples per epoch / batch size);
-    warmup is round(warmup_epochs x examples per epoch / batch size). Examples per epoch:
-    --examples_per_epoch if given, else `num_train` (the training examples, None for an infinite
-    stream).
-    """
-    batch_size, epochs, steps = settings["batch_size"], settings["epochs"], settings["train_steps"]
-    per_epoch = settings.get("examples_per_epoch") or num_train
-    if steps is None:
-        if epochs is None:
-            raise usage_error("Give --epochs or --train_steps.")
-        if per_epoch is None:
-            raise usage_error("This data set is an infinite stream: give --train_steps, or "
-                              "--examples_per_epoch to count --epochs in examples.")
-        steps = math.ceil(epochs * per_epoch / batch_size)
-    warmup_epochs = settings["warmup_epochs"] or 0.0
-    warmup = round(warmup_epochs * per_epoch / batch_size) if per_epoch else 0
-    return steps, min(warmup, steps), per_epoch
-
-
-def build_run(experiment, settings, spec_fields=None):
-    """(TrainConfig, train_lib.Data) for `experiment` from a settings dict (see SETTINGS)."""
-    s = settings
-    spec = data_lib.DataSpec(
-        dataset=s["dataset"], data_dir=s["data_dir"], max_train_examples=s["max_train_examples"],
-        random_labels=s["random_labels"], train_grid_size=s["train_grid_size"],
-        train_strength=s["train_strength"], **(spec_fields or {}))
-    architecture, input_shape, num_classes = data_lib.model_config(spec)
-    data, num_train = data_lib.build(spec, s["batch_size"], s["seed"], s["num_measure_images"])
-    steps, warmup, per_epoch = _resolve_steps(s, num_train)
-    config = train_lib.TrainConfig(
-        experiment=experiment, model_config=s["architecture"] or architecture,
-        downsampling=s["downsampling"], width=s["width"], input_shape=tuple(input_shape),
-        num_classes=num_classes, seed=s["seed"], batch_size=s["batch_size"],
-        train_steps=steps, optimizer=s["optimizer"], learning_rate=s["learning_rate"],
-        momentum=s["momentum"], schedule=s["schedule"], warmup_steps=warmup,
-        weight_decay=s["weight_decay"], label_smoothing=s["label_smoothing"],
-        smooth_init_sigma=s["smooth_init_sigma"], eval_grid_size=s["eval_grid_size"],
-        eval_strength=s["eval_strength"], measure_every=s["measure_every"],
-        num_measure_images=len(data.measure_images), checkpoint_every=s["checkpoint_every"],
-        log_every=s["log_every"], mixed_precision=s["mixed_precision"], jit_compile=s["xla"],
-        deterministic=s["deterministic"],
-        data=dict(dataclasses.asdict(spec), train_examples=num_train,
-                  examples_per_epoch=per_epoch))
-    return config, data
-
-
-def train_main(experiment, defaults, spec_fields=None):
-    """The `main` of a training launcher: flags -> config -> `train_lib.train`."""
+def train_main(experiment, spec_fields=None):
+    """The `main` of a training launcher: flags -> config -> `training.train`."""
 
     def main(argv):
         if len(argv) > 1:
@@ -255,13 +232,13 @@ def train_main(experiment, defaults, spec_fields=None):
         setup_runtime()
         try:
             # The strategy first: multi-worker collectives must be set up before TF starts.
-            strategy = train_lib.make_strategy(FLAGS.strategy, FLAGS.tpu)
-            config, data = build_run(experiment, settings_from_flags(defaults),
-                                     spec_fields() if spec_fields else None)
-            final = train_lib.train(config, data, FLAGS.output_dir, strategy,
-                                    resume=FLAGS.resume, overwrite=FLAGS.overwrite,
-                                    flags_text=FLAGS.flags_into_string())
-        except (train_lib.RunError, FileNotFoundError, ValueError) as e:
+            strategy = training.make_strategy(FLAGS.strategy, FLAGS.tpu)
+            config, data = settings_lib.build_run(experiment, settings_from_flags(experiment),
+                                                  spec_fields() if spec_fields else None)
+            final = training.train(config, data, FLAGS.output_dir, strategy,
+                                   resume=FLAGS.resume, overwrite=FLAGS.overwrite,
+                                   flags_text=FLAGS.flags_into_string())
+        except (training.RunError, FileNotFoundError, ValueError) as e:
             raise usage_error(str(e)) from None
         except (tf.errors.InvalidArgumentError, tf.errors.DataLossError,
                 tf.errors.NotFoundError) as e:

@@ -20,11 +20,9 @@ from launch import common
 flags.DEFINE_integer("image_size", 224, "ImageNet training/eval resolution in pixels.")
 flags.register_validator("image_size", lambda v: v >= 32, message="--image_size must be >= 32.")
 
-EXPERIMENT = "imagenet"
-DEFAULTS = dict(dataset="imagenet", batch_size=256, learning_rate=0.1, epochs=90.0,
-                warmup_epochs=5.0, weight_decay=1e-4, eval_grid_size=5, eval_strength=10.0)
+EXPERIMENT = "imagenet"  # its defaults: experiments.settings.PRESETS["imagenet"]
 
-main = common.train_main(EXPERIMENT, DEFAULTS,
+main = common.train_main(EXPERIMENT,
                          lambda: dict(image_size=flags.FLAGS.image_size))
 
 if __name__ == "__main__":

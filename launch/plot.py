@@ -16,9 +16,9 @@ from absl import logging
 import tensorflow as tf
 
 from launch import common  # pylint: disable=unused-import  (defines --data_dir: Fig. 5 samples)
-from launch.study import grid as grid_lib
-from launch.study import report
-from launch.study import results as results_lib
+from experiments.study import grid as grid_lib
+from experiments.study import report
+from experiments.study import results as results_lib
 
 flags.DEFINE_string("results_dir", None, "Output directory of launch.reproduce.")
 flags.mark_flag_as_required("results_dir")

@@ -44,10 +44,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import deformation as deformation_lib
 from deform_tf import profile
 from deform_tf import sensitivity
 from launch import common
-from launch import profile_lib
+from experiments import profiling as profile_lib
 
 flags.DEFINE_list("model", None, "Comma-separated models: keras.applications names, the paper's "
                   "vgg_<config>_<downsampling> nets, .keras files, checkpoint directories.")
@@ -166,7 +167,8 @@ def _settings(models, deformation, seconds):
         "images": FLAGS.images or profile_lib.EMBEDDED,
         "num_images": FLAGS.num_images,
         "seed": FLAGS.seed,
-        "noise_seed": [FLAGS.seed, 0],
+        "noise_seed": list(deformation_lib.noise_seed(FLAGS.seed)),
+        "deformation_seed": [FLAGS.seed, deformation_lib.MEASUREMENT_STREAM],
         "chunk_size": FLAGS.chunk_size,
         "deformation_text": "; ".join(sorted({
             deformation.settings(*m.image_shape[:2])["text"] for m in models})),
@@ -244,7 +246,7 @@ def main(argv):
             try:
                 rows += profile.profile(
                     None, images[m.image_shape], deform_fn, runner=runner, name=m.name,
-                    noise_seed=(FLAGS.seed, 0), batch_size=FLAGS.chunk_size,
+                    noise_seed=deformation_lib.noise_seed(FLAGS.seed), batch_size=FLAGS.chunk_size,
                     progress=_Progress(m.name))
             except ValueError as e:
                 raise common.usage_error(f"{m.name}: {e}") from None

@@ -6,13 +6,13 @@ r"""Reproduces the paper: runs the experiment grid, then draws Figures 1-7 and w
   python -m launch.reproduce --profile=paper --data_dir=/data/cifar10 \
       --imagenet_dir=/data/imagenet --print_commands  # one launcher command per run
 
-The profiles are defined in launch/study/grid.py. --dataset runs a profile's grid on another
+The profiles are defined in experiments/study/grid.py. --dataset runs a profile's grid on another
 data set (cifar10, fashion_mnist, mnist) unchanged; the standard and paper profiles refuse the
 small embedded Fashion-MNIST subset (install Debian's dataset-fashion-mnist or give --data_dir).
 
 Runs already finished in --output_dir are skipped and interrupted ones resume, so the same
 command continues where it stopped. Writes into --output_dir: one directory per run (see
-launch/train_lib.py), grid.json, results.json, tables/*.csv, figures/*.png and report.md,
+experiments/training.py), grid.json, results.json, tables/*.csv, figures/*.png and report.md,
 which states for each of the paper's five findings what this run measured, whether it agrees
 with the paper, contradicts it or does not show it, and the run's power. `python -m launch.plot --results_dir=...` redraws figures and report without training.
 """
@@ -26,11 +26,11 @@ from absl import logging
 import tensorflow as tf
 
 from launch import common
-from launch import data_lib
+from experiments import datasets as data_lib
 from launch import deformation_figures
-from launch.study import grid as grid_lib
-from launch.study import report
-from launch.study import results as results_lib
+from experiments.study import grid as grid_lib
+from experiments.study import report
+from experiments.study import results as results_lib
 from pipelines import mnist
 # The launchers the grid runs (importing them defines their flags and DEFAULTS).
 from launch import cifar10  # pylint: disable=unused-import

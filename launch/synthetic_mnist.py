@@ -26,12 +26,10 @@ flags.DEFINE_enum("synthetic_source", "fashion_mnist", ["fashion_mnist", "mnist"
 flags.register_validator("synthetic_strength", lambda v: math.isfinite(v) and v >= 0,
                          message="--synthetic_strength must be a finite number >= 0.")
 
-EXPERIMENT = "synthetic_mnist"
-DEFAULTS = dict(dataset="synthetic", batch_size=128, learning_rate=0.05, train_steps=5000,
-                warmup_epochs=None, weight_decay=5e-4, eval_grid_size=3, eval_strength=2.0)
+EXPERIMENT = "synthetic_mnist"  # its defaults: experiments.settings.PRESETS["synthetic_mnist"]
 
 main = common.train_main(
-    EXPERIMENT, DEFAULTS,
+    EXPERIMENT,
     lambda: dict(synthetic_strength=flags.FLAGS.synthetic_strength,
                  synthetic_source=flags.FLAGS.synthetic_source))
 

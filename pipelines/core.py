@@ -4,7 +4,8 @@ Readers (`pipelines.mnist`, `pipelines.cifar10`, `pipelines.imagenet`, `pipeline
 produce datasets of `(image, label)` examples: `image` float32 [height, width, channels] with
 static size, `label` int32 scalar; training streams come already in their stateless epoch order
 (`pipelines.order`), repeating forever. `finish` turns such a dataset into batches for training
-or evaluation, optionally deforming every image with the paper's random TPS deformation.
+or evaluation, optionally deforming every image with a random deformation (`Deformation`, the
+one spec of `deform_tf.deformation`: the paper's TPS or Petrini et al.'s diffeo).
 
 Deformation seeds are per example: example k of the training stream (its global position) gets
 the stateless seed (seed, k), so the deformation of an example does not depend on the batch size,
@@ -14,28 +15,19 @@ Deformation runs on whole batches (one vectorized op per batch is ~10x faster th
 maps on small images).
 """
 
-import dataclasses
 import re
 
 import numpy as np
 import tensorflow as tf
 
-import deform_tf
-from deform_tf import checks
+from deform_tf import deformation as deformation_spec
 
 _BLOCK = 1024  # examples normalized per vectorized step
 
 
-@dataclasses.dataclass(frozen=True)
-class Deformation:
-    """The random TPS deformation applied in the pipeline: grid_size x grid_size, C pixels."""
-
-    grid_size: int
-    strength: float
-
-    def __post_init__(self):
-        checks.check_grid_size(self.grid_size)
-        checks.check_strength(self.strength)
+# The random deformation of training images: `deform_tf.deformation.Deformation` ("tps" or
+# "diffeo"), the same spec the measurements use.
+Deformation = deformation_spec.Deformation
 
 
 _ERROR_NOISE = re.compile(
@@ -91,8 +83,7 @@ def deform_batch(images, example_ids, deformation, seed):
     """Deforms a batch [B, H, W, C] with per-example seeds (seed, example_id)."""
     seeds = tf.stack([tf.fill(tf.shape(example_ids), tf.cast(seed, tf.int64)),
                       tf.cast(example_ids, tf.int64)], axis=1)
-    return deform_tf.random_tps_deformation(
-        images, deformation.grid_size, deformation.strength, seeds)
+    return deformation.apply(images, seeds)
 
 
 def array_examples(images, labels, normalize_fn, input_context=None):

@@ -102,7 +102,7 @@ def train(prototype_images, strength, batch_size, seed, grid_size=3, num_example
     """
     prototypes = _prototype_tensor(prototype_images)
     num_classes = int(prototypes.shape[0])
-    deformation = core.Deformation(grid_size, strength)
+    deformation = core.Deformation("tps", grid_size, strength)
     batch_size = _check_batch_size(batch_size)
     seed = labels_lib.check_seed(seed)
     if num_examples is None:
@@ -144,7 +144,7 @@ def test(prototype_images, strength, num_examples=1000, batch_size=100, seed=0, 
     """
     prototypes = _prototype_tensor(prototype_images)
     num_classes = int(prototypes.shape[0])
-    deformation = core.Deformation(grid_size, strength)
+    deformation = core.Deformation("tps", grid_size, strength)
     batch_size = _check_batch_size(batch_size)
     if isinstance(num_examples, bool) or not isinstance(num_examples, (int, np.integer)) \
             or num_examples < 1:

@@ -1,8 +1,10 @@
 """The package layering of docs/architecture.md, checked on the source.
 
 - Layers: deform_tf imports none of the other packages; pipelines only deform_tf; experiments
-  only deform_tf and pipelines; launch only those three; bench anything but tests. Of launch, only the launchers that run
-  the study import launch.study.
+  only deform_tf and pipelines; launch only those three; bench anything but tests; no import
+  of a layer above, not even inside a function. Outside experiments, only the launchers that
+  run the study import experiments.study.
+- Flags: only launch/ uses absl flags; importing any module of the other packages defines none.
 - The module import graph (top-level imports) has no cycle.
 - No module uses a `_private` name of a module in another package.
 - Every module imports alone in a fresh interpreter (project modules purged between imports).
@@ -115,6 +117,35 @@ def private_uses(name, aliases, tree):
     return used
 
 
+def upward_imports(name, tree):
+    """Imports, anywhere in module `name` (inside functions too), of a package it may not use."""
+    package, wrong = name.split(".")[0], []
+    for node in ast.walk(tree):
+        targets = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            targets = [node.module]
+        for target in targets:
+            other = target.split(".")[0]
+            if other in PACKAGES and other != package and other not in ALLOWED[package]:
+                wrong.append(f"{name} imports {target} (line {node.lineno})")
+    return wrong
+
+
+def flag_uses(name, tree):
+    """The absl.flags imports of module `name`."""
+    uses = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "absl" and any(
+                alias.name == "flags" for alias in node.names):
+            uses.append(f"{name}: from absl import flags")
+        elif isinstance(node, ast.Import) and any(
+                alias.name == "absl.flags" for alias in node.names):
+            uses.append(f"{name}: import absl.flags")
+    return uses
+
+
 class ArchitectureTest(tf.test.TestCase):
 
     @classmethod
@@ -134,12 +165,23 @@ class ArchitectureTest(tf.test.TestCase):
                     wrong.append(f"{name} imports {target}")
         self.assertEmpty(wrong)
 
+    def test_no_import_of_a_layer_above_anywhere_in_a_module(self):
+        # Function-level imports too (module_imports sees the module level only).
+        wrong = [line for name, (_, _, tree) in self.parsed.items()
+                 for line in upward_imports(name, tree)]
+        self.assertEmpty(wrong)
+
     def test_only_its_launchers_import_the_study(self):
         importers = sorted(
             name for name, (imported, _, _) in self.parsed.items()
-            if not name.startswith("launch.study") and
-            any(t.startswith("launch.study") for t in imported))
+            if not name.startswith("experiments.study") and
+            any(t.startswith("experiments.study") for t in imported))
         self.assertEqual(importers, ["launch.plot", "launch.reproduce", "launch.write_configs"])
+
+    def test_only_launch_uses_flags(self):
+        users = [line for name, (_, _, tree) in self.parsed.items()
+                 if name.split(".")[0] != "launch" for line in flag_uses(name, tree)]
+        self.assertEmpty(users)
 
     def test_module_imports_have_no_cycle(self):
         graph = {name: sorted(t for t in imported if t != name and t in self.modules)
@@ -159,21 +201,29 @@ class ArchitectureTest(tf.test.TestCase):
         # A made-up module and graph, so that the checks above cannot pass vacuously.
         path = os.path.join(self.get_temp_dir(), "fake.py")
         with open(path, "w") as f:
-            f.write("from deform_tf import sensitivity\nfrom launch.train_lib import _x\n"
-                    "y = sensitivity._hidden\n")
+            f.write("from deform_tf import sensitivity\nfrom launch.common import _x\n"
+                    "y = sensitivity._hidden\n\n\ndef f():\n    from absl import flags\n"
+                    "    import launch.train\n")
         imported, aliases, tree = module_imports(path, self.modules)
-        self.assertEqual(imported, {"deform_tf.sensitivity", "launch.train_lib"})
+        self.assertEqual(imported, {"deform_tf.sensitivity", "launch.common"})
         self.assertEqual(private_uses("bench.fake", aliases, tree), [
-            "bench.fake: from launch.train_lib import _x",
+            "bench.fake: from launch.common import _x",
             "bench.fake: deform_tf.sensitivity._hidden"])
         self.assertEqual(private_uses("deform_tf.fake", aliases, tree),
-                         ["deform_tf.fake: from launch.train_lib import _x"])
+                         ["deform_tf.fake: from launch.common import _x"])
+        self.assertEqual(upward_imports("experiments.fake", tree), [
+            "experiments.fake imports launch.common (line 2)",
+            "experiments.fake imports launch.train (line 8)"])
+        self.assertEqual(upward_imports("bench.fake", tree), [])
+        self.assertEqual(flag_uses("experiments.fake", tree),
+                         ["experiments.fake: from absl import flags"])
         self.assertEqual(find_cycles({"a": ["b"], "b": ["c"], "c": ["a"], "d": ["a"]}),
                          ["a -> b -> c -> a"])
 
-    def test_every_module_imports_alone(self):
+    def test_every_module_imports_alone_and_only_launchers_define_flags(self):
         # One interpreter (TensorFlow imported once); before each module, every project module
-        # and the flags it defined are removed, so each import starts from nothing of ours.
+        # and the flags it defined are removed, so each import starts from nothing of ours. A
+        # module outside launch/ that defines a flag when imported is reported.
         script = (
             "import importlib, sys, tensorflow\n"
             "from absl import flags\n"
@@ -187,7 +237,10 @@ class ArchitectureTest(tf.test.TestCase):
             "        importlib.import_module(name)\n"
             "    except Exception as e:\n"
             "        failed.append(f'{name}: {type(e).__name__}: {e}')\n"
-            "    for flag in set(flags.FLAGS) - before:\n"
+            "    defined = set(flags.FLAGS) - before\n"
+            "    if defined and name.split('.')[0] != 'launch':\n"
+            "        failed.append(f'{name} defines flags {sorted(defined)}')\n"
+            "    for flag in defined:\n"
             "        delattr(flags.FLAGS, flag)\n"
             "print('\\n'.join(failed))\n")
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO)

@@ -14,21 +14,22 @@ import tempfile
 from absl.testing import parameterized
 import tensorflow as tf
 
-from launch.study import grid as grid_lib
+from experiments.study import grid as grid_lib
+import launch
 from tests.launch_test import REPO
 
 FLAGFILES = {f.name: f for f in grid_lib.flagfiles()}
 
 
 def committed(name):
-    with open(os.path.join(grid_lib.CONFIGS_DIR, name)) as f:
+    with open(os.path.join(launch.CONFIGS_DIR, name)) as f:
         return f.read()
 
 
 class GeneratedTest(tf.test.TestCase):
 
     def test_committed_flagfiles_are_the_generated_ones(self):
-        on_disk = sorted(n for n in os.listdir(grid_lib.CONFIGS_DIR) if n.endswith(".cfg"))
+        on_disk = sorted(n for n in os.listdir(launch.CONFIGS_DIR) if n.endswith(".cfg"))
         self.assertEqual(on_disk, sorted(FLAGFILES))
         for name, flagfile in FLAGFILES.items():
             self.assertEqual(committed(name), flagfile.text(),

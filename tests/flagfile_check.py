@@ -16,8 +16,9 @@ import sys
 
 from absl import flags
 
+from experiments.study import grid as grid_lib
+import launch
 from launch import common
-from launch.study import grid as grid_lib
 # The launchers (importing them defines their flags).
 from launch import cifar10
 from launch import imagenet
@@ -41,7 +42,7 @@ def flag_names(text):
 
 def check(flagfile, empty_dir, output_root):
     launcher = LAUNCHERS[flagfile.run.launcher]
-    path = os.path.join(grid_lib.CONFIGS_DIR, flagfile.name)
+    path = os.path.join(launch.CONFIGS_DIR, flagfile.name)
     with open(path) as f:
         text = f.read()
     own = {f.name for module in ("launch.common", launcher.__name__)
@@ -54,7 +55,7 @@ def check(flagfile, empty_dir, output_root):
                f"--output_dir={output_dir}"])  # flags exist and validators pass
     except flags.Error as e:
         return dict(result, stopped="flags.Error", message=str(e))
-    settings = common.settings_from_flags(launcher.DEFAULTS)
+    settings = common.settings_from_flags(launcher.EXPERIMENT)
     result["mismatched_settings"] = {
         key: [settings[key], value] for key, value in flagfile.run.settings.items()
         if key not in grid_lib.COMMAND_LINE_SETTINGS and settings[key] != value}

@@ -8,7 +8,7 @@ tests/launch_real_data_test.py runs this module in a subprocess:
 
 Each case is {"name", "launcher" (module), "args" (command-line flags, flagfile included),
 "data_dirs" ({data set: --data_dir}, chosen after the flagfile says which data set)}. For each
-case the flags are parsed as the launcher would, the run is built with `launch.common.build_run`
+case the flags are parsed as the launcher would, the run is built with `experiments.settings.build_run`
 (data read and checked, steps resolved) and the first training batch is drawn. One JSON line per
 case:
 {"name", "steps_setting" (--train_steps or the launcher's default, None for epochs), "epochs",
@@ -25,6 +25,7 @@ import tensorflow as tf
 
 
 def build(case):
+    from experiments import settings as settings_lib  # pylint: disable=import-outside-toplevel
     from launch import common  # pylint: disable=import-outside-toplevel
 
     launcher = importlib.import_module(case["launcher"])
@@ -38,11 +39,13 @@ def build(case):
                                                synthetic_source=flag_values.synthetic_source),
     }.get(case["launcher"], lambda: None)()
     try:
-        settings = common.settings_from_flags(launcher.DEFAULTS)
+        settings = common.settings_from_flags(launcher.EXPERIMENT)
         settings["data_dir"] = case["data_dirs"][settings["dataset"]]
-        config, data = common.build_run(launcher.EXPERIMENT, settings, spec_fields)
+        config, data = settings_lib.build_run(launcher.EXPERIMENT, settings, spec_fields)
     except common.LaunchError as e:
         return {"name": case["name"], "error": e.message}
+    except (ValueError, FileNotFoundError) as e:
+        return {"name": case["name"], "error": common.as_flags(str(e))}
     images, labels = next(iter(data.train(tf.distribute.InputContext(), 0)))
     return {"name": case["name"], "steps_setting": settings["train_steps"],
             "epochs": settings["epochs"], "train_steps": config.train_steps,

@@ -19,9 +19,9 @@ from unittest import mock
 import numpy as np
 import tensorflow as tf
 
-from launch import data_lib
-from launch import run_dir
-from launch import train_lib
+from experiments import datasets as data_lib
+from experiments import run_dir
+from experiments import training as train_lib
 from pipelines import idx
 from tests.launch_test import run_launcher
 from tests.run_files import snapshot
@@ -29,8 +29,8 @@ from tests.run_files import snapshot
 DATA_SPEC = data_lib.DataSpec(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FASHION_MNIST_DIR,
                          max_train_examples=256)
 CONFIG = train_lib.TrainConfig(
-    experiment="cifar10", model_config="mnist", downsampling="max_pool", width=0.0625,
-    input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, train_steps=6,
+    experiment="cifar10", model="vgg_mnist_max_pool", dataset="fashion_mnist",
+    model_options={"width": 0.0625}, input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, train_steps=6,
     learning_rate=0.05, eval_grid_size=3, eval_strength=2.0, measure_every=2,
     num_measure_images=8, checkpoint_every=2, log_every=2, data=dataclasses.asdict(DATA_SPEC))
 # launch.evaluate with the measurement settings of CONFIG (its defaults for fashion_mnist).

@@ -1,4 +1,4 @@
-"""Tests of `launch.profile_lib` (models, input conventions, images, outputs) and of
+"""Tests of `experiments.profiling` (models, input conventions, images, outputs) and of
 `python -m launch.profile` end to end in subprocesses: tiny .keras models on folders of PNGs,
 reruns, undefined points, bad input."""
 
@@ -18,7 +18,7 @@ from deform_tf import diffeo
 from deform_tf import model_io
 from deform_tf import models
 from deform_tf import profile
-from launch import profile_lib
+from experiments import profiling as profile_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -23,8 +23,8 @@ import tensorflow as tf
 
 from bench import pipelines as bench_pipelines
 from launch import convert
-from launch import data_lib
-from launch import train_lib
+from experiments import datasets as data_lib
+from experiments import training as train_lib
 from pipelines import cifar10
 from pipelines import idx
 from pipelines import imagenet

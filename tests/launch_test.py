@@ -20,7 +20,8 @@ import tensorflow as tf
 
 from deform_tf import model_io
 from deform_tf import models
-from launch import train_lib
+from experiments import settings as settings_lib
+from experiments import training as train_lib
 from pipelines import idx
 from pipelines import labels as labels_lib
 from pipelines import mnist
@@ -79,21 +80,12 @@ class AllocatorDefaultTest(parameterized.TestCase):
 
 
 class TrainingDefaultsTest(tf.test.TestCase):
-    """The hyperparameters the launchers' docstrings document.
-
-    The launchers' settings are read in a subprocess (launch.common's flags would clash with
-    launch.demo's in one test process); the optimizer they configure is checked in process.
-    """
+    """The hyperparameters the launchers' docstrings document (`experiments.settings.PRESETS`)."""
 
     def test_documented_defaults(self):
-        script = ("import json\nfrom launch import cifar10, common, imagenet, synthetic_mnist\n"
-                  "print(json.dumps({m.EXPERIMENT: common.default_settings(m.DEFAULTS) "
-                  "for m in (cifar10, imagenet, synthetic_mnist)}))")
-        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
-                             text=True, timeout=120, check=True)
-        settings = json.loads(out.stdout.splitlines()[-1])
+        settings = {name: settings_lib.default_settings(name) for name in settings_lib.PRESETS}
         documented = {"cifar10": (128, 0.05, 1.0, 5e-4), "imagenet": (256, 0.1, 5.0, 1e-4),
-                      "synthetic_mnist": (128, 0.05, None, 5e-4)}
+                      "synthetic_mnist": (128, 0.05, None, 5e-4), "train": (128, 0.05, None, 5e-4)}
         self.assertCountEqual(settings, documented)
         for experiment, (batch, peak, warmup_epochs, weight_decay) in documented.items():
             self.assertEqual(
@@ -113,8 +105,9 @@ class TrainingDefaultsTest(tf.test.TestCase):
     def _config(self, **fields):
         fields = dict(dict(train_steps=1000, warmup_steps=100), **fields)
         return train_lib.TrainConfig(
-            experiment="defaults", model_config="mnist", downsampling="max_pool", width=0.0625,
-            input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, **fields)
+            experiment="defaults", model="vgg_mnist_max_pool", dataset="fashion_mnist",
+            model_options={"width": 0.0625}, input_shape=(32, 32, 1), num_classes=10, seed=0,
+            batch_size=16, **fields)
 
     def test_warmup_then_cosine_schedule_at_its_key_steps(self):
         _, schedule = train_lib.make_optimizer(
@@ -127,7 +120,7 @@ class TrainingDefaultsTest(tf.test.TestCase):
 
     def test_weight_decay_shrinks_kernels_only_not_batch_norm_or_biases(self):
         config = self._config(learning_rate=0.5, weight_decay=0.1, warmup_steps=0)
-        model = models.vgg(**config.vgg_kwargs())
+        model = train_lib.build_model(config)
         optimizer, schedule = train_lib.make_optimizer(
             config)
         before = [v.numpy() for v in model.trainable_variables]
@@ -189,7 +182,7 @@ class LauncherTest(parameterized.TestCase, tf.test.TestCase):
         with open(os.path.join(out, "config.json")) as f:
             config = json.load(f)
         self.assertEqual(config["data"]["train_strength"], 1.5)
-        self.assertEqual(config["model_config"], "mnist")
+        self.assertEqual(config["model"], "vgg_mnist_max_pool")
         tags = event_tags(os.path.join(out, "summaries"))
         for tag in ("train/loss", "train/accuracy", "train/learning_rate",
                     "sensitivity_cosine/00_input", "sensitivity_euclidean/12_block4_down",

@@ -1,4 +1,4 @@
-"""Tests of launch.run_dir: atomic files, step-keyed logs, taking a directory, checkpoint state."""
+"""Tests of experiments.run_dir: atomic files, step-keyed logs, taking a directory, checkpoint state."""
 
 import errno
 import json
@@ -11,7 +11,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 from deform_tf import model_io
-from launch import run_dir
+from experiments import run_dir
 from tests.run_files import snapshot
 
 CONFIG = {"experiment": "cifar10", "seed": 0, "batch_size": 16, "input_shape": [32, 32, 1]}

@@ -1,15 +1,15 @@
-"""Hand-made study results for the tests of `launch.study`, with the paper's trends built in.
+"""Hand-made study results for the tests of `experiments.study`, with the paper's trends built in.
 
 `fake_results_json` is the JSON object of a results.json (the CIFAR-10 net's 13 measured
 layers and 8 conv layers, every group of the grid), `fake_results` the same read back as
-`launch.study.results.StudyResults`.
+`experiments.study.results.StudyResults`.
 """
 
 import json
 
 import numpy as np
 
-from launch.study import results as results_lib
+from experiments.study import results as results_lib
 
 VARIANTS = ("subsample", "max_pool", "avg_pool", "strided", "strided_relu")
 CONV_LAYERS = [f"block{i}_conv{j}" for i in range(1, 5) for j in (1, 2)]

@@ -1,4 +1,4 @@
-"""Tests of the paper's result figures (`launch.study.figures`, Fig. 3-7 and two extras).
+"""Tests of the paper's result figures (`experiments.study.figures`, Fig. 3-7 and two extras).
 
 The figures are drawn from synthetic study results, built as the JSON object of a results.json
 and read with `StudyResults.from_json`. Each must return a Figure with the expected axes and lines
@@ -19,9 +19,9 @@ from matplotlib.figure import Figure
 import numpy as np
 import tensorflow as tf
 
-from launch.study import figures as study_figures
-from launch.study import grid as grid_lib
-from launch.study import results as results_lib
+from experiments.study import figures as study_figures
+from experiments.study import grid as grid_lib
+from experiments.study import results as results_lib
 from tests import study_fakes
 
 def bands(ax):

@@ -1,4 +1,4 @@
-"""Tests of the findings' criteria in `launch.study.findings` on hand-made results.
+"""Tests of the findings' criteria in `experiments.study.findings` on hand-made results.
 
 Each finding is judged on results built to agree with the paper, to contradict it (the
 opposite direction, beyond seed noise) and to leave it not shown (the right direction within
@@ -13,9 +13,9 @@ import numpy as np
 import scipy.stats
 import tensorflow as tf
 
-from launch.study import findings
-from launch.study import grid as grid_lib
-from launch.study import results as results_lib
+from experiments.study import findings
+from experiments.study import grid as grid_lib
+from experiments.study import results as results_lib
 
 SEEDS = 3
 

@@ -1,4 +1,4 @@
-"""The experiment grids of `launch.study.grid`: what each profile runs."""
+"""The experiment grids of `experiments.study.grid`: what each profile runs."""
 
 import collections
 import dataclasses
@@ -7,7 +7,7 @@ from absl.testing import parameterized
 import tensorflow as tf
 
 from deform_tf import models
-from launch.study import grid as grid_lib
+from experiments.study import grid as grid_lib
 
 FULL_FASHION_MNIST_TRAIN = 60_000
 

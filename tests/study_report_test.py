@@ -1,13 +1,13 @@
-"""Tests of `launch.study.report`: what report.md states."""
+"""Tests of `experiments.study.report`: what report.md states."""
 
 import os
 import re
 
 import tensorflow as tf
 
-from launch.study import findings
-from launch.study import report
-from launch.study import results as results_lib
+from experiments.study import findings
+from experiments.study import report
+from experiments.study import results as results_lib
 from tests import study_fakes
 
 

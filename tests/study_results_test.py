@@ -1,4 +1,4 @@
-"""Tests of `launch.study.results`: collecting runs, the JSON form of results.json, the tables."""
+"""Tests of `experiments.study.results`: collecting runs, the JSON form of results.json, the tables."""
 
 import csv
 import json
@@ -8,8 +8,8 @@ import tempfile
 import numpy as np
 import tensorflow as tf
 
-from launch.study import grid as grid_lib
-from launch.study import results as results_lib
+from experiments.study import grid as grid_lib
+from experiments.study import results as results_lib
 from tests import study_fakes
 
 LAYERS = ["input", "block1_relu1", "block1_down"]

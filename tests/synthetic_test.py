@@ -111,7 +111,7 @@ class SyntheticTest(parameterized.TestCase, tf.test.TestCase):
         source = tf.data.Dataset.from_tensor_slices((self.prototypes[self.ids[:32]],
                                                      self.ids[:32]))
         finished = core.finish(source, 16, training=False, seed=1,
-                               deformation=core.Deformation(3, 2.0))
+                               deformation=core.Deformation("tps", 3, 2.0))
         expected, expected_ids = _collect(finished)
         self.assertAllEqual(expected_ids, self.ids[:32])
         self.assertAllClose(self.images[:32], mnist.normalize(expected), atol=1e-5)

@@ -1,4 +1,4 @@
-"""Tests of launch.train_lib's learning-rate schedules and optimizers against hand-computed values.
+"""Tests of experiments.training's learning-rate schedules and optimizers against hand-computed values.
 
 The oracles are the schedules' formulas written out in float64 numpy and the SGD-with-momentum and
 AdamW update rules applied by hand; none of them calls the code under test.
@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 from absl.testing import parameterized
 
-from launch import train_lib
+from experiments import training as train_lib
 
 
 def _config(**overrides):

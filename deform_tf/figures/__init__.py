@@ -1,6 +1,6 @@
 """The library's pictures: a random deformation (paper Fig. 1, 2) and a sensitivity profile.
 
-The study's result figures (paper Fig. 3-7) are project code: `launch.study.figures`.
+The study's result figures (paper Fig. 3-7) are project code: `experiments.study.figures`.
 
 Library code: every function takes numpy arrays (or small containers of them) and returns a
 `matplotlib.figure.Figure`; nothing here calls `pyplot`, `show()` or `print`. Figures are built

@@ -1,8 +1,8 @@
 """Writes a reproduction's outputs: results.json, the CSV tables, the figures and report.md.
 
 report.md states the run's title and notes, the verdict of each of the paper's five findings
-(`launch.study.findings`) with the effects behind it and the run's power, the training and test
-accuracy of every trained run, and every figure drawn (`launch.study.figures`; Fig. 1/2 by
+(`experiments.study.findings`) with the effects behind it and the run's power, the training and test
+accuracy of every trained run, and every figure drawn (`experiments.study.figures`; Fig. 1/2 by
 `launch.deformation_figures`).
 """
 
@@ -13,9 +13,9 @@ import numpy as np
 import tensorflow as tf
 
 from deform_tf import tps
-from launch.study import figures as study_figures
-from launch.study import findings as findings_lib
-from launch.study import results as results_lib
+from experiments.study import figures as study_figures
+from experiments.study import findings as findings_lib
+from experiments.study import results as results_lib
 from pipelines import mnist
 
 FIGURE_CAPTIONS = {

@@ -30,6 +30,7 @@ from deform_tf import models
 from deform_tf import profile
 from deform_tf.figures import profile as profile_figure
 from experiments import models as registry
+from experiments import runs
 from pipelines import idx
 from pipelines import imagenet
 from pipelines import tfrecord
@@ -153,7 +154,7 @@ def _model_file(path, weights, image_size, preprocess, safe_mode):
     if weights != "none":
         raise ValueError(f"--weights applies to model names, not to the saved model {path!r} "
                          "(which has its own weights).")
-    model = model_io.load_model(path, safe_mode=safe_mode, unsafe_hint=UNSAFE_HINT)
+    model = runs.load_model(path, safe_mode=safe_mode, unsafe_hint=UNSAFE_HINT)
     if not model.inputs or len(model.inputs[0].shape) != 4:
         raise ValueError(f"{path!r} is not a model with one image input [batch, height, width, "
                          "channels].")
@@ -165,20 +166,15 @@ def _model_file(path, weights, image_size, preprocess, safe_mode):
     elif image_size and (height, width) != (image_size, image_size):
         raise ValueError(f"{path!r} takes {height}x{width} images, not --image_size="
                          f"{image_size}.")
-    config_path = os.path.join(path if os.path.isdir(path) else os.path.dirname(path),
-                               model_io.MODEL_CONFIG_FILE)
     if path.endswith((".keras", ".h5")):
         config = _paper_config(model)
+        auto = (lambda: registry.pipeline_convention(config)) if config else (
+            lambda: profile.input_convention(model, profile.AUTO))
         source = f"file {os.path.abspath(path)} (its own weights)"
     else:
-        with open(config_path) as f:
-            config = json.load(f).get("config", "cifar10")
+        auto = _run_convention(runs.read_fields(path))
         prefix = model_io.latest_checkpoint(path) if os.path.isdir(path) else path
         source = f"checkpoint {os.path.abspath(prefix)}"
-    if config is not None:
-        auto = lambda: registry.pipeline_convention(config)
-    else:
-        auto = lambda: profile.input_convention(model, profile.AUTO)
     try:
         convention = preprocess_for(preprocess, auto)
     except ValueError as e:
@@ -187,13 +183,25 @@ def _model_file(path, weights, image_size, preprocess, safe_mode):
                          source)
 
 
+def _run_convention(fields):
+    """fn() -> the input convention of a trained run's model (its model_config.json): the
+    normalization of the data set it trained on (older runs of the paper's nets: their
+    config's)."""
+    dataset = runs.trained_dataset(fields)
+    if dataset is not None:
+        return lambda: registry.dataset_convention(dataset)
+    config = fields.get("vgg", fields).get("config", "cifar10")
+    return lambda: registry.pipeline_convention(config)
+
+
 def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed=0,
                   safe_mode=True):
     """A `ProfiledModel` from a --model entry.
 
     Args:
-      spec: a name of `experiments.models.APPLICATIONS` or `PAPER_VGG`, a `.keras` file or a
-        checkpoint directory or prefix written by a launcher.
+      spec: a name of `experiments.models.APPLICATIONS` or `PAPER_VGG`, a `.keras` file, a
+        training run's directory, or a checkpoint directory or prefix written by a launcher
+        (a run of any registered model: rebuilt by `experiments.runs`).
       weights: "none" (initialization), "imagenet" (keras.applications only; from the Keras cache
         or the network) or a weights file path.
       image_size: input height and width in pixels; None = the model's own (224 for
@@ -212,6 +220,11 @@ def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed
         return _application(spec, weights, image_size, preprocess, seed)
     if spec in registry.PAPER_VGG:
         return _paper_vgg(spec, weights, image_size, preprocess, seed)
+    run_checkpoints = os.path.join(spec, "checkpoints")
+    if os.path.isfile(os.path.join(run_checkpoints, model_io.MODEL_CONFIG_FILE)):
+        # A training run's directory: its checkpoints, under the name given.
+        return dataclasses.replace(
+            _model_file(run_checkpoints, weights, image_size, preprocess, safe_mode), name=spec)
     if os.path.exists(spec) or os.path.exists(spec + ".index"):
         return _model_file(spec, weights, image_size, preprocess, safe_mode)
     raise ValueError(f"Unknown model {spec!r}: give a keras.applications name "

@@ -1,8 +1,9 @@
 """The experiment grid behind the paper's figures, per profile, and running it.
 
 A `Run` is one training launcher invocation: the launcher module, the settings it overrides
-(flag names of `launch.common`), and its output sub-directory. `run_grid` executes runs in this
-process through the same `common.build_run` / `train_lib.train` path as the launchers (so a run
+(`experiments.settings`, which the launchers take as flags of the same names), and its output
+sub-directory. `run_grid` executes runs in this process through the same
+`experiments.settings.build_run` / `experiments.training.train` path as the launchers (so a run
 started here and one started with `Run.command()` on a cluster write the same files), skipping
 runs that finished (their `final.json` exists) and resuming interrupted ones.
 
@@ -17,7 +18,6 @@ The flagfiles in launch/configs/ are generated from the same grid (`flagfiles`, 
 """
 
 import dataclasses
-import importlib
 import os
 import textwrap
 import time
@@ -27,6 +27,8 @@ from absl import logging
 import keras
 
 from deform_tf import models
+from experiments import settings as settings_lib
+from experiments import training
 
 # The downsampling variants (`models.DOWNSAMPLING`) that the paper's finding 1 sets apart.
 POOLED = ("max_pool", "avg_pool")
@@ -277,12 +279,9 @@ def grid(profile, data_dir=None, imagenet_dir=None):
     return runs
 
 
-# The launchers' flagfiles, launch/configs.
-CONFIGS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                           "configs")
 # Settings a flagfile leaves to the command line.
 COMMAND_LINE_SETTINGS = ("seed", "data_dir")
-_GENERATED = "Generated from launch/study/grid.py by `python -m launch.write_configs`."
+_GENERATED = "Generated from experiments/study/grid.py by `python -m launch.write_configs`."
 
 
 @dataclasses.dataclass(frozen=True)
@@ -329,7 +328,7 @@ def flagfiles():
             name, description = paper_runs[run.group]
             files.append(Flagfile(
                 name.format(run.condition), run,
-                description.format(run.condition) + ": the paper profile's run (launch/"
+                description.format(run.condition) + ": the paper profile's run (experiments/"
                 "study/grid.py). Give --data_dir, --output_dir and --seed (0-"
                 f"{PROFILES['paper'].seeds - 1} there)."))
     quick_runs = {r.name: r for r in grid(PROFILES["quick"])}
@@ -370,20 +369,19 @@ def is_finished(run, root):
     return os.path.exists(os.path.join(root, run.name, "final.json"))
 
 
-def execute(run, root):
-    """Trains one run in this process (same code path as its launcher); returns final.json.
+def experiment_of(run):
+    """The experiment (a key of `experiments.settings.PRESETS`) of a run's launcher."""
+    return run.launcher.rsplit(".", 1)[-1]
 
-    The launcher modules (and `launch.common`, which defines the training flags) are imported
-    here, so that the grid and the flagfiles can be built in a process that defines other flags.
-    """
-    from launch import common  # pylint: disable=g-import-not-at-top
-    from launch import train_lib  # pylint: disable=g-import-not-at-top
-    launcher = importlib.import_module(run.launcher)
-    settings = common.default_settings(launcher.DEFAULTS)
-    settings.update(run.settings)
-    config, data = common.build_run(launcher.EXPERIMENT, settings, run.spec_fields or None)
+
+def execute(run, root):
+    """Trains one run in this process (same code path as its launcher); returns final.json."""
+    experiment = experiment_of(run)
+    run_settings = settings_lib.default_settings(experiment)
+    run_settings.update(run.settings)
+    config, data = settings_lib.build_run(experiment, run_settings, run.spec_fields or None)
     try:
-        return train_lib.train(config, data, os.path.join(root, run.name))
+        return training.train(config, data, os.path.join(root, run.name))
     finally:
         keras.backend.clear_session()
 

@@ -1,4 +1,4 @@
-"""Judges the paper's five findings on a study's results (`launch.study.report` writes them).
+"""Judges the paper's five findings on a study's results (`experiments.study.report` writes them).
 
 The findings and their criteria are described in docs/method.md#findings. Each finding is
 reduced to one or more *effects*: numbers that are positive when the run shows what the paper
@@ -12,7 +12,7 @@ runs with the same seed share their data order, measured images and deformations
 initial filters wherever the layers have the same shapes, so each effect is the mean of per-seed
 differences (seeds that only one condition has are left out). A finding whose runs are missing
 is "not measured"; with a single seed there is no SE and the finding is undecided. Each
-`finding_<n>(results)` takes a `launch.study.results.StudyResults` and returns a `Finding`.
+`finding_<n>(results)` takes a `experiments.study.results.StudyResults` and returns a `Finding`.
 """
 
 import dataclasses
@@ -21,7 +21,7 @@ from typing import Optional
 
 import numpy as np
 
-from launch.study import grid as grid_lib
+from experiments.study import grid as grid_lib
 
 AGREES, CONTRADICTS, NOT_SHOWN = "agrees", "contradicts", "not shown"
 NOT_MEASURED = "not measured"
@@ -378,5 +378,5 @@ FINDINGS = (finding_1, finding_2, finding_3, finding_4, finding_5)
 
 
 def judge(results):
-    """The five Findings judged on `results` (a `launch.study.results.StudyResults`)."""
+    """The five Findings judged on `results` (a `experiments.study.results.StudyResults`)."""
     return [finding(results) for finding in FINDINGS]

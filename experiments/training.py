@@ -1,7 +1,7 @@
 """The training loop shared by the launchers: strategy, checkpoints and resume, measurements.
 
 No flags here: launchers build a `TrainConfig` and a `Data` and call `train`. What a run writes
-into its output directory (`launch.run_dir` keeps it: one run per directory, every result file
+into its output directory (`experiments.run_dir` keeps it: one run per directory, every result file
 replaced atomically, rows keyed by step):
 
   config.json          the resolved configuration (a different config refuses the directory)
@@ -40,14 +40,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import deformation
 from deform_tf import initializers
 from deform_tf import kernels
 from deform_tf import model_io
-from deform_tf import models
 from deform_tf import sensitivity
 from deform_tf import smoothness
-from deform_tf import tps
-from launch import run_dir
+from experiments import datasets
+from experiments import models as registry
+from experiments import run_dir
 from pipelines import core
 
 STRATEGIES = ("default", "mirrored", "multi_worker_mirrored", "tpu")
@@ -63,14 +64,14 @@ class TrainConfig:
     """Everything that determines a training run (written to config.json)."""
 
     experiment: str
-    model_config: str  # deform_tf.models.STAGES key
-    downsampling: str
-    width: float
+    model: str  # a name of the model registry (`experiments.models`) or "module:function"
+    dataset: str  # a name of the data-set registry (`experiments.datasets`)
     input_shape: tuple
     num_classes: int
     seed: int
     batch_size: int  # global
     train_steps: int
+    model_options: dict = dataclasses.field(default_factory=dict)  # the model entry's options
     optimizer: str = "sgd"
     learning_rate: float = 0.1  # peak, for `batch_size`
     momentum: float = 0.9
@@ -90,42 +91,34 @@ class TrainConfig:
     deterministic: bool = False
     data: dict = dataclasses.field(default_factory=dict)  # data settings, for the record
 
-    def vgg_kwargs(self):
-        return dict(config=self.model_config, downsampling=self.downsampling, width=self.width,
-                    input_shape=list(self.input_shape), num_classes=self.num_classes,
-                    seed=self.seed)
+    def model_fields(self):
+        """What rebuilds the model (checkpoints/model_config.json): `registry.build_from_fields`
+        reads it back; the paper's nets also get their `deform_tf.models.vgg` arguments, so
+        `deform_tf.model_io.load_model` rebuilds them without the registry."""
+        fields = dict(model=self.model, options=dict(self.model_options),
+                      input_shape=list(self.input_shape), num_classes=self.num_classes,
+                      seed=self.seed, dataset=self.dataset)
+        entry = registry.get(self.model)
+        if entry.config is not None:
+            fields["vgg"] = dict(config=entry.config, downsampling=entry.downsampling,
+                                 width=self.model_options.get("width", 1.0),
+                                 input_shape=list(self.input_shape),
+                                 num_classes=self.num_classes, seed=self.seed)
+        return fields
+
+    def measured_deformation(self):
+        """The deformation measured during the run (`deform_tf.deformation`, the run's seed)."""
+        return deformation.Deformation("tps", self.eval_grid_size, self.eval_strength,
+                                       seed=self.seed)
 
     def to_json(self):
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-@dataclasses.dataclass
-class Data:
-    """The data of a run.
-
-    train: fn(input_context, start_step) -> dataset of per-worker batches (images, labels) of
-      size batch_size / num_workers, repeating forever, deterministic given the config's seed:
-      the batches of steps start_step, start_step + 1, ...
-    evaluate: fn() -> finite dataset of batches for accuracy, or None.
-    measure_images: [N, H, W, C] float32 images for the sensitivity measurements.
-    describe_error: None, or fn(error, split, position, input_context) -> message naming the
-      file and record behind a `tf.errors.OpError` raised by the input pipeline of `split`
-      ("train" or "eval") after `position` examples (global) were read without error.
-    evaluate_train: None, or fn() -> finite dataset of batches of the training set with the
-      labels trained on (random labels where the run uses them) and no augmentation: how well
-      the run fits its training labels, in inference mode (final.json's train_accuracy).
-    """
-
-    train: Callable
-    evaluate: Optional[Callable]
-    measure_images: np.ndarray
-    describe_error: Optional[Callable] = None
-    evaluate_train: Optional[Callable] = None
-
-
+Data = datasets.Data
 # Errors an input pipeline raises on bad data (a failed in-graph check, a corrupt record, a file
 # gone missing).
-DATA_ERRORS = (tf.errors.InvalidArgumentError, tf.errors.DataLossError, tf.errors.NotFoundError)
+DATA_ERRORS = datasets.DATA_ERRORS
 
 
 def data_error(data, error, split, position, input_context=None):
@@ -213,14 +206,17 @@ def make_optimizer(config):
     return optimizer, schedule
 
 
-def measure(model, runner, images, config, step):
-    """Per-layer sensitivity (cosine, Euclidean), relative stability and smoothness."""
-    seed = tf.constant([config.seed, 1_000_003], tf.int64)  # fixed: same deformations each time
-    deform = lambda x: tps.random_tps_deformation(
-        x, config.eval_grid_size, config.eval_strength, seed)
+def measure(model, runner, images, measured, step):
+    """Per-layer sensitivity (cosine, Euclidean), relative stability and smoothness.
+
+    `measured`: the `deform_tf.deformation.Deformation` measured, with the seed of its draws and
+    of the noise (`deformation.measurement_seed`, `deformation.noise_seed`): the same each time.
+    """
+    deform = measured.measure(*images.shape[1:3])
     result = {"step": int(step)}
     result.update(sensitivity.measure_deformation(
-        None, images, deform, noise_seed=(config.seed, 7), batch_size=64, runner=runner))
+        None, images, deform, noise_seed=deformation.noise_seed(measured.seed), batch_size=64,
+        runner=runner))
     result["smoothness"] = smoothness.model_smoothness(model)
     return result
 
@@ -296,14 +292,31 @@ class TrainState:
         return tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, step=self.step)
 
 
+def build_model(config, sync_batch_norm=False):
+    """The run's model from the registry (the paper's nets with synchronized batch norm if
+    asked: several replicas), with smooth init if configured."""
+    options = dict(config.model_options)
+    entry = registry.get(config.model)
+    if sync_batch_norm:
+        if entry.config is None:
+            raise RunError(f"Model {config.model!r} has no synchronized batch norm; train it "
+                           "with one replica (strategy 'default').")
+        options["sync_batch_norm"] = True
+    try:
+        model = entry.build(tuple(config.input_shape), config.num_classes, config.seed,
+                            **options)
+    except ValueError as e:
+        raise RunError(str(e)) from None
+    if config.smooth_init_sigma > 0:
+        initializers.smooth_model_kernels(model, config.smooth_init_sigma)
+    return model
+
+
 def build_state(config, strategy):
     """The run's model (with smooth init if configured), built optimizer and step 0, created
     under `strategy`'s scope (synchronized batch norm with several replicas)."""
     with strategy.scope():
-        model = models.vgg(**config.vgg_kwargs(),
-                           sync_batch_norm=strategy.num_replicas_in_sync > 1)
-        if config.smooth_init_sigma > 0:
-            initializers.smooth_model_kernels(model, config.smooth_init_sigma)
+        model = build_model(config, sync_batch_norm=strategy.num_replicas_in_sync > 1)
         optimizer, schedule = make_optimizer(config)
         optimizer.build(model.trainable_variables)
         step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
@@ -391,7 +404,7 @@ def make_train_steps(config, state, strategy, num_workers=1):
 def record_measurement(model, runner, images, config, step, measurements, writer):
     """Measures the model at `step` (`measure`), stores it in measurements.json (replacing a
     measurement of the same step) and writes its summaries."""
-    result = measure(model, runner, images, config, step)
+    result = measure(model, runner, images, config.measured_deformation(), step)
     measurements.put(result)
     with writer.as_default():
         _write_measurement_summaries(result, model, step)
@@ -400,10 +413,8 @@ def record_measurement(model, runner, images, config, step, measurements, writer
 def _write_example_deformations(images, config, writer):
     """The clean-vs-deformed image grid of the first 8 measured images, at step 0."""
     with writer.as_default():
-        seed = tf.constant([config.seed, 1_000_003], tf.int64)
         shown = images[:8]
-        deformed = tps.random_tps_deformation(
-            shown, config.eval_grid_size, config.eval_strength, seed)
+        deformed = config.measured_deformation().measure(*images.shape[1:3])(shown)
         tf.summary.image("data/clean_vs_deformed", _image_grid(shown, deformed), step=0)
 
 
@@ -469,7 +480,7 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
     if is_chief:  # the first write
         run = cleanup.enter_context(run_dir.open_run(output_dir, config.to_json(), resume,
                                                      overwrite, flags_text))
-        model_io.save_model_config(checkpoint_dir, **config.vgg_kwargs())
+        model_io.save_model_config(checkpoint_dir, **config.model_fields())
     else:
         checkpoint_dir = os.path.join(checkpoint_dir, f"worker-{worker_index}")
     manager = restore(state, checkpoint_dir, log_fresh_start=is_chief and run.resuming)

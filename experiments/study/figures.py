@@ -1,6 +1,6 @@
 """The paper's result figures (Ruderman et al. 2018, Fig. 3-7) and two extra views.
 
-Every function takes the study's results (`launch.study.results.StudyResults`, e.g.
+Every function takes the study's results (`experiments.study.results.StudyResults`, e.g.
 `StudyResults.from_json` of a results.json) and returns a `matplotlib.figure.Figure` built on
 the Agg canvas (no `pyplot`, no `show`, no printing). Any group of the results may be absent
 (not run): the figures that need it raise a `ValueError` naming it, the others still work.
@@ -28,7 +28,7 @@ import numpy as np
 
 from deform_tf import sensitivity
 from deform_tf.figures import canvas
-from launch.study import grid as grid_lib
+from experiments.study import grid as grid_lib
 
 # Downsampling variants in legend order: pooled (warm) first, then non-pooled (cool).
 VARIANT_ORDER = grid_lib.POOLED + grid_lib.NOT_POOLED

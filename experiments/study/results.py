@@ -1,13 +1,13 @@
 """The study's results: every finished run of a grid collected into typed results.
 
-`collect` reads the runs of a grid and returns `StudyResults`, what `launch.study.figures`
-draws and `launch.study.findings` judges; `write_tables` writes the numbers behind the figures
+`collect` reads the runs of a grid and returns `StudyResults`, what `experiments.study.figures`
+draws and `experiments.study.findings` judges; `write_tables` writes the numbers behind the figures
 as CSV. results.json stores `StudyResults.to_json()`, read back by `StudyResults.from_json`.
 
 Every per-seed quantity is a plain nested list (as stored in JSON) whose first axis follows the
 `seeds` it is listed with, so that conditions trained with the same seeds (same initial
 weights, data order, measured images and deformations) can be compared seed by seed
-(`launch.study.findings`). The other axes follow the measurement `steps`, the measured `layers`
+(`experiments.study.findings`). The other axes follow the measurement `steps`, the measured `layers`
 (index 0 = the input image) and the `conv_layers` whose filter smoothness is measured.
 
 Only runs with a final.json count; seeds of one condition must share their measurement steps.
@@ -232,7 +232,7 @@ def _condition_curves(runs):
 
 
 def collect(runs, root, title):
-    """The StudyResults of the finished runs of a grid (`launch.study.grid.Run`s under root)."""
+    """The StudyResults of the finished runs of a grid (`experiments.study.grid.Run`s under root)."""
     by_group = collections.defaultdict(lambda: collections.defaultdict(list))
     for run in runs:
         loaded = load_run(os.path.join(root, run.name))
