@@ -4,7 +4,8 @@ Run as `python -m bench.pipelines` (`--quick` for a smoke run of a few seconds).
 examples per second of:
 
   pipelines    every training stream finished by `pipelines.core.finish(..., training=True,
-               deformation=core.Deformation("tps", grid, C))` (as `experiments.datasets` builds them):
+               deformation=core.Deformation("tps", grid, C))` (as `experiments.datasets`
+               builds them):
                Fashion-MNIST (`pipelines.mnist.train_stream` on the embedded subset
                `pipelines/data/fashion_mnist_small`) and CIFAR-10 (`pipelines.cifar10.load`,
                training=True, on a fake binary release written into a temp dir in the real
@@ -214,7 +215,8 @@ def _training_steps(config, width, batch, input_shape, num_classes):
     (`train_lib.make_train_steps`) on one in-memory batch, repeated."""
     train_config = train_lib.TrainConfig(
         experiment="bench", model=f"vgg_{config}_max_pool", dataset="synthetic",
-        model_options={"width": width}, input_shape=tuple(input_shape), num_classes=num_classes, seed=0, batch_size=batch,
+        model_options={"width": width}, input_shape=tuple(input_shape),
+        num_classes=num_classes, seed=0, batch_size=batch,
         train_steps=100_000, warmup_steps=100)
     strategy = tf.distribute.get_strategy()
     state = train_lib.build_state(train_config, strategy)

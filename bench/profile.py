@@ -290,7 +290,7 @@ def format_report(rows, memory):
         lines += ["Further entries of the same rounds (stages: timed alone):", ""]
         lines += common.markdown_table(
             ("workload", "entry", "s (IQR)", "x forward 3N"), "llrr",
-            [(r["workload"], name.strip(), seconds(r, name), f"{r[name] / r[FORWARD]:.2f}")
+            [(r["workload"], name.strip(), seconds(r, name), f"{r[name] / r[FORWARD]:.2g}")
              for r, name in stages])
         lines.append("")
     for r in rows:

@@ -81,7 +81,8 @@ class Row:
 def _train_config(case, steps_per_call, train_steps):
     return train_lib.TrainConfig(
         experiment="bench", model=f"vgg_{case.config}_max_pool", dataset="synthetic",
-        model_options={"width": case.width}, input_shape=(case.input_size, case.input_size, 3), num_classes=10,
+        model_options={"width": case.width},
+        input_shape=(case.input_size, case.input_size, 3), num_classes=10,
         seed=0, batch_size=case.batch, train_steps=train_steps, learning_rate=0.05,
         warmup_steps=max(1, train_steps // 4), weight_decay=5e-4, measure_every=0,
         num_measure_images=2, checkpoint_every=train_steps, log_every=steps_per_call,

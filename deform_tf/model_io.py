@@ -3,8 +3,8 @@
 A checkpoint directory is what the launchers write: `tf.train.Checkpoint(model=...)` files
 (`checkpoint`, `ckpt-N.index`, `ckpt-N.data-*`) next to `model_config.json`, what rebuilds the
 architecture: the keyword arguments of `deform_tf.models.vgg` (for the VGG family, under "vgg"),
-or a model description that a `build` function given to `load_model` reads. A path may name the directory
-(the latest checkpoint is used) or one checkpoint prefix (`.../ckpt-N`).
+or a model description that a `build` function given to `load_model` reads. A path may name the
+directory (the latest checkpoint is used) or one checkpoint prefix (`.../ckpt-N`).
 
 Checkpoint files: `ckpt-N.index` plus `ckpt-N.data-SSSSS-of-TTTTT` (one per shard), listed by
 the `checkpoint` state file. A checkpoint is *complete* when its index and all its data shards

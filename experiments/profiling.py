@@ -43,7 +43,7 @@ EMBEDDED = "fashion_mnist"
 
 
 # What the message on a model file with Python code (a Lambda layer) tells the command's user.
-UNSAFE_HINT = ("if you trust the file, pass --unsafe_load (it runs the file's Python code)")
+UNSAFE_HINT = ("if you trust the file, pass `unsafe_load=True` (it runs the file's Python code)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,7 +78,7 @@ def _keras_home():
 
 
 def preprocess_for(kind, auto):
-    """The `InputConvention` of a --preprocess value; `auto` gives the model's own (a callable
+    """The `InputConvention` of a `preprocess` value; `auto` gives the model's own (a callable
     returning it, which may raise ValueError when the model does not state one)."""
     if kind == profile.AUTO:
         return auto()
@@ -96,9 +96,9 @@ def _application(name, weights, image_size, preprocess, seed):
     size = image_size or entry.default_input_shape[0]
     if size < entry.min_size:
         raise ValueError(f"{name} needs images of at least {entry.min_size} pixels, got "
-                         f"--image_size={size}.")
+                         f"`image_size={size}`.")
     if weights not in WEIGHTS and not os.path.isfile(weights):
-        raise FileNotFoundError(f"--weights={weights!r}: no such weights file (or give "
+        raise FileNotFoundError(f"`weights={weights!r}`: no such weights file (or give "
                                 f"{' / '.join(WEIGHTS)}).")
     try:  # seeds Keras' global generators (the initialization of weights=none)
         model = entry.build((size, size, 3), seed=seed,
@@ -109,9 +109,9 @@ def _application(name, weights, image_size, preprocess, seed):
                 f"Cannot get the ImageNet weights of {name}: they are not in the Keras cache "
                 f"({os.path.join(_keras_home(), 'models')}) and could not be "
                 f"downloaded ({str(e).splitlines()[0][:200]}). Download them on a machine with "
-                "network access into that cache, or pass --weights=none (initialization) or "
-                "--weights=PATH.") from None
-        raise ValueError(f"Cannot build {name} with --weights={weights!r} at "
+                "network access into that cache, or pass `weights=none` (initialization) or "
+                "`weights=PATH`.") from None
+        raise ValueError(f"Cannot build {name} with `weights={weights!r}` at "
                          f"{size}x{size}: {str(e).splitlines()[0][:300]}") from None
     return ProfiledModel(name, model, preprocess_for(preprocess, entry.input_convention),
                          (size, size, 3), _weights_source(weights, seed))
@@ -123,7 +123,7 @@ def _paper_vgg(name, weights, image_size, preprocess, seed):
     size = image_size or height
     model = entry.build((size, size, channels), seed=seed)
     if weights == "imagenet":
-        raise ValueError(f"{name} has no ImageNet weights: pass --weights=none or a weights "
+        raise ValueError(f"{name} has no ImageNet weights: pass `weights=none` or a weights "
                          "file of this architecture.")
     if weights != "none":
         _load_weights(model, weights)
@@ -133,7 +133,7 @@ def _paper_vgg(name, weights, image_size, preprocess, seed):
 
 def _load_weights(model, path):
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"--weights={path!r}: no such weights file.")
+        raise FileNotFoundError(f"`weights={path!r}`: no such weights file.")
     try:
         model.load_weights(path)
     except Exception as e:  # Keras raises several types for unreadable or mismatched files.
@@ -152,7 +152,7 @@ def _paper_config(model):
 
 def _model_file(path, weights, image_size, preprocess, safe_mode):
     if weights != "none":
-        raise ValueError(f"--weights applies to model names, not to the saved model {path!r} "
+        raise ValueError(f"`weights` applies to model names, not to the saved model {path!r} "
                          "(which has its own weights).")
     model = runs.load_model(path, safe_mode=safe_mode, unsafe_hint=UNSAFE_HINT)
     if not model.inputs or len(model.inputs[0].shape) != 4:
@@ -161,11 +161,11 @@ def _model_file(path, weights, image_size, preprocess, safe_mode):
     height, width, channels = model.inputs[0].shape[1:]
     if height is None or width is None:
         if not image_size:
-            raise ValueError(f"{path!r} takes images of any size: give --image_size.")
+            raise ValueError(f"{path!r} takes images of any size: give `image_size`.")
         height = width = image_size
     elif image_size and (height, width) != (image_size, image_size):
-        raise ValueError(f"{path!r} takes {height}x{width} images, not --image_size="
-                         f"{image_size}.")
+        raise ValueError(f"{path!r} takes {height}x{width} images, not "
+                         f"`image_size={image_size}`.")
     if path.endswith((".keras", ".h5")):
         config = _paper_config(model)
         auto = (lambda: registry.pipeline_convention(config)) if config else (
@@ -196,7 +196,7 @@ def _run_convention(fields):
 
 def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed=0,
                   safe_mode=True):
-    """A `ProfiledModel` from a --model entry.
+    """A `ProfiledModel` from a `model` entry.
 
     Args:
       spec: a name of `experiments.models.APPLICATIONS` or `PAPER_VGG`, a `.keras` file, a
@@ -305,7 +305,7 @@ def _read_tfrecords(pattern, count, image_shape):
 
 
 def check_image_source(source):
-    """Checks --images before anything is loaded; returns ("embedded"|"folder"|"tfrecord", x).
+    """Checks `images` before anything is loaded; returns ("embedded"|"folder"|"tfrecord", x).
 
     Raises:
       FileNotFoundError: a folder without images, or a pattern matching no file.
@@ -317,7 +317,7 @@ def check_image_source(source):
     if glob.has_magic(source) or os.path.isfile(source):
         return "tfrecord", tfrecord.list_files(source)
     raise FileNotFoundError(
-        f"--images={source!r} is neither a folder of JPEG/PNG files nor a TFRecord file or "
+        f"`images={source!r}` is neither a folder of JPEG/PNG files nor a TFRecord file or "
         f"glob (ImageNet format), nor {EMBEDDED!r} (the embedded Fashion-MNIST subset).")
 
 
@@ -345,8 +345,8 @@ def load_images(source, count, image_shape):
     else:
         images = _read_tfrecords(source, count, image_shape)
     if len(images) < count:
-        raise ValueError(f"--images={source or EMBEDDED!r} holds {len(images)} images; "
-                         f"--num_images={count} were asked for: lower --num_images.")
+        raise ValueError(f"`images={source or EMBEDDED!r}` holds {len(images)} images; "
+                         f"`num_images={count}` were asked for: lower `num_images`.")
     return images.astype(np.float32)
 
 
@@ -358,7 +358,7 @@ def check_output_dir(output_dir):
     """Raises ValueError unless `output_dir` is a folder, or can be made one (its nearest
     existing ancestor is a writable folder): checked before anything is computed."""
     if tf.io.gfile.exists(output_dir) and not tf.io.gfile.isdir(output_dir):
-        raise ValueError(f"--output_dir={output_dir!r} is a file, not a folder: choose a folder "
+        raise ValueError(f"`output_dir={output_dir!r}` is a file, not a folder: choose a folder "
                          "(it is created if missing).")
     if "://" in output_dir:  # a remote file system: its own permissions apply
         return
@@ -366,10 +366,10 @@ def check_output_dir(output_dir):
     while not os.path.exists(ancestor):
         ancestor = os.path.dirname(ancestor)
     if not os.path.isdir(ancestor):
-        raise ValueError(f"--output_dir={output_dir!r} cannot be created: {ancestor!r} is a "
+        raise ValueError(f"`output_dir={output_dir!r}` cannot be created: {ancestor!r} is a "
                          "file.")
     if not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"--output_dir={output_dir!r}: cannot write into {ancestor!r} "
+        raise ValueError(f"`output_dir={output_dir!r}`: cannot write into {ancestor!r} "
                          "(permission denied).")
 
 
@@ -392,7 +392,7 @@ def move_aside(output_dir):
 
 
 def summary_tag(model):
-    """A TensorBoard tag prefix for a --model entry: a file's base name without its suffix,
+    """A TensorBoard tag prefix for a `model` entry: a file's base name without its suffix,
     characters other than letters, digits, "_", "." and "-" replaced by "_"."""
     name = os.path.basename(os.path.normpath(model))
     name = re.sub(r"\.(keras|h5)$", "", name) or model

@@ -158,7 +158,7 @@ class _Lock:
             os.close(self._fd)
             raise RunError(
                 f"{directory} is in use by another run ({holder}, holding {self.path}). Wait "
-                "for it to finish, or choose another --output_dir.") from None
+                "for it to finish, or choose another `output_dir`.") from None
         os.ftruncate(self._fd, 0)
         os.write(self._fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode())
 
@@ -230,7 +230,7 @@ def _read_config(path):
             raise RunError(
                 f"{path} holds files ({', '.join(entries[:5])}) but no {CONFIG_FILE}, so it is "
                 "not a run of these launchers; its files are left as they are. Choose a new or "
-                "empty --output_dir.")
+                "empty `output_dir`.")
         return None, None
     with tf.io.gfile.GFile(config_path, "rb") as f:
         raw = f.read()
@@ -242,7 +242,7 @@ def _read_config(path):
         raise RunError(
             f"{config_path} is not the config of a run of these launchers (no "
             f"{' / '.join(RUN_CONFIG_KEYS)} key); the directory is left as it is. Choose a new "
-            "or empty --output_dir.")
+            "or empty `output_dir`.")
     return config, None
 
 
@@ -283,24 +283,25 @@ def _take(path, wanted, resume, overwrite):
         return False
     if problem:
         raise RunError(
-            f"{problem}, so the run in {path} is unknown. Pass --overwrite to move it aside to "
-            f"{aside} (nothing is deleted) and start afresh, or choose a new --output_dir.")
+            f"{problem}, so the run in {path} is unknown. Pass `overwrite=True` to move it aside "
+            f"to "
+            f"{aside} (nothing is deleted) and start afresh, or choose a new `output_dir`.")
     if existing != wanted:
         raise RunError(
             f"{path} holds another run's {CONFIG_FILE} ({_differences(existing, wanted)}). "
-            "Choose a new --output_dir, or pass --overwrite to move the old run aside to "
+            "Choose a new `output_dir`, or pass `overwrite=True` to move the old run aside to "
             f"{aside} (nothing is deleted).")
     checkpoints = model_io.complete_checkpoints(os.path.join(path, CHECKPOINT_DIR))
     if not resume and checkpoints:
         raise RunError(
-            f"{path} holds the same run, with checkpoints; pass --resume to continue it, or "
-            f"--overwrite to move it aside to {aside} and start afresh.")
+            f"{path} holds the same run, with checkpoints; pass `resume=True` to continue it, or "
+            f"`overwrite=True` to move it aside to {aside} and start afresh.")
     trains = wanted.get("train_steps", 1) != 0  # a run of 0 steps only measures the init
     if trains and not checkpoints and tf.io.gfile.exists(os.path.join(path, FINAL_FILE)):
         raise RunError(
             f"{path} holds this run, finished ({FINAL_FILE}), but no checkpoint to resume from "
-            f"in {os.path.join(path, CHECKPOINT_DIR)}. Pass --overwrite to move it aside to "
-            f"{aside} and train again, or choose a new --output_dir.")
+            f"in {os.path.join(path, CHECKPOINT_DIR)}. Pass `overwrite=True` to move it aside to "
+            f"{aside} and train again, or choose a new `output_dir`.")
     return True
 
 
@@ -328,7 +329,7 @@ def open_run(path, config, resume=True, overwrite=False, flags_text=None):
     except (OSError, tf.errors.OpError) as e:
         if is_disk_full(e):
             raise
-        raise RunError(f"Cannot create or lock --output_dir {path}: {e}") from None
+        raise RunError(f"Cannot create or lock `output_dir` {path}: {e}") from None
     if lock is None:
         logging.warning("%s is not a local path: no lock keeps a second run out of it.", path)
     run = RunDir(path, False, lock)
@@ -410,16 +411,17 @@ def checkpoint_to_resume(checkpoint_dir):
                       f"{checkpoint_dir} and run the same command again; the run then resumes "
                       f"from {os.path.basename(present[-1])}, the newest complete checkpoint.")
         else:
-            advice = ("No complete checkpoint is beside it. Pass --overwrite to move this run "
+            advice = ("No complete checkpoint is beside it. Pass `overwrite=True` to move this run "
                       "aside (nothing is deleted) and start afresh, or choose a new "
-                      "--output_dir.")
+                      "`output_dir`.")
         raise RunError(f"{e} {advice}") from None
     if latest is None:
         if tf.io.gfile.exists(state_path):
             raise RunError(
                 f"The checkpoint state file {state_path} names checkpoints, but no complete "
                 f"checkpoint (ckpt-N.index and its ckpt-N.data-* files) is in {checkpoint_dir}. "
-                "Put the checkpoint files back to resume, or pass --overwrite to move this run "
+                "Put the checkpoint files back to resume, or pass `overwrite=True` to move this "
+                "run "
                 "aside (nothing is deleted) and start afresh.")
         return None
     state = tf.train.get_checkpoint_state(checkpoint_dir)
@@ -445,8 +447,8 @@ def damaged_checkpoint_error(prefix, error):
         advice = (f"Move {moved} out of {directory} and run the same command again: the run "
                   f"resumes from {os.path.basename(earlier[-1])}.")
     else:
-        advice = ("It is the run's only checkpoint: pass --overwrite to move this run aside "
-                  "(nothing is deleted) and start afresh, or choose a new --output_dir.")
+        advice = ("It is the run's only checkpoint: pass `overwrite=True` to move this run aside "
+                  "(nothing is deleted) and start afresh, or choose a new `output_dir`.")
     return RunError(f"Cannot restore checkpoint {prefix} ({detail}). {advice}")
 
 

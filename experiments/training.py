@@ -269,13 +269,13 @@ def train(config, data, output_dir, strategy=None, resume=True, overwrite=False,
 
 def _check_strategy(config, strategy, replicas):
     if config.batch_size % replicas:
-        raise RunError(f"--batch_size {config.batch_size} must be divisible by the "
+        raise RunError(f"`batch_size` {config.batch_size} must be divisible by the "
                        f"{replicas} replicas.")
     if config.jit_compile and replicas > 1 and \
             not isinstance(strategy, tf.distribute.TPUStrategy):
         # Synchronized batch norm all-reduces inside the forward pass, which a nested
         # XLA function inside strategy.run cannot contain.
-        raise RunError("--xla compiles the training step of single-replica runs (and TPU "
+        raise RunError("`xla` compiles the training step of single-replica runs (and TPU "
                        "runs, which are always compiled); drop it with several replicas.")
 
 
@@ -442,7 +442,7 @@ def _train_interval(run_steps, iterator, num_steps, config, data, step, input_co
     loss = float(loss_sum) / num_steps
     if not math.isfinite(loss):
         raise RunError(f"The training loss became {loss} at step {step}; lower "
-                       "--learning_rate or check the data.")
+                       "`learning_rate` or check the data.")
     return dict(step=step, loss=loss, accuracy=float(correct_sum) / (num_steps * config.batch_size),
                 examples_per_sec=num_steps * config.batch_size / max(elapsed, 1e-9))
 

@@ -11,7 +11,6 @@ as flags (--epochs).
 """
 
 import math
-import re
 import sys
 
 from absl import app
@@ -23,6 +22,7 @@ from deform_tf import models
 from experiments import datasets
 from experiments import settings as settings_lib
 from experiments import training
+from launch import messages
 from pipelines import core
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
@@ -143,28 +143,10 @@ def plain_number(value):
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-_SETTING = re.compile(r"`([a-z_][a-z0-9_]*)(?:=([^`]*))?`")
-
-
-def as_flags(message):
-    """A library message with its settings as flags: `name` -> --name, `name=value` ->
-    --name=value, `name=True` / `name=False` -> --name / --noname."""
-
-    def flag(match):
-        name, value = match.group(1), match.group(2)
-        if value is None:
-            return f"--{name}"
-        if value in ("True", "False"):
-            return f"--{'' if value == 'True' else 'no'}{name}"
-        return f"--{name}={value.strip(chr(39))}"
-
-    return _SETTING.sub(flag, message)
-
-
 def usage_error(message):
     """The exception to raise for bad flags, data or output directories (exit status 2); the
     settings the message names in backquotes read as flags."""
-    return LaunchError(as_flags(message))
+    return LaunchError(messages.as_flags(message))
 
 
 def _parse(argv):

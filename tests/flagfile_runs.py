@@ -8,9 +8,9 @@ tests/launch_real_data_test.py runs this module in a subprocess:
 
 Each case is {"name", "launcher" (module), "args" (command-line flags, flagfile included),
 "data_dirs" ({data set: --data_dir}, chosen after the flagfile says which data set)}. For each
-case the flags are parsed as the launcher would, the run is built with `experiments.settings.build_run`
-(data read and checked, steps resolved) and the first training batch is drawn. One JSON line per
-case:
+case the flags are parsed as the launcher would, the run is built with
+`experiments.settings.build_run` (data read and checked, steps resolved) and the first training
+batch is drawn. One JSON line per case:
 {"name", "steps_setting" (--train_steps or the launcher's default, None for epochs), "epochs",
 "train_steps", "warmup_steps", "train_examples", "input_shape", "batch_shape", "label_shape"},
 or {"name", "error"} for a launcher error (exit status 2 in a real run).
@@ -27,6 +27,7 @@ import tensorflow as tf
 def build(case):
     from experiments import settings as settings_lib  # pylint: disable=import-outside-toplevel
     from launch import common  # pylint: disable=import-outside-toplevel
+    from launch import messages  # pylint: disable=import-outside-toplevel
 
     launcher = importlib.import_module(case["launcher"])
     flag_values = flags.FLAGS
@@ -45,7 +46,7 @@ def build(case):
     except common.LaunchError as e:
         return {"name": case["name"], "error": e.message}
     except (ValueError, FileNotFoundError) as e:
-        return {"name": case["name"], "error": common.as_flags(str(e))}
+        return {"name": case["name"], "error": messages.as_flags(str(e))}
     images, labels = next(iter(data.train(tf.distribute.InputContext(), 0)))
     return {"name": case["name"], "steps_setting": settings["train_steps"],
             "epochs": settings["epochs"], "train_steps": config.train_steps,

@@ -30,7 +30,8 @@ DATA_SPEC = data_lib.DataSpec(dataset="fashion_mnist", data_dir=idx.EMBEDDED_FAS
                          max_train_examples=256)
 CONFIG = train_lib.TrainConfig(
     experiment="cifar10", model="vgg_mnist_max_pool", dataset="fashion_mnist",
-    model_options={"width": 0.0625}, input_shape=(32, 32, 1), num_classes=10, seed=0, batch_size=16, train_steps=6,
+    model_options={"width": 0.0625}, input_shape=(32, 32, 1), num_classes=10, seed=0,
+    batch_size=16, train_steps=6,
     learning_rate=0.05, eval_grid_size=3, eval_strength=2.0, measure_every=2,
     num_measure_images=8, checkpoint_every=2, log_every=2, data=dataclasses.asdict(DATA_SPEC))
 # launch.evaluate with the measurement settings of CONFIG (its defaults for fashion_mnist).

@@ -78,7 +78,7 @@ class ImagesTest(tf.test.TestCase):
         # Constant images stay constant through the resize and crop, in file-name order.
         self.assertAllClose(images.reshape(4, -1).mean(axis=1), [10, 50, 90, 130], atol=0.5)
         self.assertAllClose(images.reshape(4, -1).std(axis=1), np.zeros(4), atol=0.5)
-        with self.assertRaisesRegex(ValueError, "holds 4 images.*--num_images=5"):
+        with self.assertRaisesRegex(ValueError, "holds 4 images.*`num_images=5`"):
             profile_lib.load_images(folder, 5, (16, 16, 3))
 
     def test_imagenet_tfrecords(self):
@@ -156,7 +156,7 @@ class ModelsAndSettingsTest(parameterized.TestCase, tf.test.TestCase):
         self.assertEqual(m.weights, f"file {path} (its own weights)")
         with self.assertRaisesRegex(ValueError, "16x16"):
             profile_lib.resolve_model(path, image_size=32)
-        with self.assertRaisesRegex(ValueError, "--weights applies to model names"):
+        with self.assertRaisesRegex(ValueError, "`weights` applies to model names"):
             profile_lib.resolve_model(path, weights="imagenet")
 
     def test_launcher_checkpoint_directory_with_its_normalization(self):
@@ -192,7 +192,7 @@ class ModelsAndSettingsTest(parameterized.TestCase, tf.test.TestCase):
     def test_model_file_with_python_code_needs_unsafe_load(self):
         path = _tiny_keras_model(os.path.join(self.get_temp_dir(), "code.keras"),
                                  rescaling=True, lambda_layer=True)
-        with self.assertRaisesRegex(ValueError, "Lambda layer.*pass --unsafe_load") as e:
+        with self.assertRaisesRegex(ValueError, "Lambda layer.*pass `unsafe_load=True`") as e:
             profile_lib.resolve_model(path)
         self.assertNotIn("safe_mode", str(e.exception))
         loaded = profile_lib.resolve_model(path, safe_mode=False)

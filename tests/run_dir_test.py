@@ -1,4 +1,5 @@
-"""Tests of experiments.run_dir: atomic files, step-keyed logs, taking a directory, checkpoint state."""
+"""Tests of experiments.run_dir: atomic files, step-keyed logs, taking a directory, checkpoint
+state."""
 
 import errno
 import json
@@ -96,7 +97,7 @@ class OpenRunTest(parameterized.TestCase, tf.test.TestCase):
         self.open()
         write(os.path.join(self.path, "checkpoints", "ckpt-2.index"), b"i")
         write(os.path.join(self.path, "checkpoints", "ckpt-2.data-00000-of-00001"), b"d")
-        with self.assertRaisesRegex(run_dir.RunError, "--resume"):
+        with self.assertRaisesRegex(run_dir.RunError, "`resume=True`"):
             self.open(resume=False)
 
     def test_finished_run_without_checkpoints_is_refused_unless_it_only_measured_init(self):
@@ -122,7 +123,7 @@ class OpenRunTest(parameterized.TestCase, tf.test.TestCase):
     @parameterized.parameters(b"", b'{"experiment": "cif')
     def test_damaged_config_is_refused_and_overwrite_moves_it_aside(self, damaged):
         write(os.path.join(self.path, "config.json"), damaged)
-        with self.assertRaisesRegex(run_dir.RunError, "config.json is not valid JSON.*--overwrite"):
+        with self.assertRaisesRegex(run_dir.RunError, "config.json is not valid JSON.*`overwrite=True`"):
             self.open()
         self.assertFalse(self.open(overwrite=True).resuming)
         aside = [p for p in os.listdir(os.path.dirname(self.path)) if ".replaced-" in p]
@@ -249,7 +250,7 @@ class CheckpointStateTest(parameterized.TestCase, tf.test.TestCase):
         self.move_away("ckpt-2.index", "ckpt-4.index")
         error = run_dir.damaged_checkpoint_error(os.path.join(self.directory, "ckpt-6"),
                                                  ValueError("bad"))
-        self.assertIn("only checkpoint: pass --overwrite", str(error))
+        self.assertIn("only checkpoint: pass `overwrite=True`", str(error))
 
     def test_state_naming_only_missing_checkpoints_is_an_error(self):
         self.move_away(*[n for n in os.listdir(self.directory) if n.startswith("ckpt-")])

@@ -1,4 +1,5 @@
-"""Tests of `experiments.study.results`: collecting runs, the JSON form of results.json, the tables."""
+"""Tests of `experiments.study.results`: collecting runs, the JSON form of results.json, the
+tables."""
 
 import csv
 import json

@@ -1,4 +1,5 @@
-"""Tests of experiments.training's learning-rate schedules and optimizers against hand-computed values.
+"""Tests of experiments.training's learning-rate schedules and optimizers against hand-computed
+values.
 
 The oracles are the schedules' formulas written out in float64 numpy and the SGD-with-momentum and
 AdamW update rules applied by hand; none of them calls the code under test.

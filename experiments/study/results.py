@@ -232,7 +232,8 @@ def _condition_curves(runs):
 
 
 def collect(runs, root, title):
-    """The StudyResults of the finished runs of a grid (`experiments.study.grid.Run`s under root)."""
+    """The StudyResults of the finished runs of a grid (`experiments.study.grid.Run`s under
+    root)."""
     by_group = collections.defaultdict(lambda: collections.defaultdict(list))
     for run in runs:
         loaded = load_run(os.path.join(root, run.name))
