@@ -24,7 +24,7 @@ trained on, no augmentation), so a run records how well it fits its training lab
 
 Grayscale images are given to a model that takes 3 channels as RGB (the channel repeated) when
 `DataSpec.channels` is 3; the experiments layer sets it from the model's needs and records it.
-Errors are ValueErrors or FileNotFoundErrors naming the setting (`random_labels`,
+Errors are ValueErrors or FileNotFoundErrors naming the setting in backquotes (`random_labels`,
 `train_strength`, ...) and the fix.
 """
 
@@ -168,8 +168,8 @@ class Dataset:
         if spec.channels not in (None, self.channels) and not (
                 self.channels == 1 and spec.channels == 3):
             raise ValueError(f"Data set {self.name!r} has {self.channels}-channel images; "
-                             f"channels={spec.channels} cannot be given (only grayscale "
-                             "images can be given as RGB, channels=3).")
+                             f"`channels={spec.channels}` cannot be given (only grayscale "
+                             "images can be given as RGB, `channels=3`).")
 
     def _image_size(self, spec):
         raise NotImplementedError
@@ -309,7 +309,7 @@ class ImageNet(Dataset):
     def _build(self, spec, batch_size, seed, num_measure_images):
         labels_lib.check_seed(seed)
         if spec.random_labels:
-            raise ValueError("random_labels is implemented for the in-memory data sets "
+            raise ValueError("`random_labels` is implemented for the in-memory data sets "
                              "(CIFAR-10, MNIST, Fashion-MNIST), as in the paper, not for "
                              "ImageNet.")
         deformation = spec.train_deformation()
@@ -366,9 +366,9 @@ class Synthetic(Dataset):
     def _build(self, spec, batch_size, seed, num_measure_images):
         if spec.train_deformation() is not None:
             raise ValueError("The synthetic task's examples are already deformed prototypes; "
-                             "set synthetic_strength rather than train_strength.")
+                             "set `synthetic_strength` rather than `train_strength`.")
         if spec.random_labels:
-            raise ValueError("random_labels does not apply to the synthetic task.")
+            raise ValueError("`random_labels` does not apply to the synthetic task.")
         prototypes, _ = mnist.prototypes(spec.synthetic_source, spec.data_dir)
 
         def train(input_context, start_step=0):
