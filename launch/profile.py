@@ -11,13 +11,17 @@ which the Python API calls too):
 
 --model: comma-separated keras.applications names (vgg16, resnet50, mobilenet_v2,
 efficientnet_b0, densenet121, convnext_tiny, ...; see `experiments.models.APPLICATIONS`), the
-paper's nets (vgg_<cifar10|imagenet|mnist>_<downsampling>), .keras files or checkpoint
-directories written by the training launchers. Each model's input convention is applied after
-the deformation: the family's keras.applications `preprocess_input`, the training pipeline's
-normalization for the paper's nets, the pixels as they are for a model that normalizes its own
-input (a leading Rescaling or Normalization layer); any other model needs --preprocess (the
-command says so and exits). The deformation follows the paper's settings for the image size
-unless --grid_size / --strength are given (`deform_tf.profile.default_tps`). --images: a folder
+paper's nets (vgg_<cifar10|imagenet|mnist>_<downsampling>), .keras files, or the output or
+checkpoint directory of a training run of any registered model (`launch.train`, the paper's
+launchers; a module:function builder must be importable again). Each model's input convention
+is applied after the deformation: the family's keras.applications `preprocess_input`, the
+training pipeline's normalization for the paper's nets and for a training run (of the data set
+it trained on), the pixels as they are for a model that normalizes its own input (a leading
+Rescaling or Normalization layer); any other model needs --preprocess (the command says so and
+exits). The deformation follows the paper's settings for the image size unless --grid_size /
+--strength are given (`deform_tf.deformation.default_tps`); with --seed=s it is drawn from the
+stateless seed [s, 1000003] and the noise from (s, 7), as a training run's measurements are
+(`deform_tf.deformation`). --images: a folder
 of JPEG/PNG files, an ImageNet TFRecord file or glob, or the embedded Fashion-MNIST subset (the
 default). --layers: layer names, `re:<regex>` or `class:<keras layer class>`, comma-separated.
 
@@ -51,7 +55,8 @@ from launch import common
 from experiments import profiling as profile_lib
 
 flags.DEFINE_list("model", None, "Comma-separated models: keras.applications names, the paper's "
-                  "vgg_<config>_<downsampling> nets, .keras files, checkpoint directories.")
+                  "vgg_<config>_<downsampling> nets, .keras files, training runs' output or "
+                  "checkpoint directories.")
 flags.DEFINE_string("weights", "none", "none (initialization), imagenet (keras.applications; "
                     "from the Keras cache or the network) or a weights file.")
 flags.DEFINE_integer("image_size", None, "Input height and width in pixels; default: each "
@@ -246,7 +251,8 @@ def main(argv):
             try:
                 rows += profile.profile(
                     None, images[m.image_shape], deform_fn, runner=runner, name=m.name,
-                    noise_seed=deformation_lib.noise_seed(FLAGS.seed), batch_size=FLAGS.chunk_size,
+                    noise_seed=deformation_lib.noise_seed(FLAGS.seed),
+                    batch_size=FLAGS.chunk_size,
                     progress=_Progress(m.name))
             except ValueError as e:
                 raise common.usage_error(f"{m.name}: {e}") from None
