@@ -237,6 +237,8 @@ class Interval:
         return bool(self.low <= value <= self.high)
 
     def __str__(self):
+        if not np.isfinite(self.value):
+            return f"{self.name} undefined ({self.count} architectures)"
         return (f"{self.name} {self.value:+.3f} (95% CI {self.low:+.3f} to {self.high:+.3f}, "
                 f"{self.count} architectures)")
 
@@ -306,7 +308,7 @@ class Verdict:
 
 
 def _three_way(intervals):
-    if any(not np.isfinite(i.low) for i in intervals):
+    if any(not (np.isfinite(i.low) and np.isfinite(i.value)) for i in intervals):
         return NOT_SHOWN
     if any(i.contradicted for i in intervals):
         return CONTRADICTS
