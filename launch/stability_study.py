@@ -1,0 +1,110 @@
+r"""Petrini et al.'s relation across architectures: trains a grid of nets, measures R_f, reports.
+
+  python -m launch.stability_study --profile=quick --output_dir=/runs/stability_quick
+  python -m launch.stability_study --profile=standard --output_dir=/runs/stability_standard
+  python -m launch.stability_study --profile=paper --data_dir=/data/cifar10 \
+      --output_dir=/runs/stability_paper --print_commands   # one launch.train command per run
+
+The profiles are defined in experiments/stability/grid.py (quick: the embedded Fashion-MNIST
+subset; standard: the full Fashion-MNIST, which it refuses to replace by the subset; paper:
+CIFAR-10 with Petrini et al.'s training settings). Each run trains into
+<output_dir>/<model>/seed<k> and is then measured at init and trained (stability.json: D_f,
+G_f, R_f at every point, with Petrini's diffeomorphisms and the paper's TPS). Runs already
+trained or measured are skipped, so the same command continues where it stopped; after the
+commands of --print_commands have run elsewhere, run this command without it on the same
+--output_dir to measure and report. Writes grid.json, results.json, report.md (the verdicts on
+Petrini's claims (a)-(e)) and figures/*.png into --output_dir.
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+from absl import flags
+from absl import logging
+
+from experiments import datasets as data_lib
+from experiments import training
+from experiments.stability import grid as grid_lib
+from experiments.stability import measure
+from experiments.stability import report
+from launch import common
+from pipelines import mnist
+
+flags.DEFINE_enum("profile", "quick", list(grid_lib.PROFILES), "Architectures, seeds and "
+                  "training settings (experiments/stability/grid.py).")
+flags.DEFINE_bool("print_commands", False, "Print the launch.train command of every run (e.g. "
+                  "to submit them to a cluster) and exit.")
+
+FLAGS = flags.FLAGS
+
+
+def _check_data(profile, data_dir):
+    if profile.allow_embedded or profile.dataset not in data_lib.MNIST_LIKE:
+        return
+    try:
+        _, embedded = mnist.find_mnist_dir(data_dir, profile.dataset)
+    except FileNotFoundError as e:
+        raise common.usage_error(str(e)) from None
+    if embedded:
+        raise common.usage_error(
+            f"The {profile.name} profile trains on the full {profile.dataset} data, not the "
+            "embedded 4,000-image subset: install Debian's dataset-fashion-mnist or give "
+            "--data_dir.")
+
+
+def _write_grid(profile, runs, root):
+    """Writes grid.json; refuses a --output_dir that holds another grid."""
+    grid = {"profile": dataclasses.asdict(profile), "title": profile.title,
+            "runs": [dict(name=r.name, **r.settings) for r in runs]}
+    grid = json.loads(json.dumps(grid))
+    path = os.path.join(root, "grid.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            if json.load(f) != grid:
+                raise common.usage_error(f"{root} holds another grid (grid.json differs); "
+                                         "choose another --output_dir.")
+    with open(path, "w") as f:
+        json.dump(grid, f, indent=1)
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+    common.setup_runtime()
+    profile = grid_lib.PROFILES[FLAGS.profile]
+    root = FLAGS.output_dir
+    data_dir = FLAGS.data_dir or profile.data_dir
+    runs = grid_lib.grid(profile, data_dir)
+    if FLAGS.print_commands:
+        print("\n".join(run.command(root) for run in runs))
+        return
+    _check_data(profile, data_dir)
+    os.makedirs(root, exist_ok=True)
+    _write_grid(profile, runs, root)
+    started = time.time()
+    stabilities = []
+
+    def measure_run(run, run_dir):
+        stabilities.append(measure.measure_run(run_dir, data_dir, profile.num_measure_images))
+
+    try:
+        grid_lib.run_grid(runs, root, after_run=measure_run)
+        results = report.collect(stabilities, profile.title, profile.dataset)
+        report.write_results(results, root)
+        elapsed = time.time() - started
+        analyses = report.write_report(results, root, notes=[
+            f"Runs: {len(runs)} ({profile.title}).",
+            f"This invocation took {elapsed:.0f} s (training and measuring the runs not "
+            f"already done; os.cpu_count() = {os.cpu_count()})."])
+    except (training.RunError, FileNotFoundError, ValueError) as e:
+        raise common.usage_error(str(e)) from None
+    for verdict in analyses["diffeo"].verdicts:
+        logging.info("(%s) %s", verdict.claim, verdict.verdict)
+    logging.info("Wrote %s", os.path.join(root, report.REPORT_FILE))
+
+
+if __name__ == "__main__":
+    FLAGS.set_default("output_dir", "out/stability")
+    common.run(main)
