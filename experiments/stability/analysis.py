@@ -25,8 +25,6 @@ log R_f is about 0.5 (Petrini's fit on CIFAR-10, error ~ 0.2 R_f^0.5).
 
 import dataclasses
 import math
-from typing import Optional
-
 import numpy as np
 
 AGREES, CONTRADICTS, NOT_SHOWN = "agrees", "contradicts", "not shown"
@@ -208,8 +206,8 @@ class Interval:
     """A statistic with its bootstrap interval; `shown` when the interval lies above 0.
 
     value: the statistic on the data; low, high: the percentile interval (CONFIDENCE); se: the
-    standard deviation of the bootstrap values; resamples: how many resamples defined it;
-    count: architectures behind it.
+    standard deviation of the bootstrap values; count: the architectures (or seeds, `unit`)
+    behind it; resamples: how many resamples defined it.
     """
 
     name: str
@@ -219,6 +217,7 @@ class Interval:
     se: float
     count: int
     resamples: int
+    unit: str = "architectures"
 
     @property
     def shown(self):
@@ -238,9 +237,9 @@ class Interval:
 
     def __str__(self):
         if not np.isfinite(self.value):
-            return f"{self.name} undefined ({self.count} architectures)"
+            return f"{self.name} undefined ({self.count} {self.unit})"
         return (f"{self.name} {self.value:+.3f} (95% CI {self.low:+.3f} to {self.high:+.3f}, "
-                f"{self.count} architectures)")
+                f"{self.count} {self.unit})")
 
 
 def _resample(archs, rng):
@@ -342,15 +341,8 @@ def verdict_a(archs, resamples=RESAMPLES, seed=0):
     criterion = (f"agrees when, for every architecture, the 95% interval of the mean over seeds "
                  f"of log10 R_f at init lies within ±{band:.3f} (R_f within a factor "
                  f"{INIT_FACTOR:g} of 1); contradicts when one lies entirely outside it")
-    intervals = []
-    for k, a in enumerate(archs):
-        def stat(drawn, model=a.model):
-            values = [np.log10(r) for d in drawn if d.model == model
-                      for r in d.values["init"]["R_f"] if r > 0]
-            return float(np.mean(values)) if values else math.nan
-        rng_seed = seed + 1 + k
-        intervals.append(_seed_bootstrap(a, f"log10 R_init of {a.model}", stat, resamples,
-                                         rng_seed))
+    intervals = [_seed_bootstrap(a, f"log10 R_init of {a.model}", _mean_log_init, resamples,
+                                 seed + 1 + k) for k, a in enumerate(archs)]
     if not intervals:
         return Verdict("a", NOT_MEASURED, criterion, "no architecture measured at init")
     finite = [i for i in intervals if np.isfinite(i.low)]
@@ -374,19 +366,26 @@ def verdict_a(archs, resamples=RESAMPLES, seed=0):
     return Verdict("a", verdict, criterion, measured, tuple(intervals))
 
 
+def _mean_log_init(arch):
+    """Mean over seeds of log10 R_f at init (defined values only); NaN without any."""
+    values = arch.values["init"]["R_f"]
+    values = values[np.isfinite(values) & (values > 0)]
+    return float(np.mean(np.log10(values))) if len(values) else math.nan
+
+
 def _seed_bootstrap(arch, name, stat, resamples, seed):
-    """Interval of `stat([arch resampled at its seeds])`."""
+    """Interval of `stat(arch)` over resamples of the architecture's seeds."""
     rng = np.random.default_rng(seed)
     n = len(arch.seeds)
-    samples = np.array([stat([arch.take(rng.integers(0, n, n))]) for _ in range(resamples)])
+    samples = np.array([stat(arch.take(rng.integers(0, n, n))) for _ in range(resamples)])
     samples = samples[np.isfinite(samples)]
-    value = stat([arch])
     if n < 2 or len(samples) < 2:
-        return Interval(name, value, math.nan, math.nan, math.nan, 1, len(samples))
+        return Interval(name, stat(arch), math.nan, math.nan, math.nan, n, len(samples),
+                        "seeds")
     alpha = (1 - CONFIDENCE) / 2
     low, high = np.quantile(samples, [alpha, 1 - alpha])
-    return Interval(name, value, float(low), float(high), float(np.std(samples, ddof=1)), 1,
-                    len(samples))
+    return Interval(name, stat(arch), float(low), float(high),
+                    float(np.std(samples, ddof=1)), n, len(samples), "seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -499,8 +498,3 @@ def _verdict_e(archs, fits, dataset):
                      "CIFAR-10 with nets trained to convergence, so the comparison is only "
                      "meaningful there")
     return Verdict("e", verdict, criterion, measured, (slope,))
-
-
-def optional_float(value) -> Optional[float]:
-    """A float for JSON: None for NaN or infinity."""
-    return float(value) if value is not None and np.isfinite(value) else None
