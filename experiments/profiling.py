@@ -220,11 +220,10 @@ def resolve_model(spec, weights="none", image_size=None, preprocess="auto", seed
         return _application(spec, weights, image_size, preprocess, seed)
     if spec in registry.PAPER_VGG:
         return _paper_vgg(spec, weights, image_size, preprocess, seed)
-    run_checkpoints = os.path.join(spec, "checkpoints")
-    if os.path.isfile(os.path.join(run_checkpoints, model_io.MODEL_CONFIG_FILE)):
-        # A training run's directory: its checkpoints, under the name given.
+    checkpoints = runs.checkpoint_path(spec)
+    if checkpoints != spec:  # a training run's directory: its checkpoints, under the name given
         return dataclasses.replace(
-            _model_file(run_checkpoints, weights, image_size, preprocess, safe_mode), name=spec)
+            _model_file(checkpoints, weights, image_size, preprocess, safe_mode), name=spec)
     if os.path.exists(spec) or os.path.exists(spec + ".index"):
         return _model_file(spec, weights, image_size, preprocess, safe_mode)
     raise ValueError(f"Unknown model {spec!r}: give a keras.applications name "

@@ -15,6 +15,15 @@ import tensorflow as tf
 
 from deform_tf import model_io
 from experiments import models as registry
+from experiments import run_dir
+
+
+def checkpoint_path(path):
+    """The checkpoint directory of a training run's output directory; any other path as is."""
+    checkpoints = os.path.join(path, run_dir.CHECKPOINT_DIR)
+    if tf.io.gfile.exists(os.path.join(checkpoints, model_io.MODEL_CONFIG_FILE)):
+        return checkpoints
+    return path
 
 
 def read_fields(path):

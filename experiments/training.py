@@ -523,10 +523,10 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
 
     final = {"step": step, "examples_per_sec": examples_per_sec}
     if data.evaluate is not None:
-        final.update(evaluate(state.model, data.evaluate(), config.num_classes,
+        final.update(evaluate(state.model, data.evaluate(),
                               on_data_error=lambda e, n: data_error(data, e, "eval", n)))
     if data.evaluate_train is not None and step > 0:  # an init-only run has fitted nothing
-        fit = evaluate(state.model, data.evaluate_train(), config.num_classes,
+        fit = evaluate(state.model, data.evaluate_train(),
                        on_data_error=lambda e, n: data_error(data, e, "train", n))
         final.update(train_loss=fit["loss"], train_accuracy=fit["accuracy"],
                      train_examples=fit["num_examples"])
@@ -547,7 +547,7 @@ def _write_final(final, step, run, writer):
     run.write_json(run_dir.FINAL_FILE, final)
 
 
-def evaluate(model, dataset, num_classes, on_data_error=None):
+def evaluate(model, dataset, on_data_error=None):
     """Mean loss and accuracy of `model` (inference mode) over a finite dataset.
 
     on_data_error: None, or fn(error, examples evaluated before it) -> the exception to raise
@@ -574,7 +574,6 @@ def evaluate(model, dataset, num_classes, on_data_error=None):
         raise on_data_error(e, int(totals[2])) from None
     if totals[2] == 0:
         raise RunError("The evaluation data set is empty.")
-    del num_classes
     return {"loss": totals[0] / totals[2], "accuracy": totals[1] / totals[2],
             "num_examples": int(totals[2])}
 

@@ -45,19 +45,11 @@ flags.DEFINE_string("model", None, "A training run's output directory, a checkpo
 FLAGS = flags.FLAGS
 
 
-def _run_checkpoints(path):
-    """A training run's checkpoint directory for its output directory; else `path`."""
-    checkpoints = os.path.join(path, run_dir.CHECKPOINT_DIR)
-    if os.path.isfile(os.path.join(checkpoints, model_io.MODEL_CONFIG_FILE)):
-        return checkpoints
-    return path
-
-
 def _load(dataset_name):
     """(model, what was measured, the data set) for the flags."""
     if FLAGS.model and (tf.io.gfile.exists(FLAGS.model) or
                         tf.io.gfile.exists(FLAGS.model + ".index")):
-        measured = _run_checkpoints(FLAGS.model)
+        measured = runs.checkpoint_path(FLAGS.model)
         if tf.io.gfile.isdir(measured):  # the directory's latest complete checkpoint
             measured = model_io.latest_checkpoint(measured) or measured
             logging.info("Measuring checkpoint %s.", measured)
