@@ -7,13 +7,13 @@ r"""Petrini et al.'s relation across architectures: trains a grid of nets, measu
 
 The profiles are defined in experiments/stability/grid.py (quick: the embedded Fashion-MNIST
 subset; standard: the full Fashion-MNIST, which it refuses to replace by the subset; paper:
-CIFAR-10 with Petrini et al.'s training settings). Each run trains into
-<output_dir>/<model>/seed<k> and is then measured at init and trained (stability.json: D_f,
-G_f, R_f at every point, with Petrini's diffeomorphisms and the paper's TPS). Runs already
-trained or measured are skipped, so the same command continues where it stopped; after the
-commands of --print_commands have run elsewhere, run this command without it on the same
---output_dir to measure and report. Writes grid.json, results.json, report.md (the verdicts on
-Petrini's claims (a)-(e)) and figures/*.png into --output_dir.
+CIFAR-10 with Petrini et al.'s training settings); each sets the data set and every training
+setting. Each run trains into <output_dir>/<model>/seed<k> and is then measured at init and
+trained (stability.json: D_f, G_f, R_f at every point, with Petrini's diffeomorphisms and the
+paper's TPS). Runs already trained or measured are skipped, so the same command continues where
+it stopped; after the commands of --print_commands have run elsewhere, run this command without
+it on the same --output_dir to measure and report. Writes grid.json, results.json, report.md
+(the verdicts on Petrini's claims (a)-(e)) and figures/*.png into --output_dir.
 """
 
 import dataclasses
@@ -25,6 +25,7 @@ from absl import flags
 from absl import logging
 
 from experiments import datasets as data_lib
+from experiments import settings as settings_lib
 from experiments import training
 from experiments.stability import grid as grid_lib
 from experiments.stability import measure
@@ -38,6 +39,21 @@ flags.DEFINE_bool("print_commands", False, "Print the launch.train command of ev
                   "to submit them to a cluster) and exit.")
 
 FLAGS = flags.FLAGS
+
+
+def _profile():
+    """The profile of --profile; refuses training flags, which the profile sets (they would
+    be ignored)."""
+    profile = grid_lib.PROFILES[FLAGS.profile]
+    given = [name for name in settings_lib.SETTINGS
+             if name != "data_dir" and name in FLAGS and FLAGS[name].present
+             and not (name == "dataset" and FLAGS.dataset == profile.dataset)]
+    if given:
+        raise common.usage_error(
+            f"{', '.join('--' + n for n in given)}: the {profile.name} profile sets the data set "
+            "and the training settings (experiments/stability/grid.py); give only --profile, "
+            "--data_dir and --output_dir.")
+    return profile
 
 
 def _check_data(profile, data_dir):
@@ -73,7 +89,7 @@ def main(argv):
     if len(argv) > 1:
         raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
     common.setup_runtime()
-    profile = grid_lib.PROFILES[FLAGS.profile]
+    profile = _profile()
     root = FLAGS.output_dir
     data_dir = FLAGS.data_dir or profile.data_dir
     runs = grid_lib.grid(profile, data_dir)

@@ -146,6 +146,14 @@ class LauncherTest(tf.test.TestCase):
         self.assertEqual(proc.returncode, 2)
         self.assertIn("holds another grid", proc.stderr)
 
+    def test_training_flags_refused(self):
+        root = os.path.join(self.get_temp_dir(), "out")
+        proc = _run(["-m", "launch.stability_study", "--profile=micro", f"--output_dir={root}",
+                     "--width=2", "--dataset=cifar10"])
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("--dataset, --width: the micro profile sets", proc.stderr)
+        self.assertFalse(os.path.exists(root))
+
 
 if __name__ == "__main__":
     tf.test.main()
