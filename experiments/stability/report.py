@@ -221,8 +221,9 @@ def plot_profiles(records, deformation, path):
         for k, (model, (depths, values)) in enumerate(
                 _curves(records, deformation, stage).items()):
             for col, m in enumerate(("D_f", "G_f", "R_f")):
-                axes[row, col].plot(depths, values[m], "-o", ms=2, lw=1,
-                                    color=plt.cm.tab20(k % 20), label=model)
+                # distinct hues for the first ten, their light shades for the next ten
+                axes[row, col].plot(depths, values[m], "-o", ms=2, lw=1, label=model,
+                                    color=plt.cm.tab20((2 * k) % 20 + (k // 10) % 2))
         for col, m in enumerate(("D_f", "G_f", "R_f")):
             axes[row, col].set_yscale("log")
             axes[row, col].set_title(f"{MEASURE_NAMES[m]}, {stage}")
