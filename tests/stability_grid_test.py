@@ -1,7 +1,9 @@
 """Tests of `experiments.stability.grid` and `launch.stability_study`: the profiles' runs, the
 commands they generate (parsed by launch.train's own flags, in a subprocess, and resolved to the
 grid's settings), and one end-to-end run of the micro profile (2 tiny nets, 2 steps) that a
-second invocation continues without training or measuring again."""
+second invocation continues without training or measuring again. The end-to-end run also checks
+`experiments.stability.measure` against an independent path: the training loop's own TPS
+measurements at its first and last step."""
 
 import json
 import os
@@ -110,6 +112,21 @@ class LauncherTest(tf.test.TestCase):
             if run.settings["epochs"] is not None:
                 self.assertIsNone(result["settings"]["train_steps"])
 
+    def _check_matches_training_measurements(self, run_dir):
+        """The rebuilt models (init: from the seed; trained: the checkpoint) measured with the
+        TPS deformation give the R_f the training loop measured at its first and last step on
+        the same images and seed (run_dir/measurements.json), point by point."""
+        with open(os.path.join(run_dir, "stability.json")) as f:
+            stability = json.load(f)
+        with open(os.path.join(run_dir, "measurements.json")) as f:
+            measurements = json.load(f)
+        for stage, index in (("init", 0), ("trained", -1)):
+            ours = {p["name"]: p["R_f"] for p in stability["stages"][stage]["tps"]}
+            theirs = measurements[index]["relative_stability"]
+            self.assertGreater(len(theirs["layers"]), 3)
+            for layer, value in zip(theirs["layers"], theirs["relative_stability"]):
+                self.assertAllClose(ours[layer], value, rtol=1e-4, msg=f"{run_dir} {layer}")
+
     def test_micro_profile_end_to_end_and_rerun(self):
         root = os.path.join(self.get_temp_dir(), "study")
         args = ["-m", "launch.stability_study", "--profile=micro", f"--output_dir={root}"]
@@ -124,7 +141,7 @@ class LauncherTest(tf.test.TestCase):
                 points = record["deformations"][deformation]["points"]
                 self.assertEqual(points[-1]["relative_depth"], 1.0)  # the output is measured
         for run in runs:
-            self.assertTrue(os.path.exists(os.path.join(root, run.name, "stability.json")))
+            self._check_matches_training_measurements(os.path.join(root, run.name))
         with open(os.path.join(root, "report.md")) as f:
             self.assertIn("## Verdicts", f.read())
         self.assertTrue(os.path.exists(os.path.join(root, "figures", "error_vs_rf.png")))

@@ -23,6 +23,7 @@ from absl import logging
 import keras
 
 from experiments import models as registry
+from experiments import run_dir as run_files
 from experiments import settings as settings_lib
 from experiments import training
 from pipelines import idx
@@ -213,7 +214,7 @@ def run_dir(run, root):
 
 
 def is_finished(run, root):
-    return os.path.exists(os.path.join(run_dir(run, root), "final.json"))
+    return os.path.exists(os.path.join(run_dir(run, root), run_files.FINAL_FILE))
 
 
 def execute(run, root):

@@ -31,6 +31,7 @@ from deform_tf import representations
 from deform_tf import sensitivity
 from experiments import datasets
 from experiments import models as registry
+from experiments import run_dir as run_files
 from experiments import runs
 
 STABILITY_FILE = "stability.json"
@@ -110,12 +111,12 @@ def measure_run(run_dir, data_dir=None, num_images=64):
     path = os.path.join(run_dir, STABILITY_FILE)
     if tf.io.gfile.exists(path):
         return _read_json(path)
-    final_path = os.path.join(run_dir, "final.json")
+    final_path = os.path.join(run_dir, run_files.FINAL_FILE)
     if not tf.io.gfile.exists(final_path):
         raise FileNotFoundError(f"{run_dir} has no final.json: the run has not finished; "
                                 "train it first.")
     final = _read_json(final_path)
-    checkpoints = os.path.join(run_dir, "checkpoints")
+    checkpoints = os.path.join(run_dir, run_files.CHECKPOINT_DIR)
     fields = runs.read_fields(checkpoints)
     if fields is None:
         raise FileNotFoundError(f"{checkpoints} has no model_config.json: the run's model "
