@@ -4,16 +4,14 @@ Every training launcher (`launch.train`, `launch.cifar10`, `launch.imagenet`,
 `launch.synthetic_mnist`) defines these flags by importing this module. Each flag is the setting
 of the same name (`experiments.settings.DEFAULTS`); flags whose sensible value depends on the
 experiment default to None here and take the experiment's preset
-(`experiments.settings.PRESETS`) unless given on the command line or in a flagfile. `run(main)`
-is `absl.app.run` with one difference: any bad flag, missing flagfile or contradictory setting
-exits with status 2 and one clear message, where the settings the library names (`epochs`) read
-as flags (--epochs).
+(`experiments.settings.PRESETS`) unless given on the command line or in a flagfile. `run`,
+`usage_error`, `LaunchError` and `plain_number` are `launch.cli`'s (the tools that define no
+training flag import that module alone): bad flags and settings exit with status 2 and one
+clear message, where the settings the library names (`epochs`) read as flags (--epochs).
 """
 
 import math
-import sys
 
-from absl import app
 from absl import flags
 from absl import logging
 import tensorflow as tf
@@ -22,7 +20,7 @@ from deform_tf import models
 from experiments import datasets
 from experiments import settings as settings_lib
 from experiments import training
-from launch import messages
+from launch import cli
 from pipelines import core
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
@@ -128,42 +126,10 @@ def value(name, defaults):
     return defaults[name]
 
 
-class LaunchError(SystemExit):
-    """Raised inside main for bad input: `run` prints the message alone and exits with 2."""
-
-    def __init__(self, message):
-        super().__init__(2)
-        self.message = message
-
-
-def plain_number(value):
-    """A number for a log line: numpy scalars as Python prints them (no `np.float64(...)`),
-    floats with 6 significant digits."""
-    value = value.item() if hasattr(value, "item") else value
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
-
-
-def usage_error(message):
-    """The exception to raise for bad flags, data or output directories (exit status 2); the
-    settings the message names in backquotes read as flags."""
-    return LaunchError(messages.as_flags(message))
-
-
-def _parse(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.stderr.write(f"{argv[0]}: {e}\nPass --help to see the flags.\n")
-        sys.exit(2)
-
-
-def run(main):
-    """absl.app.run(main); bad flags and `LaunchError`s print one message and exit with 2."""
-    try:
-        app.run(main, flags_parser=_parse)
-    except LaunchError as e:
-        sys.stderr.write(f"{sys.argv[0]}: error: {e.message}\n")
-        sys.exit(2)
+LaunchError = cli.LaunchError
+plain_number = cli.plain_number
+usage_error = cli.usage_error
+run = cli.run
 
 
 def split_cpu(num_devices):

@@ -15,12 +15,13 @@ from absl import flags
 from absl import logging
 import tensorflow as tf
 
-from launch import common  # pylint: disable=unused-import  (defines --data_dir: Fig. 5 samples)
 from experiments.study import grid as grid_lib
 from experiments.study import report
 from experiments.study import results as results_lib
 
 flags.DEFINE_string("results_dir", None, "Output directory of launch.reproduce.")
+flags.DEFINE_string("data_dir", None, "Fashion-MNIST directory for Fig. 5's samples (default: the "
+                    "standard locations, then the embedded subset).")
 flags.mark_flag_as_required("results_dir")
 
 FLAGS = flags.FLAGS

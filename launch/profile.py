@@ -51,9 +51,15 @@ import tensorflow as tf
 from deform_tf import deformation as deformation_lib
 from deform_tf import profile
 from deform_tf import sensitivity
-from launch import common
+from launch import cli
 from experiments import profiling as profile_lib
 
+flags.DEFINE_string("output_dir", None, "Where profile.csv, profile.json, profile.png and "
+                    "summaries/ are written. Required.")
+flags.DEFINE_bool("overwrite", False, "Move existing outputs in --output_dir aside into "
+                  "replaced-<time>/ (nothing is deleted) instead of refusing.")
+flags.DEFINE_integer("seed", 0, "Seed of the initialization (model names), the deformations "
+                     "([seed, 1000003]) and the noise ((seed, 7)), as in a training run.")
 flags.DEFINE_list("model", None, "Comma-separated models: keras.applications names, the paper's "
                   "vgg_<config>_<downsampling> nets, .keras files, training runs' output or "
                   "checkpoint directories.")
@@ -102,31 +108,24 @@ flags.register_validator("chunk_size", lambda v: v is None or v >= 1,
                          message="--chunk_size must be a positive integer.")
 
 FLAGS = flags.FLAGS
-# Flags of launch.common this launcher uses; its training flags do not apply here.
-COMMON_FLAGS = ("output_dir", "seed", "overwrite")
 
 
 def _check_flags():
-    given = [flag.name for flag in FLAGS.get_flags_for_module(common.__name__)
-             if flag.present and flag.name not in COMMON_FLAGS]
-    if given:
-        raise common.usage_error(f"--{given[0]} is a training flag; launch.profile does not use "
-                                 "it (see --helpshort).")
     if not FLAGS.model:
-        raise common.usage_error("--model is required: keras.applications names, the paper's "
-                                 "vgg_<config>_<downsampling>, .keras files or checkpoint dirs.")
+        raise cli.usage_error("--model is required: keras.applications names, the paper's "
+                              "vgg_<config>_<downsampling>, .keras files or training runs.")
     if len(set(FLAGS.model)) != len(FLAGS.model):
-        raise common.usage_error(f"--model lists a model twice: {FLAGS.model}.")
+        raise cli.usage_error(f"--model lists a model twice: {FLAGS.model}.")
     if not FLAGS.output_dir:
-        raise common.usage_error("--output_dir is required: where the profile is written.")
+        raise cli.usage_error("--output_dir is required: where the profile is written.")
     try:
         profile_lib.check_output_dir(FLAGS.output_dir)
     except ValueError as e:
-        raise common.usage_error(str(e)) from None
+        raise cli.usage_error(str(e)) from None
     existing = profile_lib.existing_outputs(FLAGS.output_dir)
     if existing and not FLAGS.overwrite:
-        raise common.usage_error(f"{FLAGS.output_dir} already holds {', '.join(existing)}; pass "
-                                 "--overwrite to move them aside or choose another --output_dir.")
+        raise cli.usage_error(f"{FLAGS.output_dir} already holds {', '.join(existing)}; pass "
+                              "--overwrite to move them aside or choose another --output_dir.")
 
 
 class _Progress:
@@ -229,13 +228,13 @@ def _prepare():
         # Every deformation is built before the first measurement (bad parameters fail here).
         deform_fns = [deformation.function(*m.image_shape[:2]) for m in models]
     except (FileNotFoundError, ValueError) as e:
-        raise common.usage_error(str(e)) from None
+        raise cli.usage_error(str(e)) from None
     return deformation, models, images, runners, deform_fns
 
 
 def main(argv):
     if len(argv) > 1:
-        raise common.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
+        raise cli.usage_error(f"Unexpected arguments: {' '.join(argv[1:])}")
     _check_flags()
     logging.set_verbosity(logging.INFO)
     deformation, models, images, runners, deform_fns = _prepare()
@@ -255,7 +254,7 @@ def main(argv):
                     batch_size=FLAGS.chunk_size,
                     progress=_Progress(m.name))
             except ValueError as e:
-                raise common.usage_error(f"{m.name}: {e}") from None
+                raise cli.usage_error(f"{m.name}: {e}") from None
         _log_warnings(caught)
         seconds[m.name] = round(time.perf_counter() - start, 1)
         logging.info("%s: %.1f s", m.name, seconds[m.name])
@@ -271,4 +270,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    common.run(main)
+    cli.run(main)

@@ -102,6 +102,19 @@ class TrainingDefaultsTest(tf.test.TestCase):
             self.assertFalse(optimizer.nesterov)
             self.assertAllClose(float(optimizer.weight_decay), weight_decay)
 
+    def test_every_setting_is_a_flag_with_its_default(self):
+        # In a subprocess: launch.common's flags would clash with launch.demo's in this one.
+        script = ("import json\nfrom absl import flags\nfrom launch import common\n"
+                  "print(json.dumps({n: flags.FLAGS[n].default for n in common.SETTINGS "
+                  "if n in flags.FLAGS}))")
+        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                             text=True, timeout=120, check=True)
+        defaults = json.loads(out.stdout.splitlines()[-1])
+        # `model` is launch.train's own flag (launch.evaluate's --model is a path).
+        self.assertEqual(set(settings_lib.DEFAULTS) - set(defaults), {"model"})
+        self.assertEqual(defaults, {n: v for n, v in settings_lib.DEFAULTS.items()
+                                    if n != "model"})
+
     def _config(self, **fields):
         fields = dict(dict(train_steps=1000, warmup_steps=100), **fields)
         return train_lib.TrainConfig(
