@@ -1,4 +1,5 @@
-"""Tests of the model registry: every entry builds and trains, kinds, input conventions, the
+"""Tests of the model registry: every entry builds and trains on real images (the embedded
+Fashion-MNIST IDX files), kinds, input conventions, the
 measured points of the study's nets, a user's module:function builder and the error messages."""
 
 import os
@@ -12,6 +13,7 @@ import tensorflow as tf
 
 from deform_tf import representations
 from experiments import models as registry
+from pipelines import idx
 
 # Tiny widths for the entries that take one (fc*: units; the others: a channel multiplier).
 SMALL_WIDTH = {"fully_connected": 8, "cnn": 0.0625, "resnet": 0.0625}
@@ -58,6 +60,14 @@ NETS = textwrap.dedent("""\
     """)
 
 
+def _real_images(shape, count=4):
+    """The first `count` embedded Fashion-MNIST test images (IDX files, the real format) as
+    float32 pixels 0..255 resized to `shape` (height, width, channels), and their labels."""
+    images, labels = idx.load_mnist_split(idx.EMBEDDED_FASHION_MNIST_DIR, "test")
+    resized = tf.image.resize(images[:count, :, :, None].astype(np.float32), shape[:2])
+    return np.repeat(resized.numpy(), shape[2], axis=-1), np.asarray(labels[:count], np.int64)
+
+
 def _small_input(entry):
     """32 x 32 (or the entry's minimum) x 1 or 3 channels: grayscale where the entry takes it."""
     size = max(32, entry.min_size)
@@ -93,15 +103,16 @@ class RegistryTest(parameterized.TestCase, tf.test.TestCase):
                             for n in (name, TRAINED_AS[name])]
             self.assertEqual(*[c.__module__ for c in constructors])
             return
-        # Pixels 0..255 through the entry's own input convention, as training and profiling do.
-        pixels = np.random.default_rng(0).uniform(0, 255, (4,) + shape).astype(np.float32)
+        # Real images (pixels 0..255) through the entry's own input convention, as training and
+        # profiling do.
+        pixels, labels = _real_images(shape)
         convention = _convention(entry, shape[2])
         images = pixels if convention.fn is None else np.asarray(convention.fn(pixels))
         model.compile(optimizer=keras.optimizers.SGD(0.01), run_eagerly=True,
                       loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         first, last = model.trainable_weights[0], model.trainable_weights[-1]
         before = [first.numpy(), last.numpy()]
-        history = model.fit(images, np.array([0, 3, 5, 9]), batch_size=2, epochs=1, verbose=0)
+        history = model.fit(images, labels, batch_size=2, epochs=1, verbose=0)
         self.assertTrue(np.all(np.isfinite(history.history["loss"])), history.history)
         # The gradient reached the first layer and the logits.
         self.assertNotAllClose(first.numpy(), before[0])
