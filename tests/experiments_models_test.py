@@ -1,6 +1,6 @@
 """Tests of the model registry: every entry builds and trains on real images (the embedded
-Fashion-MNIST IDX files), kinds, input conventions, the
-measured points of the study's nets, a user's module:function builder and the error messages."""
+Fashion-MNIST IDX files); kinds, input conventions, the measured points of the study's nets, a
+user's module:function builder and the error messages."""
 
 import os
 import sys
