@@ -305,11 +305,21 @@ def _application_entry(name, app):
         default_num_classes=1000, min_size=app.min_size, channels=(3,))
 
 
+def _units(width):
+    """A fully connected net's width (units per hidden layer) given as a whole float (a
+    command line's --width=16) as the int it stands for; anything else as is (refused by the
+    builder if it is not a positive int)."""
+    if isinstance(width, float) and width.is_integer():
+        return int(width)
+    return width
+
+
 def _reference_entry(name, kind, builder, width):
+    convert = _units if kind == "fully_connected" else (lambda w: w)
     return ModelEntry(name, kind, f"deform_tf.reference_models: {name}",
                       lambda input_shape, num_classes, seed, width: builder(
-                          input_shape=input_shape, num_classes=num_classes, width=width,
-                          seed=seed), options={"width": width})
+                          input_shape=input_shape, num_classes=num_classes,
+                          width=convert(width), seed=seed), options={"width": width})
 
 
 MODELS = {

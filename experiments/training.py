@@ -233,7 +233,8 @@ def _write_measurement_summaries(result, model, step):
     for row in rows:
         tf.summary.scalar(f"smoothness/{row['index']:02d}_{row['layer']}", row["smoothness"],
                           step=step)
-    tf.summary.scalar("smoothness/mean", smoothness.mean_smoothness(rows), step=step)
+    if rows:  # a fully connected net has no conv kernels
+        tf.summary.scalar("smoothness/mean", smoothness.mean_smoothness(rows), step=step)
     for layer in kernels.conv_layers(model):
         tf.summary.histogram(f"kernels/{layer.name}", layer.kernel, step=step)
 

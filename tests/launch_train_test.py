@@ -97,6 +97,13 @@ class LaunchTrainTest(tf.test.TestCase):
         self.assertEqual(_json(os.path.join(out, "config.json"))["input_shape"], [32, 32, 3])
         self.assertEqual(_json(os.path.join(out, "config.json"))["data"]["channels"], 3)
 
+    def test_fully_connected_net_has_no_filters_to_smooth(self):
+        out = self._train("fc2", ["--model=fc2", "--dataset=fashion_mnist", "--width=16"])
+        measured = _json(os.path.join(out, "measurements.json"))
+        self.assertEqual([m["smoothness"] for m in measured], [[], []])
+        self.assertEqual(measured[-1]["relative_stability"]["layers"],
+                         ["input", "fc1_relu", "logits"])
+
     def test_user_builder_from_the_python_path(self):
         code = os.path.join(self.root, "code")
         os.makedirs(code, exist_ok=True)
