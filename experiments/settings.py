@@ -78,9 +78,9 @@ def resolve_steps(settings, num_train):
 
 
 def choose_model(settings, dataset):
-    """(model name, its options) from the settings: `model`, or the paper's VGG net of
-    `architecture` (default: the data set's) and `downsampling` (default max_pool); `width`
-    is the model's width option (None: the model's default)."""
+    """(model name, its registry entry, its options) from the settings: `model`, or the paper's
+    VGG net of `architecture` (default: the data set's) and `downsampling` (default max_pool);
+    `width` is the model's width option (None: the model's default)."""
     s = settings
     if s["model"] is None:
         name = (f"vgg_{s['architecture'] or dataset.vgg_config}_"

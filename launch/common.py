@@ -22,6 +22,7 @@ from experiments import settings as settings_lib
 from experiments import training
 from launch import cli
 from pipelines import core
+from pipelines import mnist
 
 flags.DEFINE_string("output_dir", None, "Where the run writes config, checkpoints, TensorBoard "
                     "summaries and metrics. Required.")
@@ -130,6 +131,21 @@ LaunchError = cli.LaunchError
 plain_number = cli.plain_number
 usage_error = cli.usage_error
 run = cli.run
+
+
+def refuse_embedded_data(profile_name, dataset, data_dir):
+    """Raises the usage error for a profile that trains on the full (Fashion-)MNIST when only
+    the embedded 4,000-image subset would be found (or none at all)."""
+    if dataset not in datasets.MNIST_LIKE:
+        return
+    try:
+        _, embedded = mnist.find_mnist_dir(data_dir, dataset)
+    except FileNotFoundError as e:
+        raise usage_error(str(e)) from None
+    if embedded:
+        raise usage_error(
+            f"The {profile_name} profile trains on the full {dataset} data, not the embedded "
+            "4,000-image subset: install Debian's dataset-fashion-mnist or give --data_dir.")
 
 
 def split_cpu(num_devices):

@@ -31,7 +31,6 @@ from launch import deformation_figures
 from experiments.study import grid as grid_lib
 from experiments.study import report
 from experiments.study import results as results_lib
-from pipelines import mnist
 # The launchers the grid runs (importing them defines their flags and DEFAULTS).
 from launch import cifar10  # pylint: disable=unused-import
 from launch import imagenet  # pylint: disable=unused-import
@@ -62,16 +61,8 @@ def main(argv):
         return
     if profile.imagenet_seeds and not FLAGS.imagenet_dir:
         raise common.usage_error("The paper profile trains on ImageNet: give --imagenet_dir.")
-    if not profile.allow_embedded and profile.dataset in data_lib.MNIST_LIKE:
-        try:
-            _, embedded = mnist.find_mnist_dir(FLAGS.data_dir, profile.dataset)
-        except FileNotFoundError as e:
-            raise common.usage_error(str(e)) from None
-        if embedded:
-            raise common.usage_error(
-                f"The {profile.name} profile trains on the full {profile.dataset} data, not the "
-                "embedded 4,000-image subset: install Debian's dataset-fashion-mnist or give "
-                "--data_dir.")
+    if not profile.allow_embedded:
+        common.refuse_embedded_data(profile.name, profile.dataset, FLAGS.data_dir)
     tf.io.gfile.makedirs(os.path.join(root, "figures"))
     grid_path = os.path.join(root, "grid.json")
     grid = {"profile": dataclasses.asdict(profile), "title": profile.title,

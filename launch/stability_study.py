@@ -24,14 +24,12 @@ import time
 from absl import flags
 from absl import logging
 
-from experiments import datasets as data_lib
 from experiments import settings as settings_lib
 from experiments import training
 from experiments.stability import grid as grid_lib
 from experiments.stability import measure
 from experiments.stability import report
 from launch import common
-from pipelines import mnist
 
 flags.DEFINE_enum("profile", "quick", list(grid_lib.PROFILES), "Architectures, seeds and "
                   "training settings (experiments/stability/grid.py).")
@@ -57,17 +55,8 @@ def _profile():
 
 
 def _check_data(profile, data_dir):
-    if profile.allow_embedded or profile.dataset not in data_lib.MNIST_LIKE:
-        return
-    try:
-        _, embedded = mnist.find_mnist_dir(data_dir, profile.dataset)
-    except FileNotFoundError as e:
-        raise common.usage_error(str(e)) from None
-    if embedded:
-        raise common.usage_error(
-            f"The {profile.name} profile trains on the full {profile.dataset} data, not the "
-            "embedded 4,000-image subset: install Debian's dataset-fashion-mnist or give "
-            "--data_dir.")
+    if not profile.allow_embedded:
+        common.refuse_embedded_data(profile.name, profile.dataset, data_dir)
 
 
 def _write_grid(profile, runs, root):
