@@ -30,8 +30,9 @@ DEFAULTS = dict(
     learning_rate=None, momentum=0.9, schedule="cosine", warmup_epochs=None, epochs=None,
     examples_per_epoch=None, train_steps=None, weight_decay=None, label_smoothing=0.0,
     random_labels=False, train_grid_size=3, train_strength=0.0, eval_grid_size=None,
-    eval_strength=None, smooth_init_sigma=0.0, measure_every=0, num_measure_images=128,
-    checkpoint_every=500, log_every=50, mixed_precision=False, xla=False, deterministic=False)
+    eval_strength=None, smooth_init_sigma=0.0, bn_recalibration_batches=0, measure_every=0,
+    num_measure_images=128, checkpoint_every=500, log_every=50, mixed_precision=False,
+    xla=False, deterministic=False)
 SETTINGS = tuple(DEFAULTS)
 DEFAULT_DOWNSAMPLING = "max_pool"
 
@@ -145,6 +146,7 @@ def build_run(experiment, settings, spec_fields=None):
         learning_rate=s["learning_rate"], momentum=s["momentum"], schedule=s["schedule"],
         warmup_steps=warmup, weight_decay=s["weight_decay"],
         label_smoothing=s["label_smoothing"], smooth_init_sigma=s["smooth_init_sigma"],
+        bn_recalibration_batches=s["bn_recalibration_batches"],
         eval_grid_size=s["eval_grid_size"] or grid,
         eval_strength=strength if s["eval_strength"] is None else s["eval_strength"],
         measure_every=s["measure_every"], num_measure_images=len(data.measure_images),

@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from deform_tf import batch_norm
 from deform_tf import deformation
 from deform_tf import initializers
 from deform_tf import kernels
@@ -80,6 +81,9 @@ class TrainConfig:
     weight_decay: float = 5e-4
     label_smoothing: float = 0.0
     smooth_init_sigma: float = 0.0
+    # Batches whose statistics replace the batch norms' moving ones after training
+    # (`deform_tf.batch_norm.recalibrate`); 0: keep the moving averages.
+    bn_recalibration_batches: int = 0
     eval_grid_size: int = 3
     eval_strength: float = 2.0
     measure_every: int = 0  # 0: only at init and at the end
@@ -112,7 +116,12 @@ class TrainConfig:
                                        seed=self.seed)
 
     def to_json(self):
-        return json.loads(json.dumps(dataclasses.asdict(self)))
+        """config.json's dict. `bn_recalibration_batches` appears only when set, so runs
+        written before it existed still resume with the same config."""
+        fields = dataclasses.asdict(self)
+        if not fields["bn_recalibration_batches"]:
+            del fields["bn_recalibration_batches"]
+        return json.loads(json.dumps(fields))
 
 
 Data = datasets.Data
@@ -278,6 +287,13 @@ def _check_strategy(config, strategy, replicas):
         # XLA function inside strategy.run cannot contain.
         raise RunError("`xla` compiles the training step of single-replica runs (and TPU "
                        "runs, which are always compiled); drop it with several replicas.")
+    if config.bn_recalibration_batches and replicas > 1:
+        raise RunError("`bn_recalibration_batches` recomputes batch-norm statistics on one "
+                       "replica; drop it with several replicas (a long run's moving "
+                       "statistics have settled).")
+    if config.bn_recalibration_batches < 0:
+        raise RunError(f"`bn_recalibration_batches` must be 0 or more, got "
+                       f"{config.bn_recalibration_batches}.")
 
 
 @dataclasses.dataclass
@@ -510,6 +526,7 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
     step = start_step
     progress = (start_step, time.time())
     examples_per_sec = 0.0
+    last_row = None
     while step < config.train_steps:
         row = _train_interval(run_steps, iterator, _interval_steps(config, step), config, data,
                               step, input_context)
@@ -519,8 +536,11 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
         if config.measure_every and step % config.measure_every == 0 and \
                 step < config.train_steps:
             do_measure(step)
+        if step == config.train_steps and config.bn_recalibration_batches:
+            recalibrate_batch_norm(state.model, data, config, input_context)
         if step % config.checkpoint_every == 0 or step == config.train_steps:
             manager.save(checkpoint_number=step)
+        last_row = row
 
     final = {"step": step, "examples_per_sec": examples_per_sec}
     if data.evaluate is not None:
@@ -531,11 +551,48 @@ def _train(config, data, output_dir, strategy, resume, overwrite, flags_text, cl
                        on_data_error=lambda e, n: data_error(data, e, "train", n))
         final.update(train_loss=fit["loss"], train_accuracy=fit["accuracy"],
                      train_examples=fit["num_examples"])
+        _warn_if_statistics_lag(state.model, config, last_row, fit["accuracy"])
     if is_chief:
         if not measurements.rows or measurements.rows[-1]["step"] != step:
             do_measure(step)
         _write_final(final, step, run, writer)
     return final
+
+
+def recalibrate_batch_norm(model, data, config, input_context):
+    """Replaces the batch norms' moving statistics with those of the `bn_recalibration_batches`
+    training batches that follow the last step (deterministic, so a resumed run gets the same).
+
+    Raises RunError for a data error.
+    """
+    stream = data.train(input_context, config.train_steps)
+    try:
+        count = batch_norm.recalibrate(model, stream, config.bn_recalibration_batches)
+    except DATA_ERRORS as e:
+        raise data_error(data, e, "train", config.train_steps * config.batch_size,
+                         input_context) from None
+    if count:
+        logging.info("Batch-norm statistics recomputed from %d training examples.", count)
+    else:
+        logging.info("`bn_recalibration_batches` is set, but the model has no batch norm.")
+
+
+# A trained net whose inference-mode training accuracy is this far below its accuracy on its
+# last training batches most likely normalizes with moving statistics that lag behind.
+LAG_WARNING_GAP = 0.25
+
+
+def _warn_if_statistics_lag(model, config, last_row, train_accuracy):
+    if (last_row is None or config.bn_recalibration_batches
+            or not batch_norm.batch_norm_layers(model)):
+        return
+    if last_row["accuracy"] - train_accuracy > LAG_WARNING_GAP:
+        logging.warning(
+            "Training accuracy is %.3f on the last training batches but %.3f in inference "
+            "mode: the batch norms' moving statistics probably lag behind the weights (a short "
+            "run, or a high batch-norm momentum such as MobileNetV2's 0.999). Set "
+            "`bn_recalibration_batches` (e.g. 50) to recompute them after training.",
+            last_row["accuracy"], train_accuracy)
 
 
 def _write_final(final, step, run, writer):

@@ -73,6 +73,9 @@ flags.DEFINE_float("eval_strength", None, "Strength (px) of the measured deforma
                    "the launcher's, else sized to the image (2 px at 32 px, 10 px at 224 px).")
 flags.DEFINE_float("smooth_init_sigma", 0.0, "Gaussian smoothing (px) of the initial conv "
                    "filters (paper Fig. 4); 0 = plain init.")
+flags.DEFINE_integer("bn_recalibration_batches", 0, "After training, replace the batch norms' "
+                     "moving statistics with those of N training batches (precise BN; for "
+                     "short runs, whose moving averages lag behind); 0 = keep them.")
 flags.DEFINE_integer("measure_every", 0, "Measure sensitivity and smoothness every N steps "
                      "(besides init and end); 0 = only at init and end.")
 flags.DEFINE_integer("num_measure_images", 128, "Images N of the sensitivity measurement.")
@@ -107,8 +110,8 @@ for _name in ("weight_decay", "label_smoothing", "train_strength", "eval_strengt
                              message=f"--{_name} must be a finite number >= 0.")
 flags.register_validator("label_smoothing", lambda v: v < 1,
                          message="--label_smoothing must be < 1.")
-flags.register_validator("measure_every", lambda v: v >= 0,
-                         message="--measure_every must be >= 0.")
+for _name in ("measure_every", "bn_recalibration_batches"):
+    flags.register_validator(_name, lambda v: v >= 0, message=f"--{_name} must be >= 0.")
 flags.register_validator("num_logical_devices", lambda v: v >= 0,
                          message="--num_logical_devices must be >= 0.")
 flags.register_validator("num_measure_images", lambda v: v is None or v >= 2,

@@ -10,7 +10,7 @@ write the same files), skipping runs that finished (their final.json exists).
 Profiles (`PROFILES`; each function's docstring says what it runs and how it was sized):
   micro     two tiny nets, 2 steps, 1 seed: the tests' end-to-end check.
   quick     the embedded Fashion-MNIST subset, 10 architectures x 2 seeds, on 2 CPU cores.
-  standard  the full Fashion-MNIST, 11 architectures x 3 seeds, about 2 hours on 2 CPU cores.
+  standard  the full Fashion-MNIST, 10 architectures x 3 seeds, under 2 hours on 2 CPU cores.
   paper     CIFAR-10 with Petrini et al.'s training settings, as commands for a cluster.
 """
 
@@ -86,6 +86,10 @@ class Profile:
     `data_dir`: where the profile's data are when the user gives none (the quick profile: the
     embedded Fashion-MNIST subset), None: the data set's standard locations. `allow_embedded`:
     whether it may train on the embedded subset (the launcher refuses it otherwise).
+    `bn_recalibration_batches`: training batches whose statistics replace the batch norms'
+    moving averages after training (`deform_tf.batch_norm`); short runs need it: MobileNetV2's
+    moving averages (momentum 0.999) are far from its batch statistics after a few hundred
+    steps, and it then classifies at chance in inference mode.
     """
 
     name: str
@@ -99,6 +103,7 @@ class Profile:
     weight_decay: float = 5e-4
     num_measure_images: int = 64
     max_train_examples: Optional[int] = None
+    bn_recalibration_batches: int = 0
     data_dir: Optional[str] = None
     allow_embedded: bool = True
 
@@ -128,7 +133,7 @@ def micro():
     return Profile("micro", "fashion_mnist",
                    (Architecture("lenet"), Architecture("vgg_mnist_strided", 0.0625)),
                    seeds=1, batch_size=16, learning_rate=0.02, train_steps=2,
-                   num_measure_images=8, max_train_examples=256,
+                   num_measure_images=8, max_train_examples=256, bn_recalibration_batches=2,
                    data_dir=idx.EMBEDDED_FASHION_MNIST_DIR)
 
 
@@ -136,44 +141,36 @@ def quick():
     """The embedded Fashion-MNIST subset (4,000 / 1,000 images), 10 architectures x 2 seeds.
 
     fc2, fc4, fc6 (64 units), LeNet, the paper's MNIST VGG with four downsamplings at width
-    0.125, ResNet-18 at width 0.125 and MobileNetV2 (alpha 0.35; grayscale given as RGB), 150
-    steps of batch 64 (2.4 epochs) at a peak learning rate of 0.02, N = 64 measured images.
-    EfficientNet-B0 is left to the standard profile: its training alone would take a third of
-    the budget.
+    0.125, ResNet-18 at width 0.125 and MobileNetV2 (alpha 0.35; grayscale given as RGB), 500
+    steps of batch 64 (8 epochs) at a peak learning rate of 0.02 with cosine decay, batch-norm
+    statistics recomputed from 50 batches after training, N = 64 measured images.
+    EfficientNet-B0 is left to the paper profile: 200 of its steps cost as much as 1,000 of
+    the VGG's at width 0.125.
 
-    Sizing (2026-12-07, 2 cores shared with other jobs, 1-minute load 7-9): 200 steps of batch
-    64, with the run's start-up and its own measurements, took 20 s for LeNet, 48 s for the VGG
-    at width 0.125, 80 s for ResNet-18 at width 0.125, 131 s for MobileNetV2 (0.35) and 329 s
-    for EfficientNet-B0; measuring a run (`experiments.stability.measure`, both stages and
-    deformations, N = 64) took 15-45 s. A first run of this profile at a learning rate of 0.05
-    took 14 min 21 s under that load; LeNet diverged at seed 1 there (test error 0.9), which
-    0.02 avoids (0.79 accuracy at that seed; the VGG with average pooling 0.84, 0.78 at 0.05).
-    MobileNetV2 stays near chance after 150 steps at either rate (test loss 2.30 at 0.02: its
-    batch-normalization statistics have not settled); it stays in the grid as an untrained
-    point, which the report's per-architecture table shows.
+    Sizing (2026-12-07, 2 CPU cores): at 150 steps the profile took 3 min 40 s on a quiet
+    machine, about half of it training; LeNet diverged at a learning rate of 0.05 (seed 1, test
+    error 0.9), which 0.02 avoids.
     """
     return Profile("quick", "fashion_mnist", QUICK_ARCHITECTURES, seeds=2, batch_size=64,
-                   learning_rate=0.02, train_steps=150, num_measure_images=64,
-                   data_dir=idx.EMBEDDED_FASHION_MNIST_DIR)
+                   learning_rate=0.02, train_steps=500, num_measure_images=64,
+                   bn_recalibration_batches=50, data_dir=idx.EMBEDDED_FASHION_MNIST_DIR)
 
 
 def standard():
-    """The full Fashion-MNIST (60,000 / 10,000 images), 11 architectures x 3 seeds.
+    """The full Fashion-MNIST (60,000 / 10,000 images), the quick profile's 10 architectures
+    x 3 seeds.
 
-    The quick profile's nets plus EfficientNet-B0, 940 steps of batch 64 (1 epoch) at a peak
-    learning rate of 0.05 with cosine decay, N = 128 measured images. Not yet timed end to end;
-    sized by extrapolating the quick profile's pilot (200 steps of batch 64 under load 7-9,
-    read as ~1.6x slower than a quiet machine, the paper study's ratio, minus ~15 s of
-    start-up): per step ~0.1 s for the VGG at width 0.125, ~0.2 s for ResNet-18, ~0.35 s for
-    MobileNetV2, ~0.95 s for EfficientNet-B0, under 0.03 s for LeNet and the fully connected
-    nets: ~2 s per step for one seed of all eleven, so 3 x 940 steps train in ~95 minutes on a
-    quiet machine; evaluating 10,000 test images and measuring adds ~30 s a run (~15 minutes).
-    EfficientNet-B0 takes half of it. Batch 128 for the same 940 steps would not fit.
+    940 steps of batch 64 (1 epoch) at a peak learning rate of 0.02 with cosine decay,
+    batch-norm statistics recomputed from 50 batches after training, N = 128 measured images.
+    Sized by extrapolating the quick profile (per step on a quiet 2-core machine: under 0.03 s
+    for LeNet and the fully connected nets, ~0.15 s for the VGG at width 0.125, ~0.25 s for
+    ResNet-18, ~0.4 s for MobileNetV2): about 25 minutes of training per seed, plus evaluating
+    10,000 test images and measuring each run. EfficientNet-B0 (~1 s a step) would add about
+    50 minutes; it is in the paper profile.
     """
-    return Profile("standard", "fashion_mnist",
-                   QUICK_ARCHITECTURES + (Architecture("efficientnet_b0"),), seeds=3,
-                   batch_size=64, learning_rate=0.05, train_steps=940, num_measure_images=128,
-                   allow_embedded=False)
+    return Profile("standard", "fashion_mnist", QUICK_ARCHITECTURES, seeds=3, batch_size=64,
+                   learning_rate=0.02, train_steps=940, num_measure_images=128,
+                   bn_recalibration_batches=50, allow_embedded=False)
 
 
 def paper():
@@ -208,6 +205,8 @@ def grid(profile, data_dir=None):
                 epochs=profile.epochs, warmup_epochs=0.0, measure_every=0,
                 num_measure_images=profile.num_measure_images,
                 max_train_examples=profile.max_train_examples)
+    if profile.bn_recalibration_batches:
+        base["bn_recalibration_batches"] = profile.bn_recalibration_batches
     return [Run(arch.model, seed, dict(base, model=arch.model, width=arch.width, seed=seed))
             for seed in range(profile.seeds) for arch in profile.architectures]
 
