@@ -56,6 +56,20 @@ def default_settings(experiment):
     return {**DEFAULTS, **PRESETS[experiment]}
 
 
+def as_flags(settings, exclude=()):
+    """Settings as the command-line tools' flags: "--key=value" (booleans "--key" / "--nokey"),
+    sorted by key, leaving out None values and the keys in `exclude`."""
+    args = []
+    for key, value in sorted(settings.items()):
+        if key in exclude or value is None:
+            continue
+        if isinstance(value, bool):
+            args.append(f"--{key}" if value else f"--no{key}")
+        else:
+            args.append(f"--{key}={value}")
+    return args
+
+
 def resolve_steps(settings, num_train):
     """(train_steps, warmup_steps, examples per epoch or None).
 

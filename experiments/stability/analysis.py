@@ -16,20 +16,23 @@ all drawn architectures alike) is left out; the count of those used is kept.
 The verdicts follow the paper's study (experiments/study/findings.py) in three ways: *agrees*
 when the interval of every effect lies above 0, *contradicts* when one lies below 0, *not shown*
 otherwise, stating the smallest effect the run would detect with 80% probability, 2.8 times the
-bootstrap standard error (the same 2 SE + 0.84 SE rule as the paper's study; the two could share
-one helper). Claims (`STATEMENTS`): (a) R_f is about 1 at initialization, (b) it falls during
-training for CNNs, not for fully connected nets, (c) the test error rises with R_f across
-architectures, (d) R_f predicts it better than D_f alone, (e) the slope of log error against
-log R_f is about 0.5 (Petrini's fit on CIFAR-10, error ~ 0.2 R_f^0.5).
+bootstrap standard error (`experiments.verdicts`, shared with the paper's study). Claims
+(`STATEMENTS`): (a) R_f is about 1 at initialization, (b) it falls during training for CNNs,
+not for fully connected nets, (c) the test error rises with R_f across architectures, (d) R_f
+predicts it better than D_f alone, (e) the slope of log error against log R_f is about 0.5
+(Petrini's fit on CIFAR-10, error ~ 0.2 R_f^0.5).
 """
 
 import dataclasses
 import math
+
 import numpy as np
 
-AGREES, CONTRADICTS, NOT_SHOWN = "agrees", "contradicts", "not shown"
-NOT_MEASURED = "not measured"
-DETECTABLE_SE = 2.8  # 2 SE + 0.84 SE: the effect a 2-SE criterion detects 80% of the time
+from experiments import verdicts as verdicts_lib
+
+AGREES, CONTRADICTS = verdicts_lib.AGREES, verdicts_lib.CONTRADICTS
+NOT_SHOWN, NOT_MEASURED = verdicts_lib.NOT_SHOWN, verdicts_lib.NOT_MEASURED
+DETECTABLE_SE = verdicts_lib.DETECTABLE_SE
 RESAMPLES = 2000
 CONFIDENCE = 0.95
 MEASURES = ("R_f", "D_f", "G_f")
@@ -220,6 +223,11 @@ class Interval:
     unit: str = "architectures"
 
     @property
+    def defined(self):
+        """The statistic and its interval are defined."""
+        return bool(np.isfinite(self.low) and np.isfinite(self.value))
+
+    @property
     def shown(self):
         return bool(self.low > 0)
 
@@ -230,7 +238,7 @@ class Interval:
     @property
     def detectable(self):
         """The effect this run would show with 80% probability: 2.8 bootstrap SE."""
-        return DETECTABLE_SE * self.se
+        return verdicts_lib.detectable(self.se)
 
     def contains(self, value):
         return bool(self.low <= value <= self.high)
@@ -304,14 +312,6 @@ class Verdict:
     @property
     def statement(self):
         return STATEMENTS[self.claim]
-
-
-def _three_way(intervals):
-    if any(not (np.isfinite(i.low) and np.isfinite(i.value)) for i in intervals):
-        return NOT_SHOWN
-    if any(i.contradicted for i in intervals):
-        return CONTRADICTS
-    return AGREES if all(i.shown for i in intervals) else NOT_SHOWN
 
 
 def _power_text(interval):
@@ -446,7 +446,7 @@ def _verdict_b(archs, falls):
                        "the contrast is not judged; " + _power_text(cnn), (cnn,))
     measured = (f"{cnn} (decades); {diff}; fully connected nets' fall "
                 f"{mean_fall(_fc(archs)):+.3f}; " + _power_text(min((cnn, diff), key=_z)))
-    return Verdict("b", _three_way((cnn, diff)), criterion, measured, (cnn, diff))
+    return Verdict("b", verdicts_lib.three_way((cnn, diff)), criterion, measured, (cnn, diff))
 
 
 def _z(interval):
@@ -462,7 +462,7 @@ def _verdict_c(archs, spearmans):
     r = spearmans["R_f"]
     measured = (f"{r}; for comparison {spearmans['D_f']}, {spearmans['G_f']}; "
                 + _power_text(r))
-    return Verdict("c", _three_way((r,)), criterion, measured, (r,))
+    return Verdict("c", verdicts_lib.three_way((r,)), criterion, measured, (r,))
 
 
 def _verdict_d(archs, intervals):
@@ -471,8 +471,8 @@ def _verdict_d(archs, intervals):
     if len(archs) < 3:
         return Verdict("d", NOT_MEASURED, criterion, "fewer than 3 architectures")
     diff = intervals["spearman R_f - D_f"]
-    return Verdict("d", _three_way((diff,)), criterion, f"{diff}; " + _power_text(diff),
-                   (diff,))
+    return Verdict("d", verdicts_lib.three_way((diff,)), criterion,
+                   f"{diff}; " + _power_text(diff), (diff,))
 
 
 def _verdict_e(archs, fits, dataset):

@@ -62,16 +62,7 @@ class Run:
 
     def flags(self):
         """The run's settings as launch.train flags ("--key=value", sorted), None left out."""
-        args = []
-        for key, value in sorted(self.settings.items()):
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                args.append(f"--{key}" if value else f"--no{key}")
-            else:
-                args.append(f"--{key}={value:g}" if isinstance(value, float)
-                            else f"--{key}={value}")
-        return args
+        return settings_lib.as_flags(self.settings)
 
     def command(self, root):
         """The equivalent launcher command line."""

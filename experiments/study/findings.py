@@ -21,12 +21,13 @@ from typing import Optional
 
 import numpy as np
 
+from experiments import verdicts
 from experiments.study import grid as grid_lib
 
-AGREES, CONTRADICTS, NOT_SHOWN = "agrees", "contradicts", "not shown"
-NOT_MEASURED = "not measured"
+AGREES, CONTRADICTS, NOT_SHOWN = verdicts.AGREES, verdicts.CONTRADICTS, verdicts.NOT_SHOWN
+NOT_MEASURED = verdicts.NOT_MEASURED
 UNDECIDED = "undecided (one seed: no standard error)"
-DETECTABLE_SE = 2.8  # 2 SE + 0.84 SE: the effect a 2-SE criterion detects 80% of the time
+DETECTABLE_SE = verdicts.DETECTABLE_SE
 # Random-label runs count for finding 5 only when they fit their random labels: training
 # accuracy (inference mode, on their fixed random-labelled training set) at least this.
 FIT_ACCURACY = 0.9
@@ -47,6 +48,11 @@ class Effect:
     unit: str = "seeds"
 
     @property
+    def defined(self):
+        """The effect has a standard error (two or more values)."""
+        return bool(np.isfinite(self.se))
+
+    @property
     def shown(self):
         """The run shows the effect: value > 2 SE (False when there is no SE)."""
         return bool(self.value > 2 * self.se)
@@ -59,7 +65,7 @@ class Effect:
     @property
     def detectable(self):
         """The effect this run's criterion (> 2 SE) would show with 80% probability: 2.8 SE."""
-        return DETECTABLE_SE * self.se
+        return verdicts.detectable(self.se)
 
     @property
     def power(self):
@@ -89,14 +95,6 @@ def mean_effect(name, values, unit="seeds"):
 def weakest(effects):
     """The effect closest to failing its criterion (smallest value / SE)."""
     return min(effects, key=lambda effect: effect.z)
-
-
-def _verdict(effects):
-    if any(not np.isfinite(e.se) for e in effects):
-        return UNDECIDED
-    if any(e.contradicted for e in effects):
-        return CONTRADICTS
-    return AGREES if all(e.shown for e in effects) else NOT_SHOWN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +130,7 @@ def _finding(number, criterion, effects, measured, unjudged=None):
     unjudged: None, or why a part of the finding could not be judged (the finding then cannot
     agree: at best it is not shown).
     """
-    verdict = _verdict(effects)
+    verdict = verdicts.three_way(effects, undefined=UNDECIDED)
     headline = weakest(effects)
     if unjudged is not None:
         measured += f"; {unjudged}"

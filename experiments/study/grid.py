@@ -51,15 +51,7 @@ class Run:
 
     def flags(self, exclude=()):
         """The run's settings as launcher flags ("--key=value", sorted), None values left out."""
-        args = []
-        for key, value in sorted({**self.settings, **self.spec_fields}.items()):
-            if key in exclude or value is None:
-                continue
-            if isinstance(value, bool):
-                args.append(f"--{key}" if value else f"--no{key}")
-            else:
-                args.append(f"--{key}={value}")
-        return args
+        return settings_lib.as_flags({**self.settings, **self.spec_fields}, exclude)
 
     def command(self, root):
         """The equivalent launcher command line."""
