@@ -65,6 +65,8 @@ class Architecture:
       seeds: the seeds (ints) measured at both stages, in order.
       error: [len(seeds)] float64 test error of the trained nets (fraction, 0..1).
       values: {stage: {measure: [len(seeds)] float64}} at the output, NaN where undefined.
+      train_error: [len(seeds)] float64 training error of the trained nets in inference mode,
+        NaN where not recorded (how well each net fits its training data).
     """
 
     model: str
@@ -72,6 +74,7 @@ class Architecture:
     seeds: tuple
     error: np.ndarray
     values: dict
+    train_error: np.ndarray = None
 
     def take(self, index):
         """The architecture restricted to (or resampled at) seed positions `index`."""
@@ -79,7 +82,8 @@ class Architecture:
         return Architecture(self.model, self.kind, tuple(np.asarray(self.seeds)[index]),
                             self.error[index],
                             {stage: {m: v[index] for m, v in measures.items()}
-                             for stage, measures in self.values.items()})
+                             for stage, measures in self.values.items()},
+                            None if self.train_error is None else self.train_error[index])
 
     def mean(self, stage, measure):
         values = self.values[stage][measure]
@@ -115,7 +119,8 @@ def architectures(records, deformation="diffeo"):
             point = output_point(record, deformation)
             by_model.setdefault(record["model"], {"kind": record["kind"], "runs": {}})
             by_model[record["model"]]["runs"][key[1:]] = (
-                _number(record.get("test_error")), {m: _number(point[m]) for m in MEASURES})
+                _number(record.get("test_error")), {m: _number(point[m]) for m in MEASURES},
+                _number(record.get("train_error")))
         except (KeyError, IndexError, TypeError) as e:
             raise ValueError(f"A stability record lacks {e} (model, kind, seed, stage, "
                              f"test_error, deformations.{deformation}.points).") from None
@@ -129,7 +134,8 @@ def architectures(records, deformation="diffeo"):
             model, entry["kind"], tuple(seeds),
             np.array([runs[(s, "trained")][0] for s in seeds], np.float64),
             {stage: {m: np.array([runs[(s, stage)][1][m] for s in seeds], np.float64)
-                     for m in MEASURES} for stage in STAGES}))
+                     for m in MEASURES} for stage in STAGES},
+            np.array([runs[(s, "trained")][2] for s in seeds], np.float64)))
     return result
 
 

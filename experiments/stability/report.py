@@ -93,11 +93,13 @@ def _mean_std(values):
 
 def architecture_table(result):
     """Markdown table: one row per architecture of an `analysis.Analysis`."""
-    lines = ["| model | kind | seeds | test error | R_f init | R_f trained | D_f trained | "
-             "G_f trained |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    lines = ["| model | kind | seeds | test error | train error | R_f init | R_f trained | "
+             "D_f trained | G_f trained |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for a in result.architectures:
         lines.append(
             f"| {a.model} | {a.kind} | {len(a.seeds)} | {_mean_std(a.error)} | "
+            f"{_mean_std(a.train_error)} | "
             f"{_mean_std(a.values['init']['R_f'])} | {_mean_std(a.values['trained']['R_f'])} | "
             f"{_mean_std(a.values['trained']['D_f'])} | "
             f"{_mean_std(a.values['trained']['G_f'])} |")
