@@ -67,6 +67,21 @@ class StatisticsTest(tf.test.TestCase, parameterized.TestCase):
         y[2] = y[5]  # a tie
         self.assertAllClose(analysis.spearman(x, y), scipy.stats.spearmanr(x, y).statistic)
 
+    def test_t_quantiles_match_scipy(self):
+        for df in (*range(1, 40), 60, 200, 10**4):
+            self.assertAllClose(analysis.t_quantile(df), scipy.stats.t.ppf(0.975, df),
+                                rtol=5e-4, msg=f"df={df}")
+
+    @parameterized.parameters(2, 3, 7)
+    def test_seed_interval_matches_scipy(self, n):
+        values = np.random.default_rng(n).normal(0.3, 0.2, n)
+        low, high = scipy.stats.t.interval(0.95, n - 1, loc=values.mean(),
+                                           scale=scipy.stats.sem(values))
+        interval = analysis.seed_interval("x", values)
+        self.assertAllClose([interval.low, interval.value, interval.high],
+                            [low, values.mean(), high], rtol=1e-3)
+        self.assertTrue(np.isnan(analysis.seed_interval("x", values[:1]).low))
+
     def test_spearman_undefined(self):
         self.assertTrue(np.isnan(analysis.spearman([1, 2], [3, 4])))
         self.assertTrue(np.isnan(analysis.spearman([1, 1, 1], [3, 4, 5])))
@@ -167,6 +182,21 @@ class VerdictTest(tf.test.TestCase):
         r = np.logspace(-2, -0.5, 5)
         _, verdicts = _verdicts(_study(list(0.2 * r ** 0.5), list(r), noise=0.02))
         self.assertEqual(verdicts["b"], analysis.NOT_SHOWN)
+
+    def test_init_claim_over_two_seeds_is_not_judged_from_their_span_alone(self):
+        # Two seeds at R_init 0.09 and 0.49 both lie below the band (0.5 to 2), yet their mean's
+        # t interval (12.7 SE either side) reaches into it: not shown, not contradicted.
+        records = _study([0.1, 0.2, 0.3], [0.1, 0.3, 1.0], seeds=2)
+        for record in records:
+            if record["model"] == "m0" and record["stage"] == "init":
+                value = 0.09 if record["seed"] == 0 else 0.49
+                point = record["deformations"]["diffeo"]["points"][-1]
+                point.update(R_f=value, G_f=point["D_f"] / value)
+        result, verdicts = _verdicts(records)
+        self.assertEqual(verdicts["a"], analysis.NOT_SHOWN)
+        first = result.verdicts[0].intervals[0]
+        self.assertAllClose(first.value, np.mean(np.log10([0.09, 0.49])))
+        self.assertLess(first.low, -1.0)
 
     def test_bad_records_named(self):
         with self.assertRaisesRegex(ValueError, "lacks"):

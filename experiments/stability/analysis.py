@@ -11,7 +11,9 @@ Generator, resampling at two levels: the architectures (with replacement, separa
 fully connected nets and the others, so that both groups keep their sizes), then within each
 drawn architecture its seeds (with replacement, the same seeds for every measure and stage of
 that architecture, so paired values stay paired). A resample whose statistic is undefined (e.g.
-all drawn architectures alike) is left out; the count of those used is kept.
+all drawn architectures alike) is left out; the count of those used is kept. Claim (a) is judged
+per architecture over its seeds, where a bootstrap over 2 or 3 values would be far too narrow:
+there the interval is Student's t (`seed_interval`).
 
 The verdicts follow the paper's study (experiments/study/findings.py) in three ways: *agrees*
 when the interval of every effect lies above 0, *contradicts* when one lies below 0, *not shown*
@@ -212,11 +214,12 @@ def _cnn(archs):
 
 @dataclasses.dataclass(frozen=True)
 class Interval:
-    """A statistic with its bootstrap interval; `shown` when the interval lies above 0.
+    """A statistic with its 95% interval; `shown` when the interval lies above 0.
 
-    value: the statistic on the data; low, high: the percentile interval (CONFIDENCE); se: the
-    standard deviation of the bootstrap values; count: the architectures (or seeds, `unit`)
-    behind it; resamples: how many resamples defined it.
+    value: the statistic on the data; low, high: the percentile bootstrap interval (or, over
+    seeds, Student's t: `seed_interval`); se: the standard deviation of the bootstrap values
+    (the standard error of the mean over seeds); count: the architectures (or seeds, `unit`)
+    behind it; resamples: how many resamples defined it (0 for a t interval).
     """
 
     name: str
@@ -339,16 +342,15 @@ def init_ranges(archs):
     return ranges
 
 
-def verdict_a(archs, resamples=RESAMPLES, seed=0):
-    """(a) R_f about 1 at init: per architecture, the interval (over its seeds) of the mean of
-    log10 R_init; agrees when every one lies within log10 INIT_FACTOR of 0, contradicts when one
-    lies entirely outside, else not shown."""
+def verdict_a(archs):
+    """(a) R_f about 1 at init: per architecture, the 95% Student-t interval (over its seeds)
+    of the mean of log10 R_init; agrees when every one lies within log10 INIT_FACTOR of 0,
+    contradicts when one lies entirely outside, else not shown."""
     band = math.log10(INIT_FACTOR)
-    criterion = (f"agrees when, for every architecture, the 95% interval of the mean over seeds "
-                 f"of log10 R_f at init lies within ±{band:.3f} (R_f within a factor "
+    criterion = (f"agrees when, for every architecture, the 95% Student-t interval of the mean "
+                 f"over seeds of log10 R_f at init lies within ±{band:.3f} (R_f within a factor "
                  f"{INIT_FACTOR:g} of 1); contradicts when one lies entirely outside it")
-    intervals = [_seed_bootstrap(a, f"log10 R_init of {a.model}", _mean_log_init, resamples,
-                                 seed + 1 + k) for k, a in enumerate(archs)]
+    intervals = [seed_interval(f"log10 R_init of {a.model}", _log_init(a)) for a in archs]
     if not intervals:
         return Verdict("a", NOT_MEASURED, criterion, "no architecture measured at init")
     finite = [i for i in intervals if np.isfinite(i.low)]
@@ -361,37 +363,54 @@ def verdict_a(archs, resamples=RESAMPLES, seed=0):
         verdict = NOT_SHOWN
     ranges = "; ".join(f"{kind}: {low:.3g} to {high:.3g}"
                        for kind, (low, high) in sorted(init_ranges(archs).items()))
-    widest = max(finite, key=lambda i: i.se, default=None)
     measured = f"R_f at the output at init, range per kind: {ranges}"
     outside = [i.name for i in finite if i.low > band or i.high < -band]
     if outside:
         measured += f"; outside the band: {', '.join(outside)}"
+    widest = max(finite, key=lambda i: i.high - i.low, default=None)
     if widest is not None:
-        measured += (f"; the noisiest architecture ({widest.name}) resolves a deviation of "
-                     f"a factor {10 ** widest.detectable:.2f} from 1 (2.8 bootstrap SE)")
+        measured += (f"; the widest interval ({widest.name}, {widest.count} seeds) spans a "
+                     f"factor {10 ** ((widest.high - widest.low) / 2):.2f} either side of its "
+                     f"mean, the narrowest band a verdict can fall in")
+    if len(finite) < len(intervals):
+        measured += "; an architecture with fewer than 2 seeds has no interval"
     return Verdict("a", verdict, criterion, measured, tuple(intervals))
 
 
-def _mean_log_init(arch):
-    """Mean over seeds of log10 R_f at init (defined values only); NaN without any."""
+def _log_init(arch):
+    """log10 R_f at init over the architecture's seeds (defined, positive values only)."""
     values = arch.values["init"]["R_f"]
-    values = values[np.isfinite(values) & (values > 0)]
-    return float(np.mean(np.log10(values))) if len(values) else math.nan
+    return np.log10(values[np.isfinite(values) & (values > 0)])
 
 
-def _seed_bootstrap(arch, name, stat, resamples, seed):
-    """Interval of `stat(arch)` over resamples of the architecture's seeds."""
-    rng = np.random.default_rng(seed)
-    n = len(arch.seeds)
-    samples = np.array([stat(arch.take(rng.integers(0, n, n))) for _ in range(resamples)])
-    samples = samples[np.isfinite(samples)]
-    if n < 2 or len(samples) < 2:
-        return Interval(name, stat(arch), math.nan, math.nan, math.nan, n, len(samples),
-                        "seeds")
-    alpha = (1 - CONFIDENCE) / 2
-    low, high = np.quantile(samples, [alpha, 1 - alpha])
-    return Interval(name, stat(arch), float(low), float(high),
-                    float(np.std(samples, ddof=1)), n, len(samples), "seeds")
+# Two-sided 95% quantiles of Student's t distribution, t_{0.975}(df), for df = 1..30; beyond,
+# the first two terms of its expansion around the normal quantile (Cornish-Fisher).
+T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
+         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
+         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+NORMAL_975 = 1.960
+
+
+def t_quantile(df):
+    """t_{0.975} with `df` degrees of freedom (>= 1)."""
+    if df <= len(T_975):
+        return T_975[df - 1]
+    z = NORMAL_975
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+
+
+def seed_interval(name, values):
+    """The 95% Student-t interval of the mean of independent per-seed `values`: mean ± t(n - 1)
+    SE. A percentile bootstrap over 2 or 3 seeds would be far too narrow (over 2 seeds it is
+    the span of the two values). NaN bounds with fewer than 2 values."""
+    values = np.asarray(values, np.float64)
+    n = len(values)
+    mean = float(np.mean(values)) if n else math.nan
+    if n < 2:
+        return Interval(name, mean, math.nan, math.nan, math.nan, n, 0, "seeds")
+    se = float(np.std(values, ddof=1) / math.sqrt(n))
+    half = t_quantile(n - 1) * se
+    return Interval(name, mean, mean - half, mean + half, se, n, 0, "seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -433,7 +452,7 @@ def analyse(records, dataset, deformation="diffeo", resamples=RESAMPLES, seed=0)
     fits = {k: intervals[k] for k in ("slope", "log10_prefactor")} if archs else {}
     spearmans = {m: intervals[f"spearman {m}"] for m in MEASURES} if archs else {}
     falls = {k: intervals[k] for k in ("CNN fall", "CNN fall - FC fall")} if archs else {}
-    verdicts = [verdict_a(archs, resamples, seed)]
+    verdicts = [verdict_a(archs)]
     verdicts += [_verdict_b(archs, falls), _verdict_c(archs, spearmans),
                  _verdict_d(archs, intervals), _verdict_e(archs, fits, dataset)]
     return Analysis(deformation, dataset, archs, fits, spearmans, falls, verdicts)
