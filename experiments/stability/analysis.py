@@ -371,7 +371,7 @@ def verdict_a(archs):
     if widest is not None:
         measured += (f"; the widest interval ({widest.name}, {widest.count} seeds) spans a "
                      f"factor {10 ** ((widest.high - widest.low) / 2):.2f} either side of its "
-                     f"mean, the narrowest band a verdict can fall in")
+                     f"mean, against the band's factor {INIT_FACTOR:g}")
     if len(finite) < len(intervals):
         measured += "; an architecture with fewer than 2 seeds has no interval"
     return Verdict("a", verdict, criterion, measured, tuple(intervals))
