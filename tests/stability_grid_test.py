@@ -76,6 +76,10 @@ class ProfileTest(tf.test.TestCase, parameterized.TestCase):
         self.assertEqual((profile.learning_rate, profile.batch_size, profile.weight_decay,
                           profile.epochs, profile.train_steps), (0.1, 128, 5e-4, 200, None))
         self.assertFalse(profile.allow_embedded)
+        names = [a.model for a in profile.architectures]
+        self.assertIn("mobilenet_v2", names)  # full width, as Petrini et al. trained it
+        self.assertIn("efficientnet_b0", names)
+        self.assertEqual({a.width for a in profile.architectures}, {None})
 
     def test_finished_runs_detected(self):
         root = self.get_temp_dir()
