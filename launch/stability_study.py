@@ -59,10 +59,17 @@ def _check_data(profile, data_dir):
         common.refuse_embedded_data(profile.name, profile.dataset, data_dir)
 
 
-def _write_grid(profile, runs, root):
-    """Writes grid.json; refuses a --output_dir that holds another grid."""
+def _write_grid(profile, runs, root, data_dir):
+    """Writes grid.json; refuses a --output_dir that holds another grid.
+
+    `data_dir` is recorded as given (None: the profile's own), not the path it resolves to, so
+    a study on the embedded data continues after the repository has moved.
+    """
     grid = {"profile": dataclasses.asdict(profile), "title": profile.title,
-            "runs": [dict(name=r.name, **r.settings) for r in runs]}
+            "data_dir": data_dir,
+            "runs": [dict(name=r.name, **{k: v for k, v in r.settings.items()
+                                          if k != "data_dir"}) for r in runs]}
+    grid["profile"].pop("data_dir")
     grid = json.loads(json.dumps(grid))
     path = os.path.join(root, "grid.json")
     if os.path.exists(path):
@@ -87,7 +94,7 @@ def main(argv):
         return
     _check_data(profile, data_dir)
     os.makedirs(root, exist_ok=True)
-    _write_grid(profile, runs, root)
+    _write_grid(profile, runs, root, FLAGS.data_dir)
     started = time.time()
     stabilities = []
 

@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from experiments import models
 from experiments.stability import grid as grid_lib
+from pipelines import idx
 from tests.launch_test import REPO
 
 # Parses launch.train commands read from stdin with launch.train's flags; prints, per command,
@@ -148,6 +149,11 @@ class LauncherTest(tf.test.TestCase):
             self._check_matches_training_measurements(os.path.join(root, run.name))
         with open(os.path.join(root, "report.md")) as f:
             self.assertIn("## Verdicts", f.read())
+        with open(os.path.join(root, "grid.json")) as f:
+            grid = json.load(f)
+        # The embedded data's path is not recorded: a moved checkout continues the study.
+        self.assertIsNone(grid["data_dir"])
+        self.assertNotIn(os.path.dirname(idx.EMBEDDED_FASHION_MNIST_DIR), json.dumps(grid))
         self.assertTrue(os.path.exists(os.path.join(root, "figures", "error_vs_rf.png")))
         mtimes = {r.name: os.path.getmtime(os.path.join(root, r.name, "stability.json"))
                   for r in runs}
