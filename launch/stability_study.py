@@ -97,6 +97,8 @@ def main(argv):
     _write_grid(profile, runs, root, FLAGS.data_dir)
     started = time.time()
     stabilities = []
+    done_before = sum(os.path.exists(os.path.join(grid_lib.run_dir(r, root),
+                                                  measure.STABILITY_FILE)) for r in runs)
 
     def measure_run(run, run_dir):
         stabilities.append(measure.measure_run(run_dir, data_dir, profile.num_measure_images))
@@ -106,10 +108,15 @@ def main(argv):
         results = report.collect(stabilities, profile.title, profile.dataset)
         report.write_results(results, root)
         elapsed = time.time() - started
+        if done_before == len(runs):
+            timing = (f"All {len(runs)} runs were trained and measured before the invocation "
+                      "that wrote this report.")
+        else:
+            timing = (f"This invocation took {elapsed:.0f} s, training and measuring "
+                      f"{len(runs) - done_before} of the {len(runs)} runs (os.cpu_count() = "
+                      f"{os.cpu_count()}).")
         analyses = report.write_report(results, root, notes=[
-            f"Runs: {len(runs)} ({profile.title}).",
-            f"This invocation took {elapsed:.0f} s (training and measuring the runs not "
-            f"already done; os.cpu_count() = {os.cpu_count()})."])
+            f"Runs: {len(runs)} ({profile.title}).", timing])
     except (training.RunError, FileNotFoundError, ValueError) as e:
         raise common.usage_error(str(e)) from None
     for verdict in analyses["diffeo"].verdicts:

@@ -148,7 +148,9 @@ class LauncherTest(tf.test.TestCase):
         for run in runs:
             self._check_matches_training_measurements(os.path.join(root, run.name))
         with open(os.path.join(root, "report.md")) as f:
-            self.assertIn("## Verdicts", f.read())
+            text = f.read()
+        self.assertIn("## Verdicts", text)
+        self.assertIn(f"training and measuring {len(runs)} of the {len(runs)} runs", text)
         with open(os.path.join(root, "grid.json")) as f:
             grid = json.load(f)
         # The embedded data's path is not recorded: a moved checkout continues the study.
@@ -161,6 +163,8 @@ class LauncherTest(tf.test.TestCase):
         self.assertEqual(again.returncode, 0, again.stderr[-3000:])
         self.assertIn(f"{len(runs)} of {len(runs)} runs already finished", again.stderr)
         self.assertNotIn("training lenet", again.stderr)
+        with open(os.path.join(root, "report.md")) as f:
+            self.assertIn(f"All {len(runs)} runs were trained and measured before", f.read())
         for run in runs:
             self.assertEqual(os.path.getmtime(os.path.join(root, run.name, "stability.json")),
                              mtimes[run.name])
