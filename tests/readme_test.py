@@ -70,7 +70,9 @@ class ReadmeTest(tf.test.TestCase):
 
     def test_pointers_to_the_method_document_name_its_sections(self):
         with open(os.path.join(REPO, "docs", "method.md")) as f:
-            sections = {h.lower() for h in re.findall(r"^## (\w+)", f.read(), re.M)}
+            # GitHub's anchors: lower case, punctuation dropped, spaces as hyphens.
+            sections = {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+                        for h in re.findall(r"^## (.+)$", f.read(), re.M)}
         self.assertContainsSubset({"deformation", "sensitivity", "smoothness", "models", "data",
                                    "choices", "findings"}, sections)
         pointers = {(name, anchor) for name, text in self.tracked_text_files().items()
