@@ -159,7 +159,8 @@ def standard():
     ten quick-profile nets for one seed, with evaluating the 10,000 test images and measuring,
     took 7 min 20 s, and reached test accuracies of 0.84-0.89; EfficientNet-B0 trained at about
     210 examples a second (0.3 s a step). Three epochs of the eleven nets for three seeds come
-    to about 75 minutes on a quiet machine.
+    to about 75 minutes on a quiet machine. The profile's first full run took 1 h 48 min 50 s
+    with other jobs on the two cores for most of it (7,233 s of CPU time).
     """
     return Profile("standard", "fashion_mnist",
                    QUICK_ARCHITECTURES + (Architecture("efficientnet_b0"),), seeds=3,
